@@ -1,0 +1,134 @@
+/** The application: a world, its backups and one HTTP listener that dispatches on method and path. */
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { basicChecker, type Credentials } from './auth.js';
+import { Backups, type BackupInfo, type RestoredFrom } from './backup.js';
+import { Cube } from './cube.js';
+import * as handlers from './handlers.js';
+import { HttpError, sendError } from './http.js';
+import type { Log } from './log.js';
+import type { BlobStore } from './store.js';
+
+export interface AppOptions {
+  cells: number;
+  auth: Credentials;
+  store: BlobStore;
+  /** Key prefix of this world's backups ('' or ending in '/'). */
+  prefix: string;
+  legacyKey: string;
+  backupRetain: number;
+  backupIntervalMs: number;
+  log: Log;
+  /** How long close() lets requests in flight finish before it drops their connections. */
+  drainMs?: number;
+  now?: () => number;
+}
+
+/** How shutdown ended for the world. */
+export type FinalBackup = { outcome: 'unchanged' } | { outcome: 'written'; backup: BackupInfo } | { outcome: 'failed'; error: unknown };
+
+export interface App {
+  server: Server;
+  cube: Cube;
+  backups: Backups;
+  /** Restores the world, then listens; rejects (e.g. EADDRINUSE, RestoreError) without serving. */
+  start(port: number, host?: string): Promise<AddressInfo & { restoredFrom: RestoredFrom }>;
+  /** Stops accepting, lets requests in flight finish, stops the schedule, writes a final backup if the world changed. */
+  close(): Promise<FinalBackup>;
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, ctx: handlers.Ctx) => Promise<void>;
+
+/** path → method → handler. Wrong methods get 405 with Allow; unknown paths 404. */
+const ROUTES = new Map<string, Map<string, Handler>>([
+  ['/request', new Map([['POST', handlers.request]])],
+  ['/s3dump', new Map([['POST', handlers.s3dump]])],
+  ['/healthcheck', new Map([['GET', handlers.healthcheck], ['HEAD', handlers.healthcheck]])],
+  ['/backups', new Map([['GET', handlers.listBackups]])],
+  ['/restore', new Map([['POST', handlers.restore]])],
+]);
+
+/** Builds an app with fresh state; nothing listens or touches the store until start(). */
+export function createApp(options: AppOptions): App {
+  const now = options.now ?? Date.now;
+  const log = options.log;
+  const cube = new Cube(options.cells);
+  const backups = new Backups({
+    store: options.store, cube, prefix: options.prefix, legacyKey: options.legacyKey,
+    retain: options.backupRetain, intervalMs: options.backupIntervalMs, log, now,
+  });
+  const ctx: handlers.Ctx = { cube, backups, checkAuth: basicChecker(options.auth), startedAt: now(), now };
+
+  let inFlight = 0;
+  const drained = new EventTarget();
+  const server = createServer((req, res) => {
+    inFlight++;
+    res.once('close', () => {
+      if (--inFlight === 0) drained.dispatchEvent(new Event('drained'));
+    });
+    dispatch(req, res, ctx).catch((err: unknown) => sendError(req, res, err, log));
+  });
+  // Slow or stuck clients must not hold sockets: EB's nginx keeps upstream connections up to 60 s, hence 65 s idle.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.keepAliveTimeout = 65_000;
+
+  let closing: Promise<FinalBackup> | undefined;
+
+  return {
+    server,
+    cube,
+    backups,
+    async start(port, host) {
+      const restoredFrom = await backups.restore();
+      server.listen(port, host);
+      await Promise.race([
+        once(server, 'listening'),
+        once(server, 'error').then(([err]) => { throw err; }),
+      ]);
+      backups.start();
+      const address = server.address() as AddressInfo;
+      log.info('listening', { address: address.address, port: address.port, cells: cube.cells, store: options.store.location, prefix: options.prefix });
+      return { ...address, restoredFrom };
+    },
+    close() {
+      closing ??= (async () => {
+        log.info('shutdown_started', { inFlight });
+        const closed = server.listening ? once(server, 'close') : Promise.resolve();
+        server.close();
+        if (inFlight > 0) {
+          const deadline = AbortSignal.timeout(options.drainMs ?? 10_000);
+          await Promise.race([once(drained, 'drained'), once(deadline, 'abort')]);
+        }
+        server.closeAllConnections();
+        await closed;
+        await backups.stop();
+        const final = await finalBackup(backups);
+        log.info('shutdown_finished', { finalBackup: final.outcome });
+        return final;
+      })();
+      return closing;
+    },
+  };
+}
+
+async function dispatch(req: IncomingMessage, res: ServerResponse, ctx: handlers.Ctx): Promise<void> {
+  const url = req.url ?? '/';
+  const query = url.indexOf('?');
+  const path = query < 0 ? url : url.slice(0, query);
+  const route = ROUTES.get(path);
+  if (!route) throw new HttpError(404, `no route ${path}`);
+  const handler = route.get(req.method ?? '');
+  if (!handler) throw new HttpError(405, `method ${req.method} not allowed on ${path}`, { Allow: [...route.keys()].join(', ') });
+  await handler(req, res, ctx);
+}
+
+async function finalBackup(backups: Backups): Promise<FinalBackup> {
+  if (!backups.dirty) return { outcome: 'unchanged' };
+  try {
+    return { outcome: 'written', backup: await backups.backup('shutdown') };
+  } catch (error) {
+    return { outcome: 'failed', error }; // run() has logged it
+  }
+}

@@ -1,0 +1,33 @@
+/** HTTP Basic authentication, compared in constant time. */
+import { createHash, timingSafeEqual } from 'node:crypto';
+
+export interface Credentials { user: string; password: string }
+
+/** The user and password of a `Basic` Authorization header, or undefined if it is not one. */
+export function parseBasic(header: string | undefined): Credentials | undefined {
+  if (!header) return undefined;
+  const match = /^Basic[ ]+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
+  if (!match) return undefined;
+  const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return undefined;
+  return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+/** A checker for one pair of credentials: true only when the header carries exactly them. */
+export function basicChecker(expected: Credentials): (header: string | undefined) => boolean {
+  // Digests have equal length whatever the inputs, so timingSafeEqual never leaks a length.
+  const user = digest(expected.user);
+  const password = digest(expected.password);
+  return (header) => {
+    const given = parseBasic(header);
+    if (!given) return false;
+    const userOk = timingSafeEqual(digest(given.user), user);
+    const passwordOk = timingSafeEqual(digest(given.password), password);
+    return userOk && passwordOk;
+  };
+}
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}

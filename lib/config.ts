@@ -1,0 +1,80 @@
+/** Configuration from the environment: parsed and validated once, in one place. */
+
+export interface Config {
+  port: number;
+  host: string;
+  /** Basic auth credentials; `generated` means the password was made at start and must be shown once. */
+  auth: { user: string; password: string; generated: boolean };
+  cells: number;
+  /** Where backups live: an S3 bucket, or a local folder when no bucket is configured. */
+  store: { kind: 's3'; bucket: string; forcePathStyle: boolean } | { kind: 'file'; dir: string };
+  /** Key prefix of this world's backups inside the store ('' or ending in '/'). */
+  prefix: string;
+  /** The seed server's raw backup object, read once at boot when the prefix holds no backup. */
+  legacyKey: string;
+  backupRetain: number;
+  /** Seconds between scheduled backups; 0 turns the schedule off. */
+  backupIntervalSeconds: number;
+}
+
+/** A configuration variable that cannot be used; the message names it. */
+export class ConfigError extends Error {
+  constructor(readonly variable: string, reason: string) {
+    super(`${variable}: ${reason}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Reads the configuration from `env`; throws ConfigError naming the first bad variable. `randomPassword` makes the password when AUTH_PASSWORD is unset. */
+export function loadConfig(env: Env, randomPassword: () => string): Config {
+  const bucket = optional(env, 'S3_BUCKET');
+  const password = optional(env, 'AUTH_PASSWORD');
+  const prefix = env.S3_PREFIX ?? 'cubecache/';
+  if (prefix !== '' && !prefix.endsWith('/')) throw new ConfigError('S3_PREFIX', `must be empty or end with "/", got ${JSON.stringify(prefix)}`);
+  if (prefix.startsWith('/')) throw new ConfigError('S3_PREFIX', 'must not start with "/"');
+  const legacyKey = env.S3_LEGACY_KEY ?? 'data.bin';
+  if (legacyKey.startsWith('/')) throw new ConfigError('S3_LEGACY_KEY', 'must not start with "/"');
+  return {
+    port: integer(env, 'PORT', 5000, 0, 65535),
+    host: optional(env, 'HOST') ?? '0.0.0.0',
+    auth: {
+      user: optional(env, 'AUTH_USER') ?? 'cubecache',
+      password: password ?? randomPassword(),
+      generated: password === undefined,
+    },
+    // Up to 2^28 cells (1 GiB): a Uint8Array of that size is well within Node's limits.
+    cells: integer(env, 'CUBE_CELLS', 16_777_216, 1, 2 ** 28),
+    store: bucket
+      ? { kind: 's3', bucket, forcePathStyle: boolean(env, 'S3_FORCE_PATH_STYLE', false) }
+      : { kind: 'file', dir: optional(env, 'DATA_DIR') ?? './data' },
+    prefix,
+    legacyKey,
+    backupRetain: integer(env, 'BACKUP_RETAIN', 24, 1, 10_000),
+    backupIntervalSeconds: integer(env, 'BACKUP_INTERVAL_SECONDS', 60, 0, 7 * 24 * 3600),
+  };
+}
+
+/** A set, non-empty value, or undefined. */
+function optional(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = optional(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got ${JSON.stringify(raw)}`);
+  const value = Number(raw.trim());
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = optional(env, name)?.toLowerCase();
+  if (raw === undefined) return fallback;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw new ConfigError(name, `must be true or false, got ${JSON.stringify(env[name])}`);
+}

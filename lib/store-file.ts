@@ -1,0 +1,116 @@
+/** A BlobStore in a local folder: one file per key, written to a temp file, fsynced, then renamed or linked. */
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { BlobStore } from './store.js';
+
+const TEMP_SUFFIX = '.tmp';
+
+/** Stores objects as files below `dir`, created on first write. */
+export class FileStore implements BlobStore {
+  readonly location: string;
+  private readonly root: string;
+
+  constructor(dir: string) {
+    this.root = resolve(dir);
+    this.location = pathToFileURL(this.root).href;
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    try {
+      return await readFile(this.path(key));
+    } catch (err) {
+      if (isCode(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+  }
+
+  async put(key: string, body: Uint8Array): Promise<void> {
+    const path = this.path(key);
+    const temp = await this.writeTemp(path, body);
+    await rename(temp, path);
+    await syncDir(dirname(path));
+  }
+
+  async putIfAbsent(key: string, body: Uint8Array): Promise<boolean> {
+    const path = this.path(key);
+    const temp = await this.writeTemp(path, body);
+    try {
+      // link() fails if the name exists, so exactly one of two racing writers wins; the file is whole when it appears.
+      await link(temp, path);
+      await syncDir(dirname(path));
+      return true;
+    } catch (err) {
+      if (isCode(err, 'EEXIST')) return false;
+      throw err;
+    } finally {
+      await unlink(temp).catch(() => {});
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const keys: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return;
+        throw err;
+      }
+      for (const entry of entries) {
+        const full = join(dir, entry.name);
+        if (entry.isDirectory()) await walk(full);
+        else if (entry.isFile() && !entry.name.endsWith(TEMP_SUFFIX)) {
+          const key = relative(this.root, full).split(sep).join('/');
+          if (key.startsWith(prefix)) keys.push(key);
+        }
+      }
+    };
+    // Walk only the folder the prefix names, not the whole store.
+    const slash = prefix.lastIndexOf('/');
+    await walk(slash < 0 ? this.root : this.path(prefix.slice(0, slash)));
+    return keys.sort();
+  }
+
+  async delete(key: string): Promise<void> {
+    await unlink(this.path(key)).catch((err) => {
+      if (!isCode(err, 'ENOENT')) throw err;
+    });
+  }
+
+  /** The file for `key`; keys that would escape the folder are refused. */
+  private path(key: string): string {
+    const path = resolve(this.root, key);
+    if (key === '' || key.endsWith('/') || !path.startsWith(this.root + sep)) throw new Error(`invalid key ${JSON.stringify(key)}`);
+    return path;
+  }
+
+  private async writeTemp(path: string, body: Uint8Array): Promise<string> {
+    await mkdir(dirname(path), { recursive: true });
+    const temp = `${path}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`;
+    const file = await open(temp, 'wx');
+    try {
+      await file.writeFile(body);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    return temp;
+  }
+}
+
+/** Makes a rename or link in `dir` durable. */
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function isCode(err: unknown, code: string): boolean {
+  return (err as { code?: unknown } | null)?.code === code;
+}

@@ -1,0 +1,79 @@
+/** A BlobStore in an S3 bucket (AWS S3, or an S3-compatible server such as Ceph RGW). */
+import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { BlobStore } from './store.js';
+
+/** Bodies above this go as a multipart upload in parts of this size, several at once. */
+const PART_BYTES = 8 * 1024 * 1024;
+const PARTS_IN_FLIGHT = 4;
+
+/** Stores objects in `bucket` through `client` (built by the caller: the SDK's default chain in production, a local server in tests). */
+export class S3Store implements BlobStore {
+  readonly location: string;
+
+  constructor(private readonly client: S3Client, private readonly bucket: string) {
+    this.location = `s3://${bucket}`;
+  }
+
+  async get(key: string): Promise<Uint8Array | undefined> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      if (!out.Body) throw new Error(`GetObject ${key}: no body`);
+      return await out.Body.transformToByteArray();
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async put(key: string, body: Uint8Array): Promise<void> {
+    if (body.byteLength <= PART_BYTES) {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body }));
+      return;
+    }
+    // lib-storage aborts the multipart upload on failure (leavePartsOnError is false), so no parts linger.
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: key, Body: body },
+      partSize: PART_BYTES,
+      queueSize: PARTS_IN_FLIGHT,
+    });
+    await upload.done();
+  }
+
+  async putIfAbsent(key: string, body: Uint8Array): Promise<boolean> {
+    // Conditional writes are honoured on PutObject only (AWS and Ceph alike), so callers keep these bodies small.
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, IfNoneMatch: '*' }));
+      return true;
+    } catch (err) {
+      if (statusOf(err) === 412 || (err as Error | null)?.name === 'PreconditionFailed') return false;
+      throw err;
+    }
+  }
+
+  async list(prefix: string): Promise<string[]> {
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const out = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }));
+      for (const object of out.Contents ?? []) if (object.Key !== undefined) keys.push(object.Key);
+      token = out.IsTruncated ? out.NextContinuationToken : undefined;
+    } while (token);
+    return keys.sort();
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  return (err as { $metadata?: { httpStatusCode?: number } } | null)?.$metadata?.httpStatusCode;
+}
+
+// Ceph and AWS carry no message text on these errors: match on the name or the status.
+function isMissing(err: unknown): boolean {
+  const name = (err as Error | null)?.name;
+  return name === 'NoSuchKey' || name === 'NotFound' || statusOf(err) === 404;
+}

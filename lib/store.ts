@@ -1,0 +1,15 @@
+/** Where backups live. Every implementation passes the contract suite in test/store-contract.ts. */
+export interface BlobStore {
+  /** Where this store is, for logs and health (e.g. "s3://bucket" or "file:///data"). */
+  readonly location: string;
+  /** The object's bytes, or undefined if there is none. Any other failure throws. */
+  get(key: string): Promise<Uint8Array | undefined>;
+  /** Writes the object whole: a reader sees the old bytes or the new, never a mix. Large bodies may go in parts. */
+  put(key: string, body: Uint8Array): Promise<void>;
+  /** Writes only if no object has that key; false if one already had it. Atomic against other writers. */
+  putIfAbsent(key: string, body: Uint8Array): Promise<boolean>;
+  /** Every key that starts with `prefix`, sorted. */
+  list(prefix: string): Promise<string[]>;
+  /** Removes the object; removing a missing one is not an error. */
+  delete(key: string): Promise<void>;
+}

@@ -1,0 +1,79 @@
+/** Entry point: configuration from the environment, the store, the app; signals; the only process.exit. */
+import { S3Client } from '@aws-sdk/client-s3';
+import { randomBytes } from 'node:crypto';
+import { createApp } from './lib/app.js';
+import { ConfigError, loadConfig, type Config } from './lib/config.js';
+import { createLog } from './lib/log.js';
+import type { BlobStore } from './lib/store.js';
+import { FileStore } from './lib/store-file.js';
+import { S3Store } from './lib/store-s3.js';
+
+const log = createLog();
+
+function openStore(config: Config): BlobStore {
+  if (config.store.kind === 'file') return new FileStore(config.store.dir);
+  // Endpoint, region and credentials come the SDK's standard ways (AWS_ENDPOINT_URL_S3, AWS_REGION,
+  // the default chain: the instance role on Elastic Beanstalk), so nothing about them is configured here.
+  const client = new S3Client({
+    forcePathStyle: config.store.forcePathStyle,
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
+  });
+  return new S3Store(client, config.store.bucket);
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(process.env, () => randomBytes(18).toString('base64url'));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      log.error('config_invalid', { variable: err.variable, message: err.message });
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (config.auth.generated) {
+    // Shown once so a local `npm start` is usable; production sets AUTH_PASSWORD and this never appears.
+    log.warn('auth_password_generated', { user: config.auth.user, password: config.auth.password, message: 'AUTH_PASSWORD is not set: this random password is valid until the server stops' });
+  }
+  const app = createApp({
+    cells: config.cells,
+    auth: config.auth,
+    store: openStore(config),
+    prefix: config.prefix,
+    legacyKey: config.legacyKey,
+    backupRetain: config.backupRetain,
+    backupIntervalMs: config.backupIntervalSeconds * 1000,
+    log,
+  });
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('signal', { signal });
+    app.close().then(
+      (final) => process.exit(final.outcome === 'failed' ? 1 : 0),
+      (err: unknown) => {
+        log.error('shutdown_failed', { err });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
+  try {
+    await app.start(config.port, config.host);
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const message = code === 'EADDRINUSE' ? `port ${config.port} on ${config.host} is already in use` : (err as Error).message;
+    log.error('start_failed', { message, err });
+    process.exit(1);
+  }
+}
+
+main().catch((err: unknown) => {
+  log.error('crashed', { err });
+  process.exit(1);
+});
