@@ -175,7 +175,7 @@ export class Backups {
         this.log.warn('restore_raced', { seq, attempt }); // someone committed meanwhile: restore the newer world
       }
     } catch (err) {
-      const cause = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      const cause = describe(err);
       const advice = err instanceof CorruptBackupError || err instanceof UnreadableManifestError
         ? 'The backup is damaged. To fall back to the previous backup, move its commit object (commits/<seq>.json) out of the prefix, then start again.'
         : 'Check the bucket, the endpoint, the credentials and the network, then start again.';

@@ -31,6 +31,7 @@ type Env = Record<string, string | undefined>;
 export function loadConfig(env: Env, randomPassword: () => string): Config {
   const bucket = optional(env, 'S3_BUCKET');
   const password = optional(env, 'AUTH_PASSWORD');
+  const forcePathStyle = boolean(env, 'S3_FORCE_PATH_STYLE', false);
   const prefix = env.S3_PREFIX ?? 'cubecache/';
   if (prefix !== '' && !prefix.endsWith('/')) throw new ConfigError('S3_PREFIX', `must be empty or end with "/", got ${JSON.stringify(prefix)}`);
   if (prefix.startsWith('/')) throw new ConfigError('S3_PREFIX', 'must not start with "/"');
@@ -47,7 +48,7 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
     // Up to 2^28 cells (1 GiB): a Uint8Array of that size is well within Node's limits.
     cells: integer(env, 'CUBE_CELLS', 16_777_216, 1, 2 ** 28),
     store: bucket
-      ? { kind: 's3', bucket, forcePathStyle: boolean(env, 'S3_FORCE_PATH_STYLE', false) }
+      ? { kind: 's3', bucket, forcePathStyle }
       : { kind: 'file', dir: optional(env, 'DATA_DIR') ?? './data' },
     prefix,
     legacyKey,

@@ -1,0 +1,1 @@
+build: node scripts/verify-bundle.mjs

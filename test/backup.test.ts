@@ -1,0 +1,265 @@
+/** Durability end to end: backups, boot restore, refusals, legacy migration, two servers on one prefix. */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { describe, test, type TestContext } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { S3Client } from '@aws-sdk/client-s3';
+import { createApp } from '../lib/app.js';
+import { RestoreError } from '../lib/backup.js';
+import { memoryLog, silentLog } from '../lib/log.js';
+import { S3Store } from '../lib/store-s3.js';
+import { AUTH, openFileStore, openS3Store, s3Bucket, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
+
+const STORES: Array<[string, (t: TestContext) => Promise<StoreFixture>]> = [['file', openFileStore], ['s3', () => openS3Store()]];
+
+/** Defines the test once per store. */
+function eachStore(name: string, fn: (t: TestContext, open: () => Promise<StoreFixture>) => Promise<void>) {
+  for (const [kind, open] of STORES) test(`${name} (${kind} store)`, (t) => fn(t, () => open(t)));
+}
+
+/** Starting fails with a RestoreError matching `pattern`, and the store's keys stay as they were. */
+async function assertBootRefused(fixture: StoreFixture, pattern: RegExp, inspect = fixture.store) {
+  const before = await inspect.list(fixture.prefix);
+  const app = createApp({ cells: TEST_CELLS, auth: AUTH, store: fixture.store, prefix: fixture.prefix, legacyKey: `${fixture.prefix}data.bin`, backupRetain: 24, backupIntervalMs: 0, log: silentLog });
+  await assert.rejects(app.start(0, '127.0.0.1'), (err: unknown) => {
+    assert.ok(err instanceof RestoreError, String(err));
+    assert.match(err.message, pattern);
+    assert.match(err.message, /does not start with an empty world/);
+    return true;
+  });
+  assert.equal(app.server.listening, false, 'nothing served');
+  await app.close();
+  assert.deepEqual(await inspect.list(fixture.prefix), before, 'nothing written');
+}
+
+describe('backups and restore', () => {
+  eachStore('a write survives a restart', async (t, open) => {
+    const fixture = await open();
+    const a = await startServer(t, fixture);
+    await a.post('/request', { action: 1, index: 7, category: 9, sideB: 4 });
+    assert.equal((await a.post('/s3dump')).status, 200);
+    await a.app.close();
+    const b = await startServer(t, fixture);
+    assert.deepEqual((await b.post('/request', { index: 7 })).json, { status: 200, category: 9, rotation: 0, sideA: 0, sideB: 4 });
+    const health = await b.call('/healthcheck');
+    assert.equal(health.json.backup.restoredFrom.kind, 'backup');
+  });
+
+  eachStore('close() writes a final backup when the world changed, and none when it did not', async (t, open) => {
+    const fixture = await open();
+    const a = await startServer(t, fixture);
+    assert.deepEqual(await a.app.close(), { outcome: 'unchanged' });
+    const b = await startServer(t, fixture);
+    await b.post('/request', { action: 1, index: 3, category: 3 });
+    assert.equal((await b.app.close()).outcome, 'written');
+    const c = await startServer(t, fixture);
+    assert.equal((await c.post('/request', { index: 3 })).json.category, 3);
+  });
+
+  eachStore('the seed\'s raw data.bin is restored, then written in the new format, and never touched', async (t, open) => {
+    const fixture = await open();
+    const legacy = new Uint8Array(TEST_CELLS * 4);
+    legacy.set([9, 8, 7, 6], 7 * 4);
+    await fixture.store.put(`${fixture.prefix}data.bin`, legacy);
+    const a = await startServer(t, fixture);
+    assert.deepEqual((await a.post('/request', { index: 7 })).json, { status: 200, category: 9, rotation: 8, sideA: 7, sideB: 6 });
+    assert.deepEqual((await a.call('/healthcheck')).json.backup.restoredFrom, { kind: 'legacy', key: `${fixture.prefix}data.bin` });
+    assert.equal((await a.call('/healthcheck')).json.backup.unsavedChanges, true, 'not yet in the new format');
+    assert.equal((await a.app.close()).outcome, 'written');
+    await fixture.store.put(`${fixture.prefix}data.bin`, new Uint8Array(TEST_CELLS * 4)); // a newer commit wins over the legacy object
+    const b = await startServer(t, fixture);
+    assert.equal((await b.post('/request', { index: 7 })).json.category, 9);
+    assert.equal((await b.call('/healthcheck')).json.backup.restoredFrom.kind, 'backup');
+  });
+
+  eachStore('a legacy object of the wrong size refuses the boot', async (t, open) => {
+    const fixture = await open();
+    await fixture.store.put(`${fixture.prefix}data.bin`, new Uint8Array(100));
+    await assertBootRefused(fixture, /legacy object .*data\.bin holds 100 bytes/);
+  });
+
+  eachStore('no backup: an empty world, and the log says so', async (t, open) => {
+    const fixture = await open();
+    const log = memoryLog();
+    const s = await startServer(t, fixture, { log });
+    assert.equal((await s.post('/request', { index: TEST_CELLS - 1 })).json.category, 0);
+    assert.ok(log.events.some((e) => e.event === 'world_empty'));
+  });
+
+  eachStore('a corrupt backup refuses the boot and is not overwritten', async (t, open) => {
+    const fixture = await open();
+    const a = await startServer(t, fixture);
+    await a.post('/request', { action: 1, index: 1, category: 1 });
+    await a.app.close();
+    const [dataKey] = await fixture.store.list(`${fixture.prefix}backups/`);
+    const good = await fixture.store.get(dataKey!);
+    await fixture.store.put(dataKey!, good!.subarray(0, good!.byteLength - 8));
+    await assertBootRefused(fixture, /not a valid gzip stream|SHA-256|holds/);
+    await fixture.store.put(dataKey!, gzipSync(new Uint8Array(TEST_CELLS * 4)));
+    await assertBootRefused(fixture, /SHA-256/);
+    await fixture.store.put(dataKey!, gzipSync(new Uint8Array(TEST_CELLS * 4 - 4)));
+    await assertBootRefused(fixture, /holds \d+ bytes, expected/);
+    await fixture.store.delete(dataKey!);
+    await assertBootRefused(fixture, /is missing/);
+    await fixture.store.put(dataKey!, good!);
+    const b = await startServer(t, fixture);
+    assert.equal((await b.post('/request', { index: 1 })).json.category, 1, 'the repaired backup restores');
+  });
+
+  eachStore('a backup of another world size refuses the boot', async (t, open) => {
+    const fixture = await open();
+    const a = await startServer(t, fixture, { cells: TEST_CELLS * 2 });
+    await a.post('/request', { action: 1, index: 1, category: 1 });
+    await a.app.close();
+    await assertBootRefused(fixture, /CUBE_CELLS/);
+  });
+
+  test('an unreachable S3 refuses the boot', async () => {
+    const probe = createServer().listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const port = (probe.address() as { port: number }).port;
+    await new Promise((r) => probe.close(r));
+    const client = new S3Client({ endpoint: `http://127.0.0.1:${port}`, region: 'us-east-1', forcePathStyle: true, maxAttempts: 2, credentials: { accessKeyId: 'a', secretAccessKey: 'b' } });
+    const app = createApp({ cells: TEST_CELLS, auth: AUTH, store: new S3Store(client, 'bucket'), prefix: 'w/', legacyKey: 'data.bin', backupRetain: 24, backupIntervalMs: 0, log: silentLog });
+    await assert.rejects(app.start(0, '127.0.0.1'), (err: unknown) => err instanceof RestoreError && /ECONNREFUSED/.test(err.message) && /Check the bucket, the endpoint/.test(err.message));
+    assert.equal(app.server.listening, false);
+  });
+
+  test('S3 with wrong credentials refuses the boot', async (t) => {
+    const { server, bucket } = await s3Bucket();
+    if (server.kind !== 'ceph') return t.skip('s3rver does not check signatures (not checked here)');
+    const fixture = await openS3Store();
+    const a = await startServer(t, fixture);
+    await a.post('/request', { action: 1, index: 1, category: 1 });
+    await a.app.close();
+    const wrong = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, maxAttempts: 1, credentials: { accessKeyId: server.accessKeyId, secretAccessKey: 'wrong' } });
+    await assertBootRefused({ ...fixture, store: new S3Store(wrong, bucket) }, /HTTP 403|SignatureDoesNotMatch|AccessDenied/, fixture.store);
+  });
+
+  test('the production client settings (SDK default checksums) back up to and restore from the S3 server', async (t) => {
+    const { server, bucket } = await s3Bucket();
+    const client = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
+    const fixture = { ...(await openS3Store()), store: new S3Store(client, bucket) };
+    const big = { cells: 4 * 1024 * 1024 }; // 16 MiB: a multipart upload of random-ish bytes
+    const a = await startServer(t, fixture, big);
+    for (let i = 0; i < a.app.cube.bytes.length; i += 4093) a.app.cube.bytes[i] = i % 251;
+    a.app.cube.write(1, { category: 1, rotation: 2, sideA: 3, sideB: 4 });
+    const dump = await a.post('/s3dump');
+    assert.equal(dump.status, 200, dump.text);
+    const expected = Buffer.from(a.app.cube.bytes);
+    await a.app.close();
+    const b = await startServer(t, fixture, big);
+    assert.ok(Buffer.from(b.app.cube.bytes).equals(expected));
+  });
+
+  eachStore('two /s3dump at once run one upload; both answer with it', async (t, open) => {
+    const fixture = await open();
+    const s = await startServer(t, fixture);
+    await s.post('/request', { action: 1, index: 1, category: 1 });
+    const [first, second] = await Promise.all([s.post('/s3dump'), s.post('/s3dump')]);
+    assert.equal(first.status, 200);
+    assert.equal(second.status, 200);
+    assert.equal(first.json.backup.name, second.json.backup.name);
+    assert.equal((await fixture.store.list(`${fixture.prefix}backups/`)).length, 1);
+  });
+
+  eachStore('a write during a backup is in the next one', async (t, open) => {
+    const fixture = await open();
+    const s = await startServer(t, fixture);
+    await s.post('/request', { action: 1, index: 1, category: 1 });
+    const first = s.post('/s3dump');
+    await s.post('/request', { action: 1, index: 2, category: 2 });
+    const second = await s.post('/s3dump');
+    assert.notEqual((await first).json.backup.name, second.json.backup.name);
+    await s.app.close();
+    const b = await startServer(t, fixture);
+    assert.equal((await b.post('/request', { index: 2 })).json.category, 2);
+  });
+
+  eachStore('keeps the newest BACKUP_RETAIN backups and deletes the rest', async (t, open) => {
+    const fixture = await open();
+    const s = await startServer(t, fixture, { backupRetain: 3 });
+    const names: string[] = [];
+    for (let i = 1; i <= 5; i++) {
+      await s.post('/request', { action: 1, index: i, category: i });
+      names.push((await s.post('/s3dump')).json.backup.name);
+    }
+    const kept = await s.call('/backups', { auth: AUTH });
+    assert.deepEqual(kept.json.backups.map((b: { name: string }) => b.name), names.slice(2).reverse());
+    const objects = await fixture.store.list(`${fixture.prefix}backups/`);
+    assert.deepEqual(objects.map((key) => key.slice(key.lastIndexOf('/') + 1)), names.slice(2).map((n) => `${n}.gz`));
+  });
+
+  eachStore('a backup taken during a stream of writes restores to a state that existed at one instant', async (t, open) => {
+    const fixture = await open();
+    const s = await startServer(t, fixture);
+    // One writer, cells in order: any instant's world is "cells 0..m-1 written, the rest zero".
+    let acknowledged = 0;
+    let stop = false;
+    const writer = (async () => {
+      for (let i = 0; !stop && i < TEST_CELLS; i++) {
+        const answer = await s.post('/request', { action: 1, index: i, category: 1 + (i % 255), rotation: 7, sideA: i & 255, sideB: (i >> 8) & 255 });
+        assert.equal(answer.status, 200);
+        acknowledged = i + 1;
+      }
+    })();
+    while (acknowledged < 50) await new Promise((r) => setImmediate(r));
+    const before = acknowledged;
+    const dump = await s.post('/s3dump');
+    const after = acknowledged;
+    stop = true;
+    await writer;
+    assert.equal(dump.status, 200);
+    const restored = await fixture.store.get(`${fixture.prefix}backups/${dump.json.backup.name}.gz`);
+    const { gunzipSync } = await import('node:zlib');
+    const cells = gunzipSync(restored!);
+    let m = 0;
+    while (m < TEST_CELLS && cells[m * 4] !== 0) m++;
+    assert.ok(m >= before && m <= after, `backup holds ${m} writes; ${before} were acknowledged before the dump and ${after} after`);
+    for (let i = 0; i < TEST_CELLS; i++) {
+      const expected = i < m ? [1 + (i % 255), 7, i & 255, (i >> 8) & 255] : [0, 0, 0, 0];
+      assert.deepEqual([...cells.subarray(i * 4, i * 4 + 4)], expected, `cell ${i}`);
+    }
+  });
+});
+
+describe('two servers on one prefix', () => {
+  test('the newer server wins: the older one\'s backups fail loudly instead of overwriting', async (t) => {
+    const { server } = await s3Bucket();
+    if (!server.conditionalWrites) return t.skip('this S3 server ignores If-None-Match: * (not checked here)');
+    const fixture = await openS3Store();
+    const oldLog = memoryLog();
+    const older = await startServer(t, fixture, { log: oldLog });
+    await older.post('/request', { action: 1, index: 1, category: 1 });
+    assert.equal((await older.post('/s3dump')).status, 200);
+    const newer = await startServer(t, fixture); // restores the older one's backup and claims the prefix
+    assert.equal((await newer.post('/request', { index: 1 })).json.category, 1);
+    await newer.post('/request', { action: 1, index: 2, category: 2 });
+    await older.post('/request', { action: 1, index: 3, category: 3 });
+    const refused = await older.post('/s3dump');
+    assert.equal(refused.status, 409);
+    assert.match(refused.json.error, /another server/);
+    assert.ok(oldLog.events.some((e) => e.event === 'backups_fenced' && e.level === 'error'));
+    assert.ok((await older.call('/healthcheck')).json.backup.fenced);
+    assert.equal((await older.call('/healthcheck?backup=1')).status, 503);
+    assert.equal((await older.app.close()).outcome, 'failed', 'no final backup over the newer world');
+    assert.equal((await newer.post('/s3dump')).status, 200);
+    await newer.app.close();
+    const third = await startServer(t, fixture);
+    assert.equal((await third.post('/request', { index: 2 })).json.category, 2);
+    assert.equal((await third.post('/request', { index: 3 })).json.category, 0, 'the fenced write never landed');
+  });
+
+  test('the same on the file store', async (t) => {
+    const fixture = await openFileStore(t);
+    const older = await startServer(t, fixture);
+    await older.post('/request', { action: 1, index: 1, category: 1 });
+    await older.post('/s3dump');
+    const newer = await startServer(t, fixture);
+    await older.post('/request', { action: 1, index: 3, category: 3 });
+    assert.equal((await older.post('/s3dump')).status, 409);
+    await newer.post('/request', { action: 1, index: 2, category: 2 });
+    assert.equal((await newer.post('/s3dump')).status, 200);
+  });
+});

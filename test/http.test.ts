@@ -1,0 +1,149 @@
+/** The seed's protocol and cubecache's answers, end to end over real sockets. */
+import assert from 'node:assert/strict';
+import { connect } from 'node:net';
+import { once } from 'node:events';
+import { describe, test } from 'node:test';
+import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
+import { basicHeader } from './support/http.js';
+
+/** Sends raw bytes on a fresh socket and returns everything the server sends back until it closes or answers. */
+async function rawExchange(port: number, data: string, { end = true } = {}): Promise<string> {
+  const socket = connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  let received = '';
+  socket.on('data', (chunk) => { received += chunk.toString('latin1'); });
+  socket.write(data);
+  if (end) socket.end();
+  await once(socket, 'close');
+  return received;
+}
+
+describe('POST /request', () => {
+  test('a write answers the cell after it, a read answers it again', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    const write = await s.post('/request', { action: 1, index: 7, category: 9, rotation: 1, sideA: 2, sideB: 3 });
+    assert.equal(write.status, 200);
+    assert.match(String(write.headers['content-type']), /^application\/json/);
+    assert.equal(write.text, '{"status":200,"category":9,"rotation":1,"sideA":2,"sideB":3}');
+    const read = await s.post('/request', { index: 7 });
+    assert.deepEqual(read.json, { status: 200, category: 9, rotation: 1, sideA: 2, sideB: 3 });
+    assert.deepEqual((await s.post('/request', { action: 2, index: 7, category: 200 })).json, read.json, 'action 2 reads');
+  });
+
+  test('the seed\'s edge cases: null, {}, case-insensitive keys, last duplicate wins, unknown fields', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    await s.post('/request', { action: 1, index: 0, category: 5 });
+    for (const body of ['null', '{}', '{"index":null}']) {
+      const answer = await s.call('/request', { method: 'POST', body, auth: AUTH });
+      assert.deepEqual(answer.json, { status: 200, category: 5, rotation: 0, sideA: 0, sideB: 0 }, body);
+    }
+    await s.call('/request', { method: 'POST', body: '{"INDEX":7,"Action":1,"CATEGORY":9,"index":8,"junk":[1.5]}', auth: AUTH });
+    assert.equal((await s.post('/request', { index: 8 })).json.category, 9);
+    assert.equal((await s.post('/request', { index: 7 })).json.category, 0);
+  });
+
+  test('every bad body is a 400 with a JSON error, and a rejected write changes nothing', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    await s.post('/request', { action: 1, index: 3, category: 1, rotation: 1, sideA: 1, sideB: 1 });
+    const bad = ['', '{', '[]', '5', '"x"', '{"action":1,"index":3}x', `{"action":1,"index":${TEST_CELLS}}`, '{"action":1,"index":-1}',
+      '{"action":1,"index":3,"category":1.0}', '{"action":1,"index":3,"category":1e2}', '{"action":1,"index":3,"category":"9"}',
+      '{"action":1,"index":3,"category":true}', '{"action":1,"index":3,"category":9,"sideB":256}', '{"action":1,"index":3,"category":9,"rotation":-1}',
+      '{"action":1,"index":4611686018427387907,"category":9}', '{"action":1.5,"index":3,"category":9}'];
+    for (const body of bad) {
+      const answer = await s.call('/request', { method: 'POST', body, auth: AUTH });
+      assert.equal(answer.status, 400, body);
+      assert.equal(answer.json.status, 400, body);
+      assert.equal(typeof answer.json.error, 'string', body);
+    }
+    assert.deepEqual((await s.post('/request', { index: 3 })).json, { status: 200, category: 1, rotation: 1, sideA: 1, sideB: 1 });
+  });
+
+  test('missing or wrong credentials: 401 with WWW-Authenticate, nothing written', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    const cases = [undefined, basicHeader(AUTH.user, 'wrong'), basicHeader('other', AUTH.password), 'Bearer x', 'Basic %%%'];
+    for (const authorization of cases) {
+      const answer = await s.call('/request', { method: 'POST', body: { action: 1, index: 1, category: 9 }, headers: authorization ? { Authorization: authorization } : {} });
+      assert.equal(answer.status, 401, String(authorization));
+      assert.match(String(answer.headers['www-authenticate']), /^Basic realm="cubecache"/);
+      assert.deepEqual(answer.json, { status: 401, error: 'authentication required' });
+    }
+    assert.equal((await s.post('/request', { index: 1 })).json.category, 0);
+  });
+
+  test('a body over the limit is a 413 and the server stays up', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    const big = JSON.stringify({ index: 1, action: 1, category: 9, pad: 'x'.repeat(5000) });
+    const answer = await s.call('/request', { method: 'POST', body: big, auth: AUTH });
+    assert.equal(answer.status, 413);
+    assert.equal(answer.json.status, 413);
+    // Chunked, with no Content-Length to refuse up front.
+    const port = Number(new URL(s.url).port);
+    const chunk = 'x'.repeat(3000);
+    const raw = await rawExchange(port, `POST /request HTTP/1.1\r\nHost: x\r\nAuthorization: ${basicHeader(AUTH.user, AUTH.password)}\r\nTransfer-Encoding: chunked\r\n\r\n`
+      + `${(3000).toString(16)}\r\n${chunk}\r\n${(3000).toString(16)}\r\n${chunk}\r\n0\r\n\r\n`);
+    assert.match(raw, /^HTTP\/1\.1 413 /);
+    assert.equal((await s.post('/request', { index: 1 })).json.category, 0);
+  });
+
+  test('a client that leaves mid-body changes nothing', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    const port = Number(new URL(s.url).port);
+    const body = '{"action":1,"index":2,"category":9}';
+    const socket = connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    socket.write(`POST /request HTTP/1.1\r\nHost: x\r\nAuthorization: ${basicHeader(AUTH.user, AUTH.password)}\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 20)}`);
+    socket.destroy();
+    await once(socket, 'close');
+    assert.equal((await s.post('/request', { index: 2 })).json.category, 0);
+    assert.equal(s.app.cube.version, 0);
+  });
+});
+
+describe('routing and errors', () => {
+  test('unknown path 404, wrong method 405 with Allow, every error a JSON body', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    const notFound = await s.call('/nope');
+    assert.equal(notFound.status, 404);
+    assert.deepEqual(notFound.json, { status: 404, error: 'no route /nope' });
+    const wrongMethod = await s.call('/request', { auth: AUTH });
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.allow, 'POST');
+    assert.equal(wrongMethod.json.status, 405);
+    const healthPost = await s.call('/healthcheck', { method: 'POST', body: {} });
+    assert.equal(healthPost.status, 405);
+    assert.equal(healthPost.headers.allow, 'GET, HEAD');
+  });
+
+  test('GET /healthcheck: 200 without credentials, with world size, uptime, restore source and last backup', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    const health = await s.call('/healthcheck');
+    assert.equal(health.status, 200);
+    assert.equal(health.json.status, 200);
+    assert.equal(health.json.cells, TEST_CELLS);
+    assert.equal(health.json.bytes, TEST_CELLS * 4);
+    assert.equal(typeof health.json.uptimeSeconds, 'number');
+    assert.deepEqual(health.json.backup.restoredFrom, { kind: 'empty' });
+    assert.equal(health.json.backup.lastBackup, null);
+    await s.post('/s3dump');
+    const after = await s.call('/healthcheck');
+    assert.equal(typeof after.json.backup.lastBackup.createdAt, 'string');
+    assert.equal(after.json.backup.backupsTotal, 1);
+    const head = await s.call('/healthcheck', { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.text, '');
+  });
+
+  test('POST /s3dump answers with the backup it wrote', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    await s.post('/request', { action: 1, index: 1, category: 1 });
+    const dump = await s.call('/s3dump', { method: 'POST', body: '{}', auth: AUTH });
+    assert.equal(dump.status, 200);
+    const { backup } = dump.json;
+    assert.match(backup.name, /^\d{8}T\d{9}Z-[0-9a-f]{8}$/);
+    assert.equal(backup.bytes, TEST_CELLS * 4);
+    assert.ok(backup.compressedBytes > 0 && backup.compressedBytes < backup.bytes);
+    assert.match(backup.sha256, /^[0-9a-f]{64}$/);
+    assert.equal(typeof backup.durationMs, 'number');
+    assert.equal((await s.call('/s3dump', { method: 'POST', body: '{}' })).status, 401);
+  });
+});

@@ -1,0 +1,88 @@
+/** The behaviour every BlobStore must have; each backend's test file calls storeContract once. */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, test, type TestContext } from 'node:test';
+import type { StoreFixture } from './support/app.js';
+
+const bytes = (text: string) => new TextEncoder().encode(text);
+const text = (data: Uint8Array | undefined) => (data === undefined ? undefined : new TextDecoder().decode(data));
+
+/** Runs the contract against stores from `open` (a fresh store and prefix per test). `options.conditionalWrites` false skips what the backend cannot honour, loudly. */
+export function storeContract(name: string, open: (t: TestContext) => Promise<StoreFixture>, options: { conditionalWrites?: () => Promise<boolean> } = {}) {
+  describe(`BlobStore contract: ${name}`, () => {
+    test('get of a missing key is undefined', async (t) => {
+      const { store, prefix } = await open(t);
+      assert.equal(await store.get(`${prefix}missing`), undefined);
+    });
+
+    test('put then get returns the same bytes; put replaces', async (t) => {
+      const { store, prefix } = await open(t);
+      await store.put(`${prefix}a/b.bin`, bytes('one'));
+      assert.equal(text(await store.get(`${prefix}a/b.bin`)), 'one');
+      await store.put(`${prefix}a/b.bin`, bytes('two'));
+      assert.equal(text(await store.get(`${prefix}a/b.bin`)), 'two');
+    });
+
+    test('an empty object is stored and read back as empty, not missing', async (t) => {
+      const { store, prefix } = await open(t);
+      await store.put(`${prefix}empty`, new Uint8Array(0));
+      assert.equal((await store.get(`${prefix}empty`))?.byteLength, 0);
+    });
+
+    test('a large body (over one multipart part) round-trips byte for byte', async (t) => {
+      const { store, prefix } = await open(t);
+      const body = randomBytes(9 * 1024 * 1024 + 123);
+      await store.put(`${prefix}large`, body);
+      const back = await store.get(`${prefix}large`);
+      assert.ok(back);
+      assert.equal(back.byteLength, body.byteLength);
+      assert.ok(Buffer.from(back).equals(body));
+    });
+
+    test('putIfAbsent creates once, then answers false and keeps the first body', async (t) => {
+      if (options.conditionalWrites && !(await options.conditionalWrites())) {
+        t.skip('this S3 server ignores If-None-Match: * (not checked here)');
+        return;
+      }
+      const { store, prefix } = await open(t);
+      assert.equal(await store.putIfAbsent(`${prefix}c`, bytes('first')), true);
+      assert.equal(await store.putIfAbsent(`${prefix}c`, bytes('second')), false);
+      assert.equal(text(await store.get(`${prefix}c`)), 'first');
+    });
+
+    test('of racing putIfAbsent calls on one key exactly one wins', async (t) => {
+      if (options.conditionalWrites && !(await options.conditionalWrites())) {
+        t.skip('this S3 server ignores If-None-Match: * (not checked here)');
+        return;
+      }
+      const { store, prefix } = await open(t);
+      const results = await Promise.all(Array.from({ length: 8 }, (_, i) => store.putIfAbsent(`${prefix}race`, bytes(`writer ${i}`))));
+      assert.equal(results.filter(Boolean).length, 1);
+      assert.equal(text(await store.get(`${prefix}race`)), `writer ${results.indexOf(true)}`);
+    });
+
+    test('list returns the keys under a prefix, sorted, and nothing else', async (t) => {
+      const { store, prefix } = await open(t);
+      for (const key of ['x/2', 'x/1', 'x/sub/3', 'y/1', 'x2']) await store.put(`${prefix}${key}`, bytes(key));
+      assert.deepEqual(await store.list(`${prefix}x/`), [`${prefix}x/1`, `${prefix}x/2`, `${prefix}x/sub/3`]);
+      assert.deepEqual(await store.list(`${prefix}x`), [`${prefix}x/1`, `${prefix}x/2`, `${prefix}x/sub/3`, `${prefix}x2`]);
+      assert.deepEqual(await store.list(`${prefix}none/`), []);
+    });
+
+    test('list pages through more than one listing page', async (t) => {
+      const { store, prefix } = await open(t);
+      const keys = Array.from({ length: 1010 }, (_, i) => `${prefix}many/${String(i).padStart(5, '0')}`);
+      for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((key) => store.put(key, bytes('.'))));
+      assert.deepEqual(await store.list(`${prefix}many/`), keys);
+    });
+
+    test('delete removes; deleting a missing key is not an error', async (t) => {
+      const { store, prefix } = await open(t);
+      await store.put(`${prefix}d`, bytes('x'));
+      await store.delete(`${prefix}d`);
+      assert.equal(await store.get(`${prefix}d`), undefined);
+      assert.deepEqual(await store.list(`${prefix}d`), []);
+      await store.delete(`${prefix}d`);
+    });
+  });
+}

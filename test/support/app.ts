@@ -1,0 +1,72 @@
+/** Test fixtures: fresh stores and real servers on port 0, each cleaned up when its test ends. */
+import type { S3Client } from '@aws-sdk/client-s3';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { TestContext } from 'node:test';
+import { createApp, type App, type AppOptions } from '../../lib/app.js';
+import { silentLog } from '../../lib/log.js';
+import type { BlobStore } from '../../lib/store.js';
+import { FileStore } from '../../lib/store-file.js';
+import { S3Store } from '../../lib/store-s3.js';
+import { call, type Answer, type CallOptions } from './http.js';
+import { createTestBucket, sharedS3Server, testS3Client, type S3TestServer } from './s3-server.js';
+
+export const AUTH = { user: 'tester', password: 'correct horse battery staple' };
+/** A small world keeps tests fast; the size is not what they test. */
+export const TEST_CELLS = 4096;
+
+/** A store and a prefix of its own. */
+export interface StoreFixture { store: BlobStore; prefix: string; kind: 'file' | 's3' }
+
+/** A FileStore in a fresh temp folder, removed after the test. */
+export async function openFileStore(t: TestContext): Promise<StoreFixture & { dir: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'cubecache-test-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return { store: new FileStore(dir), prefix: 'world/', kind: 'file', dir };
+}
+
+let bucket: Promise<{ server: S3TestServer; client: S3Client; bucket: string }> | undefined;
+
+/** The shared S3 test server with one bucket for this test file. */
+export function s3Bucket(): Promise<{ server: S3TestServer; client: S3Client; bucket: string }> {
+  bucket ??= (async () => {
+    const server = await sharedS3Server();
+    const client = testS3Client(server);
+    return { server, client, bucket: await createTestBucket(server, client) };
+  })();
+  return bucket;
+}
+
+/** An S3Store on the shared test server, with a prefix no other test uses. */
+export async function openS3Store(): Promise<StoreFixture & { client: S3Client; bucket: string; server: S3TestServer }> {
+  const { server, client, bucket } = await s3Bucket();
+  return { store: new S3Store(client, bucket), prefix: `t-${randomBytes(6).toString('hex')}/`, kind: 's3', client, bucket, server };
+}
+
+/** A running app on 127.0.0.1, port 0, and a client bound to it. */
+export interface Running {
+  app: App;
+  url: string;
+  call(path: string, options?: CallOptions): Promise<Answer>;
+  /** POST with the test credentials; the parsed JSON answer. */
+  post(path: string, body?: unknown): Promise<Answer>;
+}
+
+/** Starts an app over `fixture` (restore included) and closes it after the test if the test did not. */
+export async function startServer(t: TestContext, fixture: StoreFixture, overrides: Partial<AppOptions> = {}): Promise<Running> {
+  const app = createApp({
+    cells: TEST_CELLS, auth: AUTH, store: fixture.store, prefix: fixture.prefix, legacyKey: `${fixture.prefix}data.bin`,
+    backupRetain: 24, backupIntervalMs: 0, log: silentLog, drainMs: 2000, ...overrides,
+  });
+  t.after(() => app.close());
+  const address = await app.start(0, '127.0.0.1');
+  const url = `http://127.0.0.1:${address.port}`;
+  return {
+    app,
+    url,
+    call: (path, options) => call(url, path, options),
+    post: (path, body = {}) => call(url, path, { method: 'POST', body: body as object, auth: AUTH }),
+  };
+}

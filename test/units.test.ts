@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
+import { basicChecker, parseBasic } from '../lib/auth.js';
+import { CorruptBackupError, decodeBackup, encodeBackup, sha256Hex } from '../lib/backup-format.js';
+import { ConfigError, loadConfig } from '../lib/config.js';
+import { Cube } from '../lib/cube.js';
+import { createLog } from '../lib/log.js';
+
+const header = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+describe('auth', () => {
+  test('parseBasic reads user and password, colons allowed in the password', () => {
+    assert.deepEqual(parseBasic(header('u', 'p:w:d')), { user: 'u', password: 'p:w:d' });
+    assert.deepEqual(parseBasic('basic ' + Buffer.from('a:').toString('base64')), { user: 'a', password: '' });
+    assert.equal(parseBasic(undefined), undefined);
+    assert.equal(parseBasic('Bearer abc'), undefined);
+    assert.equal(parseBasic('Basic ' + Buffer.from('nocolon').toString('base64')), undefined);
+  });
+
+  test('basicChecker accepts exactly the configured pair', () => {
+    const check = basicChecker({ user: 'user', password: 'password' });
+    assert.equal(check(header('user', 'password')), true);
+    assert.equal(check(header('user', 'passwordx')), false);
+    assert.equal(check(header('User', 'password')), false);
+    assert.equal(check(header('user', '')), false);
+    assert.equal(check(undefined), false);
+    assert.equal(check('Basic !!!'), false);
+  });
+});
+
+describe('config', () => {
+  const random = () => 'generated-password';
+
+  test('defaults: port 5000, all interfaces, local folder, a generated password', () => {
+    const config = loadConfig({}, random);
+    assert.equal(config.port, 5000);
+    assert.equal(config.host, '0.0.0.0');
+    assert.equal(config.cells, 16_777_216);
+    assert.deepEqual(config.store, { kind: 'file', dir: './data' });
+    assert.deepEqual(config.auth, { user: 'cubecache', password: 'generated-password', generated: true });
+    assert.equal(config.prefix, 'cubecache/');
+    assert.equal(config.legacyKey, 'data.bin');
+    assert.equal(config.backupRetain, 24);
+    assert.equal(config.backupIntervalSeconds, 60);
+  });
+
+  test('reads every variable', () => {
+    const config = loadConfig({
+      PORT: '8080', HOST: '127.0.0.1', AUTH_USER: 'u', AUTH_PASSWORD: 'p', CUBE_CELLS: '1024', S3_BUCKET: 'b',
+      S3_PREFIX: 'w/', S3_LEGACY_KEY: 'old.bin', S3_FORCE_PATH_STYLE: 'true', BACKUP_RETAIN: '3', BACKUP_INTERVAL_SECONDS: '0',
+    }, random);
+    assert.equal(config.port, 8080);
+    assert.deepEqual(config.auth, { user: 'u', password: 'p', generated: false });
+    assert.deepEqual(config.store, { kind: 's3', bucket: 'b', forcePathStyle: true });
+    assert.equal(config.cells, 1024);
+    assert.equal(config.prefix, 'w/');
+    assert.equal(config.legacyKey, 'old.bin');
+    assert.equal(config.backupRetain, 3);
+    assert.equal(config.backupIntervalSeconds, 0);
+  });
+
+  test('one clear error naming the bad variable', () => {
+    const bad: Array<[Record<string, string>, string]> = [
+      [{ PORT: 'eighty' }, 'PORT'], [{ PORT: '70000' }, 'PORT'], [{ CUBE_CELLS: '0' }, 'CUBE_CELLS'], [{ CUBE_CELLS: '-5' }, 'CUBE_CELLS'],
+      [{ CUBE_CELLS: '1.5' }, 'CUBE_CELLS'], [{ S3_PREFIX: 'noslash' }, 'S3_PREFIX'], [{ S3_FORCE_PATH_STYLE: 'maybe' }, 'S3_FORCE_PATH_STYLE'],
+      [{ BACKUP_RETAIN: '0' }, 'BACKUP_RETAIN'], [{ BACKUP_INTERVAL_SECONDS: 'often' }, 'BACKUP_INTERVAL_SECONDS'],
+    ];
+    for (const [env, variable] of bad) {
+      assert.throws(() => loadConfig(env, random), (err: unknown) => err instanceof ConfigError && err.variable === variable && err.message.startsWith(variable), JSON.stringify(env));
+    }
+  });
+});
+
+describe('cube', () => {
+  test('reads back what it wrote, counts versions, snapshots are copies', () => {
+    const cube = new Cube(8);
+    cube.write(7, { category: 1, rotation: 2, sideA: 3, sideB: 4 });
+    assert.deepEqual(cube.read(7), { category: 1, rotation: 2, sideA: 3, sideB: 4 });
+    assert.deepEqual([...cube.bytes.subarray(28)], [1, 2, 3, 4]);
+    const snapshot = cube.snapshot();
+    cube.write(7, { category: 9, rotation: 9, sideA: 9, sideB: 9 });
+    assert.deepEqual([...snapshot.bytes.subarray(28)], [1, 2, 3, 4]);
+    assert.equal(snapshot.version, 1);
+    assert.equal(cube.version, 2);
+  });
+
+  test('refuses bytes of the wrong size', () => {
+    assert.throws(() => new Cube(8, new Uint8Array(31)), RangeError);
+    assert.throws(() => new Cube(8).replace(new Uint8Array(33)), RangeError);
+  });
+});
+
+describe('backup format', () => {
+  test('round-trips and gunzip gives the raw cells', async () => {
+    const cells = new Uint8Array(3 * 1024 * 1024 + 5).map((_, i) => (i * 31) % 251);
+    const encoded = await encodeBackup(cells);
+    assert.equal(encoded.sha256, createHash('sha256').update(cells).digest('hex'));
+    assert.equal(encoded.bytes, cells.byteLength);
+    assert.deepEqual(new Uint8Array(await decodeBackup(encoded.body, cells.byteLength, encoded.sha256)), cells);
+    assert.equal(await sha256Hex(cells), encoded.sha256);
+  });
+
+  test('refuses a bad stream, a wrong size and a wrong checksum', async () => {
+    const cells = new Uint8Array(4096).fill(7);
+    const { body, sha256 } = await encodeBackup(cells);
+    await assert.rejects(decodeBackup(body.subarray(0, body.length - 10), 4096, sha256), CorruptBackupError);
+    await assert.rejects(decodeBackup(new Uint8Array([1, 2, 3]), 4096, sha256), CorruptBackupError);
+    await assert.rejects(decodeBackup(body, 4092, sha256), /more than 4092 bytes/);
+    await assert.rejects(decodeBackup(gzipSync(cells.subarray(0, 4000)), 4096, sha256), /holds 4000 bytes, expected 4096/);
+    await assert.rejects(decodeBackup(body, 4096, '0'.repeat(64)), /SHA-256/);
+  });
+});
+
+describe('log', () => {
+  test('one JSON line per event, errors spelled out', () => {
+    const lines: string[] = [];
+    const log = createLog((line) => lines.push(line));
+    log.error('boom', { err: Object.assign(new Error('bad'), { code: 'EX' }), n: 1 });
+    assert.equal(lines.length, 1);
+    assert.ok(lines[0]!.endsWith('\n'));
+    const event = JSON.parse(lines[0]!);
+    assert.equal(event.level, 'error');
+    assert.equal(event.event, 'boom');
+    assert.equal(event.n, 1);
+    assert.equal(event.err.message, 'bad');
+    assert.equal(event.err.code, 'EX');
+  });
+});
