@@ -48,6 +48,8 @@ export interface BackupStatus {
   consecutiveFailures: number;
   failuresTotal: number;
   backupsTotal: number;
+  /** Scheduled ticks that found nothing to save. */
+  skippedUnchanged: number;
   unsavedChanges: boolean;
   /** Time the oldest unsaved write has waited, or null when everything is saved. */
   unsavedSince: string | null;
@@ -114,6 +116,7 @@ export class Backups {
     consecutiveFailures: 0,
     failuresTotal: 0,
     backupsTotal: 0,
+    skippedUnchanged: 0,
     fenced: null,
   };
 
@@ -255,7 +258,10 @@ export class Backups {
   private async tick(): Promise<void> {
     const interval = this.options.intervalMs;
     if (this.stopped) return;
-    if (!this.dirty || this.state.fenced) return this.scheduleTick(interval);
+    if (!this.dirty || this.state.fenced) {
+      if (!this.dirty) this.state.skippedUnchanged++;
+      return this.scheduleTick(interval);
+    }
     try {
       await this.backup('schedule');
       if (!this.stopped) this.scheduleTick(interval);

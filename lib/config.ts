@@ -53,7 +53,8 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
     prefix,
     legacyKey,
     backupRetain: integer(env, 'BACKUP_RETAIN', 24, 1, 10_000),
-    backupIntervalSeconds: integer(env, 'BACKUP_INTERVAL_SECONDS', 60, 0, 7 * 24 * 3600),
+    // Fractions allowed, for tests and crash drills that want backups many times a second.
+    backupIntervalSeconds: decimal(env, 'BACKUP_INTERVAL_SECONDS', 60, 0, 7 * 24 * 3600),
   };
 }
 
@@ -67,6 +68,15 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   const raw = optional(env, name);
   if (raw === undefined) return fallback;
   if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got ${JSON.stringify(raw)}`);
+  const value = Number(raw.trim());
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function decimal(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = optional(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^\d+(\.\d+)?$/.test(raw.trim())) throw new ConfigError(name, `must be a number of seconds, got ${JSON.stringify(raw)}`);
   const value = Number(raw.trim());
   if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
   return value;

@@ -2,8 +2,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FencedError, UnknownBackupError, type Backups } from './backup.js';
 import type { Cube } from './cube.js';
-import { HttpError, readBody, sendJson } from './http.js';
-import { encodeAnswer, parseBody, parseCellCommand } from './protocol.js';
+import { HttpError, readBody, readJson, sendJson } from './http.js';
+import { encodeAnswer, parseCellCommand } from './protocol.js';
 
 /** What handlers work with; built once per app. */
 export interface Ctx {
@@ -84,8 +84,8 @@ export async function listBackups(req: IncomingMessage, res: ServerResponse, ctx
 /** POST /restore {"name": "..."}: loads a kept backup into the running world and makes it the newest. */
 export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  const body = parseBody((await readBody(req, SMALL_BODY_LIMIT)).toString('utf8'));
-  const name = typeof body === 'object' && body !== null && 'name' in body ? (body as { name: unknown }).name : undefined;
+  const body = await readJson(req, SMALL_BODY_LIMIT);
+  const name = typeof body === 'object' && body !== null ? (body as { name?: unknown }).name : undefined;
   if (typeof name !== 'string' || name === '') throw new HttpError(400, 'body must be {"name": "<backup name>"} (see GET /backups)');
   try {
     sendJson(res, 200, { status: 200, restored: await ctx.backups.restoreBackup(name) });

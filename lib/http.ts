@@ -60,6 +60,17 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+/** The request body parsed as JSON (at most `limit` bytes): 400 when empty or invalid. */
+export async function readJson(req: IncomingMessage, limit: number): Promise<unknown> {
+  const text = (await readBody(req, limit)).toString('utf8');
+  if (text.trim() === '') throw new HttpError(400, 'empty body');
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new HttpError(400, `invalid JSON: ${(err as Error).message}`);
+  }
+}
+
 function tooLarge(limit: number): HttpError {
   // The rest of the body is not read: close the connection rather than let it poison the next request.
   return new HttpError(413, `request body larger than ${limit} bytes`, { Connection: 'close' });

@@ -59,6 +59,7 @@ describe('config', () => {
     assert.equal(config.legacyKey, 'old.bin');
     assert.equal(config.backupRetain, 3);
     assert.equal(config.backupIntervalSeconds, 0);
+    assert.equal(loadConfig({ BACKUP_INTERVAL_SECONDS: '0.25' }, random).backupIntervalSeconds, 0.25);
   });
 
   test('one clear error naming the bad variable', () => {
@@ -66,6 +67,7 @@ describe('config', () => {
       [{ PORT: 'eighty' }, 'PORT'], [{ PORT: '70000' }, 'PORT'], [{ CUBE_CELLS: '0' }, 'CUBE_CELLS'], [{ CUBE_CELLS: '-5' }, 'CUBE_CELLS'],
       [{ CUBE_CELLS: '1.5' }, 'CUBE_CELLS'], [{ S3_PREFIX: 'noslash' }, 'S3_PREFIX'], [{ S3_FORCE_PATH_STYLE: 'maybe' }, 'S3_FORCE_PATH_STYLE'],
       [{ BACKUP_RETAIN: '0' }, 'BACKUP_RETAIN'], [{ BACKUP_INTERVAL_SECONDS: 'often' }, 'BACKUP_INTERVAL_SECONDS'],
+      [{ BACKUP_INTERVAL_SECONDS: '-1' }, 'BACKUP_INTERVAL_SECONDS'],
     ];
     for (const [env, variable] of bad) {
       assert.throws(() => loadConfig(env, random), (err: unknown) => err instanceof ConfigError && err.variable === variable && err.message.startsWith(variable), JSON.stringify(env));
