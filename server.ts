@@ -44,6 +44,9 @@ async function main(): Promise<void> {
     legacyKey: config.legacyKey,
     backupRetain: config.backupRetain,
     backupIntervalMs: config.backupIntervalSeconds * 1000,
+    trustedProxies: config.trustedProxies,
+    maxConnections: config.maxConnections,
+    logRequests: config.logRequests,
     log,
   });
 

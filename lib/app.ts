@@ -8,6 +8,8 @@ import { Cube } from './cube.js';
 import * as handlers from './handlers.js';
 import { HttpError, sendError } from './http.js';
 import type { Log } from './log.js';
+import { clientAddress, LoginGuard } from './login-guard.js';
+import { Metrics } from './metrics.js';
 import type { BlobStore } from './store.js';
 
 export interface AppOptions {
@@ -22,6 +24,14 @@ export interface AppOptions {
   log: Log;
   /** How long close() lets requests in flight finish before it drops their connections. */
   drainMs?: number;
+  /** Proxies in front of the server whose X-Forwarded-For entries are trusted (0: use the socket address). */
+  trustedProxies?: number;
+  /** Open connections at most; more are refused at once. */
+  maxConnections?: number;
+  /** Log one line per request (off by default: it is the hot path). */
+  logRequests?: boolean;
+  /** Failed logins from one address within a minute before it gets 429 for a minute. */
+  maxLoginFailures?: number;
   now?: () => number;
 }
 
@@ -47,6 +57,9 @@ const ROUTES = new Map<string, Map<string, Handler>>([
   ['/healthcheck', new Map([['GET', handlers.healthcheck], ['HEAD', handlers.healthcheck]])],
   ['/backups', new Map([['GET', handlers.listBackups]])],
   ['/restore', new Map([['POST', handlers.restore]])],
+  ['/cells', new Map([['GET', handlers.readCells], ['PUT', handlers.writeCells]])],
+  ['/stats', new Map([['GET', handlers.stats]])],
+  ['/metrics', new Map([['GET', handlers.metrics]])],
 ]);
 
 /** Builds an app with fresh state; nothing listens or touches the store until start(). */
@@ -58,21 +71,33 @@ export function createApp(options: AppOptions): App {
     store: options.store, cube, prefix: options.prefix, legacyKey: options.legacyKey,
     retain: options.backupRetain, intervalMs: options.backupIntervalMs, log, now,
   });
-  const ctx: handlers.Ctx = { cube, backups, checkAuth: basicChecker(options.auth), startedAt: now(), now };
+  const metrics = new Metrics();
+  const guard = new LoginGuard({ maxFailures: options.maxLoginFailures ?? 20, windowMs: 60_000, blockMs: 60_000, now });
+  const trustedProxies = options.trustedProxies ?? 0;
+  const ctx: handlers.Ctx = { cube, backups, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now };
 
   let inFlight = 0;
   const drained = new EventTarget();
   const server = createServer((req, res) => {
     inFlight++;
+    const started = performance.now();
     res.once('close', () => {
+      const seconds = (performance.now() - started) / 1000;
+      const route = routeLabel(req.url);
+      metrics.observe(route, res.statusCode, seconds);
+      if (options.logRequests) {
+        log.info('request', { method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10, client: clientAddress(req, trustedProxies) });
+      }
       if (--inFlight === 0) drained.dispatchEvent(new Event('drained'));
     });
     dispatch(req, res, ctx).catch((err: unknown) => sendError(req, res, err, log));
   });
-  // Slow or stuck clients must not hold sockets: EB's nginx keeps upstream connections up to 60 s, hence 65 s idle.
+  // Slow or stuck clients must not hold sockets: headers within 10 s, a whole request (a 64 MiB PUT /cells
+  // included) within 60 s. EB's nginx keeps idle upstream connections up to 60 s, hence 65 s keep-alive.
   server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
+  server.requestTimeout = 60_000;
   server.keepAliveTimeout = 65_000;
+  server.maxConnections = options.maxConnections ?? 1024;
 
   let closing: Promise<FinalBackup> | undefined;
 
@@ -105,12 +130,19 @@ export function createApp(options: AppOptions): App {
         await closed;
         await backups.stop();
         const final = await finalBackup(backups);
+        metrics.close();
         log.info('shutdown_finished', { finalBackup: final.outcome });
         return final;
       })();
       return closing;
     },
   };
+}
+
+/** The route a URL names, or "other": metric labels stay a small fixed set whatever clients send. */
+function routeLabel(url: string | undefined): string {
+  const path = (url ?? '/').split('?', 1)[0]!;
+  return ROUTES.has(path) ? path : 'other';
 }
 
 async function dispatch(req: IncomingMessage, res: ServerResponse, ctx: handlers.Ctx): Promise<void> {

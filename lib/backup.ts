@@ -51,6 +51,8 @@ export interface BackupStatus {
   /** Scheduled ticks that found nothing to save. */
   skippedUnchanged: number;
   unsavedChanges: boolean;
+  /** Bytes written since the newest commit's snapshot (rewrites of one cell count each time). */
+  bytesWrittenSinceBackup: number;
   /** Time the oldest unsaved write has waited, or null when everything is saved. */
   unsavedSince: string | null;
   inProgress: boolean;
@@ -102,13 +104,17 @@ export class Backups {
   private lastSeq = 0;
   /** The world version the newest commit holds; -1 when the world holds something not committed yet (a legacy restore). */
   private savedVersion = 0;
+  /** cube.bytesWritten at the newest commit's snapshot. */
+  private savedBytesWritten = 0;
   private unsavedSinceMs: number | null = null;
   private exclusiveTail: Promise<unknown> = Promise.resolve();
   private running: Promise<BackupInfo> | undefined;
   private queued: Promise<BackupInfo> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private pruning: Promise<void> | undefined;
+  private pruneAgain = false;
   private stopped = false;
-  private state: Omit<BackupStatus, 'unsavedChanges' | 'unsavedSince' | 'inProgress' | 'intervalSeconds'> = {
+  private state: Omit<BackupStatus, 'unsavedChanges' | 'bytesWrittenSinceBackup' | 'unsavedSince' | 'inProgress' | 'intervalSeconds'> = {
     restoredFrom: { kind: 'empty' },
     lastBackup: null,
     lastSuccessAt: null,
@@ -143,6 +149,7 @@ export class Backups {
     return {
       ...this.state,
       unsavedChanges: dirty,
+      bytesWrittenSinceBackup: dirty ? this.cube.bytesWritten - this.savedBytesWritten : 0,
       unsavedSince: dirty && this.unsavedSinceMs !== null ? new Date(this.unsavedSinceMs).toISOString() : null,
       inProgress: this.running !== undefined,
       intervalSeconds: this.options.intervalMs / 1000,
@@ -168,6 +175,7 @@ export class Backups {
         if (claimed) {
           this.cube.replace(cells);
           this.savedVersion = this.cube.version;
+          this.savedBytesWritten = this.cube.bytesWritten;
           this.lastSeq = seq + 1;
           this.state.lastBackup = publicInfo(manifest);
           this.state.restoredFrom = { kind: 'backup', name: manifest.name };
@@ -226,10 +234,13 @@ export class Backups {
       if (!manifest) throw new UnknownBackupError(`no kept backup is named ${JSON.stringify(name)}`);
       const cells = await this.load(manifest);
       this.cube.replace(cells);
-      const version = this.cube.version;
+      const { version, bytesWritten } = this.cube;
       this.log.info('world_restored', { from: 'backup', name, reason: 'request' });
       await this.commitNext({ ...manifest, reason: 'restore' });
-      this.savedVersion = Math.max(this.savedVersion, version);
+      if (version > this.savedVersion) {
+        this.savedVersion = version;
+        this.savedBytesWritten = bytesWritten;
+      }
       if (!this.dirty) this.unsavedSinceMs = null;
       this.state.lastBackup = publicInfo(manifest);
       return publicInfo(manifest);
@@ -247,6 +258,7 @@ export class Backups {
     this.stopped = true;
     clearTimeout(this.timer);
     await Promise.allSettled([this.running, this.queued, this.exclusiveTail]);
+    await this.pruned();
   }
 
   private scheduleTick(delayMs: number): void {
@@ -319,9 +331,12 @@ export class Backups {
       if (err instanceof FencedError) await this.store.delete(key).catch(() => undefined);
       throw err;
     }
-    if (snapshot.version > this.savedVersion) this.savedVersion = snapshot.version;
+    if (snapshot.version > this.savedVersion) {
+      this.savedVersion = snapshot.version;
+      this.savedBytesWritten = snapshot.bytesWritten;
+    }
     if (!this.dirty) this.unsavedSinceMs = null;
-    await this.prune().catch((err: unknown) => this.log.warn('prune_failed', { err }));
+    this.pruneSoon();
     return publicInfo(manifest);
   }
 
@@ -351,6 +366,28 @@ export class Backups {
     const created = await this.store.putIfAbsent(this.commitKey(manifest.seq), body);
     if (created) this.manifests.set(manifest.seq, full);
     return created;
+  }
+
+  /** Prunes in the background, one prune at a time: deleting old objects is no reason to delay the next backup. */
+  private pruneSoon(): void {
+    if (this.pruning) {
+      this.pruneAgain = true; // the running prune listed before the newest commit
+      return;
+    }
+    this.pruning = this.prune()
+      .catch((err: unknown) => this.log.warn('prune_failed', { err }))
+      .finally(() => {
+        this.pruning = undefined;
+        if (this.pruneAgain) {
+          this.pruneAgain = false;
+          this.pruneSoon();
+        }
+      });
+  }
+
+  /** Resolves when no prune is running or due (for tests and shutdown). */
+  async pruned(): Promise<void> {
+    while (this.pruning) await this.pruning;
   }
 
   /** Deletes commits beyond the newest `retain` distinct backups, their backup objects, and stray backup objects older than every kept one. */
@@ -383,6 +420,7 @@ export class Backups {
     const legacy = key ? await this.store.get(key) : undefined;
     if (legacy === undefined) {
       this.savedVersion = this.cube.version;
+      this.savedBytesWritten = this.cube.bytesWritten;
       this.state.restoredFrom = { kind: 'empty' };
       this.log.warn('world_empty', { message: 'no backup found: starting with an empty world', store: `${this.store.location}/${this.options.prefix}`, cells: this.cube.cells });
       return this.state.restoredFrom;

@@ -15,6 +15,10 @@ export interface Config {
   backupRetain: number;
   /** Seconds between scheduled backups; 0 turns the schedule off. */
   backupIntervalSeconds: number;
+  /** Proxies in front of the server whose X-Forwarded-For entries name the client (0: none). */
+  trustedProxies: number;
+  maxConnections: number;
+  logRequests: boolean;
 }
 
 /** A configuration variable that cannot be used; the message names it. */
@@ -55,6 +59,9 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
     backupRetain: integer(env, 'BACKUP_RETAIN', 24, 1, 10_000),
     // Fractions allowed, for tests and crash drills that want backups many times a second.
     backupIntervalSeconds: decimal(env, 'BACKUP_INTERVAL_SECONDS', 60, 0, 7 * 24 * 3600),
+    trustedProxies: trustProxy(env),
+    maxConnections: integer(env, 'MAX_CONNECTIONS', 1024, 1, 1_000_000),
+    logRequests: boolean(env, 'LOG_REQUESTS', false),
   };
 }
 
@@ -71,6 +78,14 @@ function integer(env: Env, name: string, fallback: number, min: number, max: num
   const value = Number(raw.trim());
   if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
   return value;
+}
+
+/** TRUST_PROXY: a count of proxies, or true (one proxy) / false (none). */
+function trustProxy(env: Env): number {
+  const raw = optional(env, 'TRUST_PROXY')?.toLowerCase();
+  if (raw === undefined || raw === 'false' || raw === 'no' || raw === 'off') return 0;
+  if (raw === 'true' || raw === 'yes' || raw === 'on') return 1;
+  return integer(env, 'TRUST_PROXY', 0, 0, 10);
 }
 
 function decimal(env: Env, name: string, fallback: number, min: number, max: number): number {

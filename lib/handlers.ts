@@ -1,42 +1,199 @@
 /** One function per route. Handlers get everything through ctx; they never read the environment or exit. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { once } from 'node:events';
 import { FencedError, UnknownBackupError, type Backups } from './backup.js';
-import type { Cube } from './cube.js';
+import { CELL_BYTES, type Cell, type Cube } from './cube.js';
 import { HttpError, readBody, readJson, sendJson } from './http.js';
-import { encodeAnswer, parseCellCommand } from './protocol.js';
+import { clientAddress, type LoginGuard } from './login-guard.js';
+import type { Metrics, Sample } from './metrics.js';
+import { encodeAnswer, MAX_BATCH, parseRequest, type CellCommand } from './protocol.js';
 
 /** What handlers work with; built once per app. */
 export interface Ctx {
   cube: Cube;
   backups: Backups;
+  metrics: Metrics;
   /** True when the Authorization header carries the configured credentials. */
   checkAuth: (header: string | undefined) => boolean;
+  guard: LoginGuard;
+  /** Proxies in front of the server whose X-Forwarded-For entries are trusted. */
+  trustedProxies: number;
   startedAt: number;
   now: () => number;
 }
 
-/** Bodies of /request: one command is under 200 bytes; a few KiB leaves room for whitespace and unknown fields. */
+/** Bodies of /request holding one command: it is under 200 bytes; a few KiB leaves room for whitespace and unknown fields. */
 export const REQUEST_BODY_LIMIT = 4096;
+/** Bodies of /request holding a batch: MAX_BATCH commands of up to 256 bytes each. */
+export const BATCH_BODY_LIMIT = MAX_BATCH * 256;
 /** Bodies of the other JSON routes: a name or nothing. */
 const SMALL_BODY_LIMIT = 4096;
+/** Range reads are sent in copies of this size: consistent cells, bounded memory, and backpressure between them. */
+const RANGE_CHUNK_BYTES = 256 * 1024;
 
-/** 401 unless the request carries the configured Basic credentials. */
+/** 401 unless the request carries the configured Basic credentials; 429 while its address is throttled for failed logins. */
 export function requireAuth(req: IncomingMessage, ctx: Ctx): void {
+  const address = clientAddress(req, ctx.trustedProxies);
+  const waitMs = ctx.guard.blocked(address);
+  if (waitMs > 0) {
+    ctx.metrics.loginsThrottled++;
+    throw new HttpError(429, 'too many failed logins from this address; try again later', { 'Retry-After': String(Math.ceil(waitMs / 1000)) });
+  }
   if (!ctx.checkAuth(req.headers.authorization)) {
+    ctx.metrics.authFailures++;
+    ctx.guard.fail(address);
     throw new HttpError(401, 'authentication required', { 'WWW-Authenticate': 'Basic realm="cubecache", charset="UTF-8"' });
   }
+  ctx.guard.succeed(address);
 }
 
-/** POST /request: read or write one cell (the seed's protocol). */
+/** POST /request: read or write one cell (the seed's protocol), or a batch of commands applied as one step. */
 export async function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  const body = (await readBody(req, REQUEST_BODY_LIMIT)).toString('utf8');
-  const cmd = parseCellCommand(body, ctx.cube.cells);
-  if (cmd.write) {
-    ctx.cube.write(cmd.index, cmd.cell);
+  const raw = await readBody(req, BATCH_BODY_LIMIT);
+  const parsed = parseRequest(raw.toString('utf8'), ctx.cube.cells);
+  if (!parsed.batch) {
+    if (raw.length > REQUEST_BODY_LIMIT) throw new HttpError(413, `a single command's body is at most ${REQUEST_BODY_LIMIT} bytes`, { Connection: 'close' });
+    const cmd = parsed.command;
+    if (cmd.write) {
+      if (cmd.expect && !ctx.cube.holds(cmd.index, cmd.expect)) throw conflict(ctx, cmd.index, ctx.cube.read(cmd.index), '');
+      ctx.cube.write(cmd.index, cmd.cell);
+      ctx.backups.markDirty();
+      ctx.metrics.cellsWritten++;
+    } else ctx.metrics.cellsRead++;
+    sendJson(res, 200, encodeAnswer(ctx.cube.read(cmd.index)));
+    return;
+  }
+  const answers = applyBatch(ctx, parsed.commands);
+  sendJson(res, 200, `[${answers.map(encodeAnswer).join(',')}]`);
+}
+
+/**
+ * Applies a batch as one step: every conditional write is checked (against the world as the batch's earlier
+ * commands leave it) before anything is written, so a conflict writes nothing. Returns each command's answer.
+ */
+function applyBatch(ctx: Ctx, commands: CellCommand[]): Cell[] {
+  const pending = new Map<number, Cell>();
+  const answers = new Array<Cell>(commands.length);
+  let writes = 0;
+  for (let i = 0; i < commands.length; i++) {
+    const cmd = commands[i]!;
+    const current = pending.get(cmd.index) ?? ctx.cube.read(cmd.index);
+    if (cmd.write) {
+      if (cmd.expect && !sameCell(current, cmd.expect)) throw conflict(ctx, cmd.index, current, `element ${i}: `, { element: i });
+      pending.set(cmd.index, cmd.cell);
+      answers[i] = cmd.cell;
+      writes++;
+    } else answers[i] = current;
+  }
+  if (writes > 0) {
+    for (const cmd of commands) if (cmd.write) ctx.cube.write(cmd.index, cmd.cell);
     ctx.backups.markDirty();
   }
-  sendJson(res, 200, encodeAnswer(ctx.cube.read(cmd.index)));
+  ctx.metrics.cellsWritten += writes;
+  ctx.metrics.cellsRead += commands.length - writes;
+  return answers;
+}
+
+function sameCell(a: Cell, b: Cell): boolean {
+  return a.category === b.category && a.rotation === b.rotation && a.sideA === b.sideA && a.sideB === b.sideB;
+}
+
+function conflict(ctx: Ctx, index: number, current: Cell, where: string, extra: Record<string, unknown> = {}): HttpError {
+  ctx.metrics.conflicts++;
+  return new HttpError(409, `${where}cell ${index} does not hold the expected value; nothing was written`, {}, { ...extra, index, ...current });
+}
+
+/** GET /cells?start=S&count=N: the raw bytes of N cells from S (4 a cell), streamed in consistent chunks. */
+export async function readCells(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
+  requireAuth(req, ctx);
+  const query = new URL(req.url ?? '/', 'http://x').searchParams;
+  const start = queryInteger(query, 'start', 0, 0, ctx.cube.cells);
+  const count = queryInteger(query, 'count', ctx.cube.cells - start, 0, ctx.cube.cells - start);
+  res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': count * CELL_BYTES, 'Cache-Control': 'no-store' });
+  const from = start * CELL_BYTES;
+  const to = from + count * CELL_BYTES;
+  for (let at = from; at < to; at += RANGE_CHUNK_BYTES) {
+    if (res.destroyed) return;
+    // A copy, so bytes queued on a slow socket are the cells as they were when read, not whatever is there later.
+    const chunk = ctx.cube.bytes.slice(at, Math.min(to, at + RANGE_CHUNK_BYTES));
+    if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+  }
+  res.end();
+  ctx.metrics.cellsRead += count;
+}
+
+/** PUT /cells?start=S: writes the raw bytes of the body (whole cells, inside the world) as one step once the body is whole. */
+export async function writeCells(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
+  requireAuth(req, ctx);
+  const query = new URL(req.url ?? '/', 'http://x').searchParams;
+  const start = queryInteger(query, 'start', 0, 0, ctx.cube.cells);
+  const room = (ctx.cube.cells - start) * CELL_BYTES;
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared % CELL_BYTES !== 0) throw new HttpError(400, `the body must be whole cells (a multiple of ${CELL_BYTES} bytes)`, { Connection: 'close' });
+  // Nothing is written until the body is whole: a client that leaves mid-body changes nothing.
+  const body = await readBody(req, room);
+  if (body.length % CELL_BYTES !== 0) throw new HttpError(400, `the body must be whole cells (a multiple of ${CELL_BYTES} bytes), got ${body.length} bytes`);
+  const cells = body.length / CELL_BYTES;
+  if (cells > 0) {
+    ctx.cube.writeRange(start, body);
+    ctx.backups.markDirty();
+  }
+  ctx.metrics.cellsWritten += cells;
+  sendJson(res, 200, { status: 200, start, cells });
+}
+
+/** GET /stats: cells in use, cells per category, bytes written since the last backup. */
+export async function stats(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
+  requireAuth(req, ctx);
+  const categories: Record<string, number> = {};
+  ctx.cube.categories.forEach((count, category) => {
+    if (count > 0) categories[category] = count;
+  });
+  const backup = ctx.backups.status();
+  sendJson(res, 200, {
+    status: 200,
+    cells: ctx.cube.cells,
+    cellsInUse: ctx.cube.cellsInUse,
+    categories,
+    bytesWrittenSinceBackup: backup.bytesWrittenSinceBackup,
+    unsavedChanges: backup.unsavedChanges,
+  });
+}
+
+/** GET /metrics: Prometheus text format. */
+export async function metrics(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
+  requireAuth(req, ctx);
+  const b = ctx.backups.status();
+  const time = (iso: string | null | undefined) => (iso ? Date.parse(iso) / 1000 : 0);
+  const extra: Sample[] = [
+    { name: 'cubecache_cells', help: 'Cells in the world.', type: 'gauge', value: ctx.cube.cells },
+    { name: 'cubecache_cells_in_use', help: 'Cells with any non-zero byte.', type: 'gauge', value: ctx.cube.cellsInUse },
+    { name: 'cubecache_unsaved_changes', help: '1 when the world holds writes no committed backup has.', type: 'gauge', value: b.unsavedChanges ? 1 : 0 },
+    { name: 'cubecache_unsaved_bytes', help: 'Bytes written since the newest committed backup.', type: 'gauge', value: b.bytesWrittenSinceBackup },
+    { name: 'cubecache_unsaved_since_timestamp_seconds', help: 'When the oldest unsaved write was made (0: none).', type: 'gauge', value: time(b.unsavedSince) },
+    { name: 'cubecache_backups_total', help: 'Backups committed by this process.', type: 'counter', value: b.backupsTotal },
+    { name: 'cubecache_backup_failures_total', help: 'Backups that failed.', type: 'counter', value: b.failuresTotal },
+    { name: 'cubecache_backup_consecutive_failures', help: 'Failures since the last success.', type: 'gauge', value: b.consecutiveFailures },
+    { name: 'cubecache_backup_last_success_timestamp_seconds', help: 'When the last backup was committed (0: none yet).', type: 'gauge', value: time(b.lastSuccessAt) },
+    { name: 'cubecache_backup_last_duration_seconds', help: 'Duration of the last backup.', type: 'gauge', value: (b.lastBackup?.durationMs ?? 0) / 1000 },
+    { name: 'cubecache_backup_last_bytes', help: 'Size of the last backup, compressed.', type: 'gauge', value: b.lastBackup?.compressedBytes ?? 0 },
+    { name: 'cubecache_backup_fenced', help: '1 when another server took over the prefix and backups stopped.', type: 'gauge', value: b.fenced ? 1 : 0 },
+    { name: 'cubecache_uptime_seconds', help: 'Seconds since start.', type: 'gauge', value: (ctx.now() - ctx.startedAt) / 1000 },
+  ];
+  const text = ctx.metrics.render(extra);
+  res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
+  res.end(text);
+}
+
+/** A query parameter that must be a whole number in [min, max]; `fallback` when absent. */
+function queryInteger(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
+  const raw = query.get(name);
+  if (raw === null) return fallback;
+  if (!/^\d{1,15}$/.test(raw)) throw new HttpError(400, `${name} must be a whole number`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new HttpError(400, `${name} must be between ${min} and ${max}`);
+  return value;
 }
 
 /** POST /s3dump: back up the world now; answers once the backup is committed. */

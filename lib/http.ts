@@ -24,8 +24,11 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   if (declared !== undefined && Number(declared) > limit) {
     return Promise.reject(tooLarge(limit));
   }
+  // With a declared length the body goes straight into one buffer: no second copy for large bodies.
+  const expected = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : undefined;
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
+    const whole = expected !== undefined ? Buffer.allocUnsafe(expected) : undefined;
     let size = 0;
     const cleanup = () => {
       req.off('data', onData);
@@ -34,17 +37,19 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       req.off('close', onClose);
     };
     const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
+      if (size + chunk.length > limit || (whole && size + chunk.length > whole.length)) {
         cleanup();
         reject(tooLarge(limit));
         return;
       }
-      chunks.push(chunk);
+      if (whole) chunk.copy(whole, size);
+      else chunks.push(chunk);
+      size += chunk.length;
     };
     const onEnd = () => {
       cleanup();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      if (whole) resolve(size === whole.length ? whole : whole.subarray(0, size));
+      else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
     const onGone = () => {
       cleanup();

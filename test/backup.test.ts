@@ -185,6 +185,7 @@ describe('backups and restore', () => {
       await s.post('/request', { action: 1, index: i, category: i });
       names.push((await s.post('/s3dump')).json.backup.name);
     }
+    await s.app.backups.pruned();
     const kept = await s.call('/backups', { auth: AUTH });
     assert.deepEqual(kept.json.backups.map((b: { name: string }) => b.name), names.slice(2).reverse());
     const objects = await fixture.store.list(`${fixture.prefix}backups/`);

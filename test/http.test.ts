@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { once } from 'node:events';
 import { describe, test } from 'node:test';
+import { BATCH_BODY_LIMIT } from '../lib/handlers.js';
 import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
 import { basicHeader } from './support/http.js';
 
@@ -12,6 +13,7 @@ async function rawExchange(port: number, data: string, { end = true } = {}): Pro
   await once(socket, 'connect');
   let received = '';
   socket.on('data', (chunk) => { received += chunk.toString('latin1'); });
+  socket.on('error', () => {}); // the server may close while we still send: what it answered is what counts
   socket.write(data);
   if (end) socket.end();
   await once(socket, 'close');
@@ -45,7 +47,7 @@ describe('POST /request', () => {
   test('every bad body is a 400 with a JSON error, and a rejected write changes nothing', async (t) => {
     const s = await startServer(t, await openFileStore(t));
     await s.post('/request', { action: 1, index: 3, category: 1, rotation: 1, sideA: 1, sideB: 1 });
-    const bad = ['', '{', '[]', '5', '"x"', '{"action":1,"index":3}x', `{"action":1,"index":${TEST_CELLS}}`, '{"action":1,"index":-1}',
+    const bad = ['', '{', '[[]]', '5', '"x"', '{"action":1,"index":3}x', `{"action":1,"index":${TEST_CELLS}}`, '{"action":1,"index":-1}',
       '{"action":1,"index":3,"category":1.0}', '{"action":1,"index":3,"category":1e2}', '{"action":1,"index":3,"category":"9"}',
       '{"action":1,"index":3,"category":true}', '{"action":1,"index":3,"category":9,"sideB":256}', '{"action":1,"index":3,"category":9,"rotation":-1}',
       '{"action":1,"index":4611686018427387907,"category":9}', '{"action":1.5,"index":3,"category":9}'];
@@ -74,13 +76,16 @@ describe('POST /request', () => {
     const s = await startServer(t, await openFileStore(t));
     const big = JSON.stringify({ index: 1, action: 1, category: 9, pad: 'x'.repeat(5000) });
     const answer = await s.call('/request', { method: 'POST', body: big, auth: AUTH });
-    assert.equal(answer.status, 413);
+    assert.equal(answer.status, 413, 'one command over 4 KiB');
     assert.equal(answer.json.status, 413);
-    // Chunked, with no Content-Length to refuse up front.
+    const huge = await s.call('/request', { method: 'POST', body: ' '.repeat(BATCH_BODY_LIMIT + 1), auth: AUTH });
+    assert.equal(huge.status, 413, 'any body over the batch limit, refused by its Content-Length');
+    // Chunked, with no Content-Length to refuse up front: counted as it arrives.
     const port = Number(new URL(s.url).port);
-    const chunk = 'x'.repeat(3000);
+    const chunk = 'x'.repeat(64 * 1024);
+    const chunks = Math.ceil(BATCH_BODY_LIMIT / chunk.length) + 1;
     const raw = await rawExchange(port, `POST /request HTTP/1.1\r\nHost: x\r\nAuthorization: ${basicHeader(AUTH.user, AUTH.password)}\r\nTransfer-Encoding: chunked\r\n\r\n`
-      + `${(3000).toString(16)}\r\n${chunk}\r\n${(3000).toString(16)}\r\n${chunk}\r\n0\r\n\r\n`);
+      + `${chunk.length.toString(16)}\r\n${chunk}\r\n`.repeat(chunks) + '0\r\n\r\n');
     assert.match(raw, /^HTTP\/1\.1 413 /);
     assert.equal((await s.post('/request', { index: 1 })).json.category, 0);
   });

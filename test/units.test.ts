@@ -50,7 +50,13 @@ describe('config', () => {
     const config = loadConfig({
       PORT: '8080', HOST: '127.0.0.1', AUTH_USER: 'u', AUTH_PASSWORD: 'p', CUBE_CELLS: '1024', S3_BUCKET: 'b',
       S3_PREFIX: 'w/', S3_LEGACY_KEY: 'old.bin', S3_FORCE_PATH_STYLE: 'true', BACKUP_RETAIN: '3', BACKUP_INTERVAL_SECONDS: '0',
+      TRUST_PROXY: '2', MAX_CONNECTIONS: '50', LOG_REQUESTS: 'true',
     }, random);
+    assert.equal(config.trustedProxies, 2);
+    assert.equal(config.maxConnections, 50);
+    assert.equal(config.logRequests, true);
+    assert.equal(loadConfig({ TRUST_PROXY: 'true' }, random).trustedProxies, 1);
+    assert.equal(loadConfig({}, random).trustedProxies, 0);
     assert.equal(config.port, 8080);
     assert.deepEqual(config.auth, { user: 'u', password: 'p', generated: false });
     assert.deepEqual(config.store, { kind: 's3', bucket: 'b', forcePathStyle: true });
@@ -67,7 +73,8 @@ describe('config', () => {
       [{ PORT: 'eighty' }, 'PORT'], [{ PORT: '70000' }, 'PORT'], [{ CUBE_CELLS: '0' }, 'CUBE_CELLS'], [{ CUBE_CELLS: '-5' }, 'CUBE_CELLS'],
       [{ CUBE_CELLS: '1.5' }, 'CUBE_CELLS'], [{ S3_PREFIX: 'noslash' }, 'S3_PREFIX'], [{ S3_FORCE_PATH_STYLE: 'maybe' }, 'S3_FORCE_PATH_STYLE'],
       [{ BACKUP_RETAIN: '0' }, 'BACKUP_RETAIN'], [{ BACKUP_INTERVAL_SECONDS: 'often' }, 'BACKUP_INTERVAL_SECONDS'],
-      [{ BACKUP_INTERVAL_SECONDS: '-1' }, 'BACKUP_INTERVAL_SECONDS'],
+      [{ BACKUP_INTERVAL_SECONDS: '-1' }, 'BACKUP_INTERVAL_SECONDS'], [{ TRUST_PROXY: 'nginx' }, 'TRUST_PROXY'],
+      [{ MAX_CONNECTIONS: '0' }, 'MAX_CONNECTIONS'], [{ LOG_REQUESTS: 'loud' }, 'LOG_REQUESTS'],
     ];
     for (const [env, variable] of bad) {
       assert.throws(() => loadConfig(env, random), (err: unknown) => err instanceof ConfigError && err.variable === variable && err.message.startsWith(variable), JSON.stringify(env));
@@ -88,8 +95,37 @@ describe('cube', () => {
     assert.equal(cube.version, 2);
   });
 
+  test('keeps cells in use, the category histogram and bytes written up to date through every kind of write', () => {
+    const cube = new Cube(8);
+    const recount = () => {
+      const categories = new Array(256).fill(0);
+      let used = 0;
+      for (let i = 0; i < 8; i++) {
+        const c = cube.read(i);
+        categories[c.category]++;
+        if (c.category || c.rotation || c.sideA || c.sideB) used++;
+      }
+      assert.equal(cube.cellsInUse, used);
+      assert.deepEqual([...cube.categories], categories);
+    };
+    recount();
+    cube.write(1, { category: 5, rotation: 0, sideA: 0, sideB: 0 });
+    cube.write(2, { category: 0, rotation: 0, sideA: 0, sideB: 1 });
+    cube.write(1, { category: 6, rotation: 0, sideA: 0, sideB: 0 });
+    recount();
+    cube.write(2, { category: 0, rotation: 0, sideA: 0, sideB: 0 });
+    recount();
+    cube.writeRange(6, new Uint8Array([7, 0, 0, 0, 0, 0, 0, 0]));
+    recount();
+    const world = new Uint8Array(32).map((_, i) => (i % 3 === 0 ? i : 0));
+    cube.replace(world);
+    recount();
+    assert.equal(cube.bytesWritten, 4 * 4 + 8 + 32);
+    assert.ok(cube.holds(3, { category: 12, rotation: 0, sideA: 0, sideB: 15 }));
+    assert.ok(!cube.holds(3, { category: 12, rotation: 0, sideA: 0, sideB: 0 }));
+  });
+
   test('refuses bytes of the wrong size', () => {
-    assert.throws(() => new Cube(8, new Uint8Array(31)), RangeError);
     assert.throws(() => new Cube(8).replace(new Uint8Array(33)), RangeError);
   });
 });

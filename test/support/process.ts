@@ -1,7 +1,6 @@
 /** Runs server.ts as a real process, as Elastic Beanstalk or `npm start` would, and reads its JSON log. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import type { TestContext } from 'node:test';
 
 export interface ServerProcess {
   child: ChildProcess;
@@ -16,8 +15,11 @@ export interface ServerProcess {
   url?: string;
 }
 
-/** Spawns `node --import tsx server.ts` with exactly `env` (plus PATH); killed after the test if still running. */
-export function spawnServer(t: TestContext, env: Record<string, string>): ServerProcess {
+/** Something that runs clean-ups at its end: a node:test TestContext, or a script's own list. */
+export interface Owner { after(fn: () => unknown): void }
+
+/** Spawns `node --import tsx server.ts` with exactly `env` (plus PATH); killed when `owner` ends if still running. */
+export function spawnServer(t: Owner, env: Record<string, string>): ServerProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
     env: { PATH: process.env.PATH ?? '', NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -68,7 +70,7 @@ export function spawnServer(t: TestContext, env: Record<string, string>): Server
 }
 
 /** Spawns the server and waits until it listens; `url` is set. */
-export async function startServerProcess(t: TestContext, env: Record<string, string>): Promise<ServerProcess & { url: string }> {
+export async function startServerProcess(t: Owner, env: Record<string, string>): Promise<ServerProcess & { url: string }> {
   const proc = spawnServer(t, { HOST: '127.0.0.1', PORT: '0', ...env });
   const listening = await proc.waitForEvent('listening');
   return Object.assign(proc, { url: `http://127.0.0.1:${listening.port}` });
