@@ -32,6 +32,8 @@ export interface AppOptions {
   logRequests?: boolean;
   /** Failed logins from one address within a minute before it gets 429 for a minute. */
   maxLoginFailures?: number;
+  /** Slow-client limits in ms: all headers, a whole request, an idle keep-alive connection. */
+  timeouts?: { headersMs?: number; requestMs?: number; keepAliveMs?: number };
   now?: () => number;
 }
 
@@ -78,7 +80,8 @@ export function createApp(options: AppOptions): App {
 
   let inFlight = 0;
   const drained = new EventTarget();
-  const server = createServer((req, res) => {
+  // Check the timeouts every second (Node's default is every 30 s, which lets a slow client linger).
+  const server = createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
     inFlight++;
     const started = performance.now();
     res.once('close', () => {
@@ -94,9 +97,9 @@ export function createApp(options: AppOptions): App {
   });
   // Slow or stuck clients must not hold sockets: headers within 10 s, a whole request (a 64 MiB PUT /cells
   // included) within 60 s. EB's nginx keeps idle upstream connections up to 60 s, hence 65 s keep-alive.
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 60_000;
-  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = options.timeouts?.headersMs ?? 10_000;
+  server.requestTimeout = options.timeouts?.requestMs ?? 60_000;
+  server.keepAliveTimeout = options.timeouts?.keepAliveMs ?? 65_000;
   server.maxConnections = options.maxConnections ?? 1024;
 
   let closing: Promise<FinalBackup> | undefined;
