@@ -47,6 +47,7 @@ async function main(): Promise<void> {
     trustedProxies: config.trustedProxies,
     maxConnections: config.maxConnections,
     logRequests: config.logRequests,
+    maxLoginFailures: config.authFailureLimit,
     log,
   });
 

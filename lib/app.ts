@@ -30,7 +30,7 @@ export interface AppOptions {
   maxConnections?: number;
   /** Log one line per request (off by default: it is the hot path). */
   logRequests?: boolean;
-  /** Failed logins from one address within a minute before it gets 429 for a minute. */
+  /** Failed logins from one address within a minute before it gets 429 for a minute; 0 turns throttling off. */
   maxLoginFailures?: number;
   /** Slow-client limits in ms: all headers, a whole request, an idle keep-alive connection. */
   timeouts?: { headersMs?: number; requestMs?: number; keepAliveMs?: number };
@@ -75,6 +75,7 @@ export function createApp(options: AppOptions): App {
   });
   const metrics = new Metrics();
   const guard = new LoginGuard({ maxFailures: options.maxLoginFailures ?? 20, windowMs: 60_000, blockMs: 60_000, now });
+
   const trustedProxies = options.trustedProxies ?? 0;
   const ctx: handlers.Ctx = { cube, backups, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now };
 
@@ -101,6 +102,7 @@ export function createApp(options: AppOptions): App {
   server.requestTimeout = options.timeouts?.requestMs ?? 60_000;
   server.keepAliveTimeout = options.timeouts?.keepAliveMs ?? 65_000;
   server.maxConnections = options.maxConnections ?? 1024;
+  server.on('clientError', answerClientError);
 
   let closing: Promise<FinalBackup> | undefined;
 
@@ -140,6 +142,19 @@ export function createApp(options: AppOptions): App {
       return closing;
     },
   };
+}
+
+/** Requests node:http's parser refuses (malformed, headers too large, too slow) still get a JSON error. */
+function answerClientError(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
+  if (!socket.writable || err.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const [status, reason] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large']
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout']
+    : [400, 'Bad Request'];
+  const body = JSON.stringify({ status, error: reason.toLowerCase() });
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
 }
 
 /** The route a URL names, or "other": metric labels stay a small fixed set whatever clients send. */

@@ -19,6 +19,8 @@ export interface Config {
   trustedProxies: number;
   maxConnections: number;
   logRequests: boolean;
+  /** Failed logins from one address within a minute before it is refused for a minute; 0 turns throttling off. */
+  authFailureLimit: number;
 }
 
 /** A configuration variable that cannot be used; the message names it. */
@@ -62,6 +64,7 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
     trustedProxies: trustProxy(env),
     maxConnections: integer(env, 'MAX_CONNECTIONS', 1024, 1, 1_000_000),
     logRequests: boolean(env, 'LOG_REQUESTS', false),
+    authFailureLimit: integer(env, 'AUTH_FAILURE_LIMIT', 20, 0, 1_000_000),
   };
 }
 

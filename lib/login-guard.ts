@@ -2,7 +2,7 @@
 import type { IncomingMessage } from 'node:http';
 
 export interface LoginGuardOptions {
-  /** Failed logins allowed per address within `windowMs` before it is refused. */
+  /** Failed logins allowed per address within `windowMs` before it is refused; 0 never refuses. */
   maxFailures: number;
   windowMs: number;
   /** How long an address is refused once over the limit. */
@@ -30,6 +30,7 @@ export class LoginGuard {
 
   /** Records a failed login; true when this failure puts the address over the limit. */
   fail(address: string): boolean {
+    if (this.options.maxFailures <= 0) return false; // throttling off
     const now = this.now();
     let entry = this.entries.get(address);
     if (!entry || now - entry.since > this.options.windowMs) {

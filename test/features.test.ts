@@ -184,6 +184,25 @@ describe('hardening', () => {
     assert.equal((await s.call('/healthcheck')).status, 200, 'health is not throttled');
   });
 
+  test('AUTH_FAILURE_LIMIT=0 turns throttling off', async (t) => {
+    const s = await startServer(t, await openFileStore(t), { maxLoginFailures: 0 });
+    for (let i = 0; i < 30; i++) assert.equal((await s.call('/request', { method: 'POST', body: {}, auth: { user: 'x', password: 'y' } })).status, 401);
+    assert.equal((await s.post('/request', {})).status, 200);
+  });
+
+  test('what the HTTP parser refuses still gets a JSON error', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    const socket = connect(Number(new URL(s.url).port), '127.0.0.1');
+    await once(socket, 'connect');
+    let received = '';
+    socket.on('data', (chunk) => { received += chunk.toString(); });
+    socket.write('post /request HTTP/1.1\r\nHost: x\r\n\r\n');
+    await once(socket, 'close');
+    assert.match(received, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.deepEqual(JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4)), { status: 400, error: 'bad request' });
+    assert.equal((await s.call('/healthcheck')).status, 200);
+  });
+
   test('X-Forwarded-For names the client only when TRUST_PROXY says so', async (t) => {
     const trusted = await startServer(t, await openFileStore(t), { maxLoginFailures: 2, trustedProxies: 1 });
     const from = (address: string) => ({ 'X-Forwarded-For': address });

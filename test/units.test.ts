@@ -50,8 +50,10 @@ describe('config', () => {
     const config = loadConfig({
       PORT: '8080', HOST: '127.0.0.1', AUTH_USER: 'u', AUTH_PASSWORD: 'p', CUBE_CELLS: '1024', S3_BUCKET: 'b',
       S3_PREFIX: 'w/', S3_LEGACY_KEY: 'old.bin', S3_FORCE_PATH_STYLE: 'true', BACKUP_RETAIN: '3', BACKUP_INTERVAL_SECONDS: '0',
-      TRUST_PROXY: '2', MAX_CONNECTIONS: '50', LOG_REQUESTS: 'true',
+      TRUST_PROXY: '2', MAX_CONNECTIONS: '50', LOG_REQUESTS: 'true', AUTH_FAILURE_LIMIT: '0',
     }, random);
+    assert.equal(config.authFailureLimit, 0);
+    assert.equal(loadConfig({}, random).authFailureLimit, 20);
     assert.equal(config.trustedProxies, 2);
     assert.equal(config.maxConnections, 50);
     assert.equal(config.logRequests, true);

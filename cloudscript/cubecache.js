@@ -1,0 +1,297 @@
+/*
+ * cubecache client for PlayFab CloudScript (legacy, JavaScript).
+ *
+ * Install
+ *   1. Game Manager > Automation > CloudScript (Legacy) > Revisions: add this file to a new revision
+ *      (next to your own files: all files of a revision share one global scope, so every helper here is
+ *      named cubecache...) and deploy the revision live.
+ *   2. Set three Title Internal Data keys (Game Manager > Content > Title Data > Title Internal Data, or the
+ *      Server API SetTitleInternalData). Internal data is readable by CloudScript only, never by game clients:
+ *        cubecacheUrl       the server's base URL, e.g. https://cubecache.example.com (no path; a trailing / is fine)
+ *        cubecacheUser      the server's AUTH_USER (cubecache unless changed)
+ *        cubecachePassword  the server's AUTH_PASSWORD
+ *   3. Backups: Automation > Scheduled Tasks > New task, type "Execute CloudScript", function s3dump, no
+ *      arguments, e.g. hourly. The server also backs up on its own schedule; this is the seed's hourly dump.
+ *
+ * Handlers (game clients call them with ExecuteCloudScript; FunctionParameter is `args`):
+ *   readCell   {index}                                              -> {ok, index, category, rotation, sideA, sideB}
+ *   writeCell  {index, category, rotation, sideA, sideB, expect?}   -> {ok, index, category, rotation, sideA, sideB}
+ *   readCells  {indexes: [index, ...]}                              -> {ok, cells: [{index, category, ...}, ...]}
+ *   writeCells {cells: [{index, category, ..., expect?}, ...]}      -> {ok, cells: [{index, category, ...}, ...]}
+ *   s3dump     {}                                                   -> {ok, backup: {name, createdAt, bytes, ...}}
+ * Missing byte fields are 0, as on the server. `expect` ({category, rotation, sideA, sideB}) makes a write
+ * conditional: if the cell holds something else nothing is written and the result is
+ * {ok: false, status: 409, error, current: {index, category, rotation, sideA, sideB}} (plus `element`, the
+ * position in `cells`, for writeCells). A batch is applied all or nothing.
+ * Every handler returns {ok: true, ...} or {ok: false, status, error} and never throws. status is the
+ * server's HTTP status (400 bad argument, 401 wrong credentials, 409 conflict, 502 backup store failed, ...);
+ * 0 when no answer came back (network failure, timeout, bad URL) or the handler refused its arguments
+ * before calling (then also `field`) or the configuration is missing (then also `missing`: the keys).
+ */
+
+var CUBECACHE_CONFIG_KEYS = ['cubecacheUrl', 'cubecacheUser', 'cubecachePassword'];
+var CUBECACHE_MAX_BATCH = 4096;
+var CUBECACHE_BYTE_FIELDS = ['category', 'rotation', 'sideA', 'sideB'];
+
+handlers.readCell = function (args) {
+  return cubecacheGuard('readCell', function () {
+    var index = cubecacheIndex(args && args.index, 'index');
+    var answer = cubecacheCall('/request', { action: 0, index: index });
+    return answer.ok ? cubecacheCellResult(answer.body, index) : answer;
+  });
+};
+
+handlers.writeCell = function (args) {
+  return cubecacheGuard('writeCell', function () {
+    var command = cubecacheWriteCommand(args, '');
+    var answer = cubecacheCall('/request', command);
+    return answer.ok ? cubecacheCellResult(answer.body, command.index) : answer;
+  });
+};
+
+handlers.readCells = function (args) {
+  return cubecacheGuard('readCells', function () {
+    var indexes = cubecacheList(args && args.indexes, 'indexes');
+    var commands = [];
+    for (var i = 0; i < indexes.length; i++) {
+      commands.push({ action: 0, index: cubecacheIndex(indexes[i], 'indexes[' + i + ']') });
+    }
+    var answer = cubecacheCall('/request', commands);
+    return answer.ok ? cubecacheBatchResult(answer.body, commands) : answer;
+  });
+};
+
+handlers.writeCells = function (args) {
+  return cubecacheGuard('writeCells', function () {
+    var cells = cubecacheList(args && args.cells, 'cells');
+    var commands = [];
+    for (var i = 0; i < cells.length; i++) commands.push(cubecacheWriteCommand(cells[i], 'cells[' + i + '].'));
+    var answer = cubecacheCall('/request', commands);
+    return answer.ok ? cubecacheBatchResult(answer.body, commands) : answer;
+  });
+};
+
+handlers.s3dump = function () {
+  return cubecacheGuard('s3dump', function () {
+    var answer = cubecacheCall('/s3dump', {});
+    if (!answer.ok) return answer;
+    if (!answer.body.backup || typeof answer.body.backup !== 'object') return cubecacheUnexpected(JSON.stringify(answer.body));
+    log.info('cubecache s3dump: backup ' + answer.body.backup.name + ' committed');
+    return { ok: true, backup: answer.body.backup };
+  });
+};
+
+/** Runs a handler body: a refused argument becomes {ok:false, status:0, ...}; any other surprise too, logged. */
+function cubecacheGuard(name, body) {
+  var result;
+  try {
+    result = body();
+  } catch (ex) {
+    result = ex && ex.cubecacheResult ? ex.cubecacheResult : { ok: false, status: 0, error: name + ' failed: ' + cubecacheText(ex) };
+  }
+  if (!result.ok) log.error('cubecache ' + name + ': ' + (result.status ? result.status + ' ' : '') + result.error);
+  return result;
+}
+
+/** Throws a ready result out of the handler (caught by cubecacheGuard). */
+function cubecacheFail(result) {
+  var ex = new Error(result.error);
+  ex.cubecacheResult = result;
+  throw ex;
+}
+
+function cubecacheBadArgument(field, message) {
+  cubecacheFail({ ok: false, status: 0, error: message, field: field });
+}
+
+/** A cell index: a whole number >= 0 (the server checks the upper bound, which only it knows). */
+function cubecacheIndex(value, field) {
+  if (value === undefined || value === null) cubecacheBadArgument(field, field + ' is missing');
+  if (typeof value !== 'number' || value < 0 || Math.floor(value) !== value || !isFinite(value)) {
+    cubecacheBadArgument(field, field + ' must be a whole number >= 0, got ' + JSON.stringify(value));
+  }
+  return value;
+}
+
+/** A byte field: missing or null is 0 (as on the server), else a whole number 0..255. */
+function cubecacheByte(value, field) {
+  if (value === undefined || value === null) return 0;
+  if (typeof value !== 'number' || value < 0 || value > 255 || Math.floor(value) !== value) {
+    cubecacheBadArgument(field, field + ' must be a whole number from 0 to 255, got ' + JSON.stringify(value));
+  }
+  return value;
+}
+
+/** A non-empty array of at most CUBECACHE_MAX_BATCH elements. */
+function cubecacheList(value, field) {
+  if (value === undefined || value === null) cubecacheBadArgument(field, field + ' is missing');
+  if (!Array.isArray(value)) cubecacheBadArgument(field, field + ' must be an array');
+  if (value.length === 0) cubecacheBadArgument(field, field + ' is empty');
+  if (value.length > CUBECACHE_MAX_BATCH) cubecacheBadArgument(field, field + ' holds ' + value.length + ' elements; at most ' + CUBECACHE_MAX_BATCH);
+  return value;
+}
+
+/** The /request command for a write of `cell` ({index, category, ..., expect?}); `where` prefixes field names. */
+function cubecacheWriteCommand(cell, where) {
+  if (cell === undefined || cell === null || typeof cell !== 'object' || Array.isArray(cell)) {
+    cubecacheBadArgument(where ? where.slice(0, -1) : 'args', (where ? where.slice(0, -1) : 'args') + ' must be an object {index, category, rotation, sideA, sideB}');
+  }
+  var command = { action: 1, index: cubecacheIndex(cell.index, where + 'index') };
+  for (var i = 0; i < CUBECACHE_BYTE_FIELDS.length; i++) {
+    var name = CUBECACHE_BYTE_FIELDS[i];
+    command[name] = cubecacheByte(cell[name], where + name);
+  }
+  if (cell.expect !== undefined && cell.expect !== null) {
+    if (typeof cell.expect !== 'object' || Array.isArray(cell.expect)) {
+      cubecacheBadArgument(where + 'expect', where + 'expect must be an object {category, rotation, sideA, sideB}');
+    }
+    command.expect = {};
+    for (var j = 0; j < CUBECACHE_BYTE_FIELDS.length; j++) {
+      var field = CUBECACHE_BYTE_FIELDS[j];
+      command.expect[field] = cubecacheByte(cell.expect[field], where + 'expect.' + field);
+    }
+  }
+  return command;
+}
+
+/** {ok:true, index, category, rotation, sideA, sideB} from one /request answer. */
+function cubecacheCellResult(body, index) {
+  if (!cubecacheIsCell(body)) return cubecacheUnexpected(JSON.stringify(body));
+  return { ok: true, index: index, category: body.category, rotation: body.rotation, sideA: body.sideA, sideB: body.sideB };
+}
+
+/** {ok:true, cells:[...]} from a batch answer: one cell per command, in order. */
+function cubecacheBatchResult(body, commands) {
+  if (!Array.isArray(body) || body.length !== commands.length) return cubecacheUnexpected(JSON.stringify(body));
+  var cells = [];
+  for (var i = 0; i < body.length; i++) {
+    if (!cubecacheIsCell(body[i])) return cubecacheUnexpected(JSON.stringify(body));
+    cells.push({ index: commands[i].index, category: body[i].category, rotation: body[i].rotation, sideA: body[i].sideA, sideB: body[i].sideB });
+  }
+  return { ok: true, cells: cells };
+}
+
+function cubecacheIsCell(value) {
+  return value !== null && typeof value === 'object' && typeof value.category === 'number' && typeof value.rotation === 'number'
+    && typeof value.sideA === 'number' && typeof value.sideB === 'number';
+}
+
+function cubecacheUnexpected(text) {
+  return { ok: false, status: 0, error: 'unexpected answer from cubecache: ' + String(text).slice(0, 300) };
+}
+
+/** URL and credentials from Title Internal Data; never from this file. Fails naming the keys that are missing. */
+function cubecacheConfig() {
+  var data;
+  try {
+    data = server.GetTitleInternalData({ Keys: CUBECACHE_CONFIG_KEYS }).Data || {};
+  } catch (ex) {
+    cubecacheFail({ ok: false, status: 0, error: 'cannot read Title Internal Data: ' + cubecacheText(ex) });
+  }
+  var missing = [];
+  for (var i = 0; i < CUBECACHE_CONFIG_KEYS.length; i++) {
+    var value = data[CUBECACHE_CONFIG_KEYS[i]];
+    if (typeof value !== 'string' || value.replace(/^\s+|\s+$/g, '') === '') missing.push(CUBECACHE_CONFIG_KEYS[i]);
+  }
+  if (missing.length > 0) {
+    cubecacheFail({ ok: false, status: 0, missing: missing, error: 'cubecache is not configured: set the Title Internal Data key' + (missing.length > 1 ? 's ' : ' ') + missing.join(', ') });
+  }
+  var url = data.cubecacheUrl.replace(/^\s+|\s+$/g, '').replace(/\/+$/, '');
+  if (!/^https?:\/\/[^\/]+/i.test(url)) {
+    cubecacheFail({ ok: false, status: 0, error: 'the Title Internal Data key cubecacheUrl must be an http(s) URL such as https://cubecache.example.com, got ' + JSON.stringify(url) });
+  }
+  return { url: url, authorization: 'Basic ' + cubecacheBase64(data.cubecacheUser + ':' + data.cubecachePassword) };
+}
+
+/**
+ * POSTs `payload` as JSON to the server. {ok:true, body} for an answer with status 200, else the error result.
+ * The server's error bodies carry their status ({"status":N,"error":"..."}), so the body alone tells the outcome
+ * whether http.request returns it (what it does for most statuses) or throws with it.
+ */
+function cubecacheCall(path, payload) {
+  var config = cubecacheConfig();
+  var text;
+  try {
+    text = http.request(config.url + path, 'POST', JSON.stringify(payload), 'application/json', { Authorization: config.authorization });
+  } catch (ex) {
+    var thrown = cubecacheText(ex);
+    var embedded = cubecacheErrorBody(thrown);
+    if (embedded) return embedded;
+    return { ok: false, status: 0, error: 'no answer from cubecache at ' + config.url.replace(/\/\/[^\/@]*@/, '//') + path + ': ' + thrown };
+  }
+  var body;
+  try {
+    body = JSON.parse(text);
+  } catch (parseError) {
+    return cubecacheUnexpected(text);
+  }
+  if (body !== null && typeof body === 'object' && !Array.isArray(body) && body.status !== 200) {
+    return cubecacheError(body) || cubecacheUnexpected(text);
+  }
+  return { ok: true, body: body };
+}
+
+/** The result for a server error body {"status":N,"error":"...", ...}, or null if `body` is not one. */
+function cubecacheError(body) {
+  if (body === null || typeof body !== 'object' || typeof body.status !== 'number' || typeof body.error !== 'string') return null;
+  var result = { ok: false, status: body.status, error: body.error };
+  if (body.status === 409 && typeof body.index === 'number' && cubecacheIsCell(body)) {
+    result.current = { index: body.index, category: body.category, rotation: body.rotation, sideA: body.sideA, sideB: body.sideB };
+    if (typeof body.element === 'number') result.element = body.element;
+  }
+  return result;
+}
+
+/** A server error body inside the text of a thrown exception, if there is one. */
+function cubecacheErrorBody(text) {
+  var start = text.indexOf('{"status":');
+  var end = text.lastIndexOf('}');
+  if (start < 0 || end < start) return null;
+  try {
+    return cubecacheError(JSON.parse(text.slice(start, end + 1)));
+  } catch (ex) {
+    return null;
+  }
+}
+
+function cubecacheText(ex) {
+  if (ex === undefined || ex === null) return String(ex);
+  if (typeof ex === 'string') return ex;
+  if (typeof ex.message === 'string' && ex.message !== '') return ex.message;
+  try {
+    return JSON.stringify(ex);
+  } catch (stringifyError) {
+    return String(ex);
+  }
+}
+
+/** Base64 of the UTF-8 bytes of `text` (CloudScript has neither btoa nor Buffer). */
+function cubecacheBase64(text) {
+  var alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+  var bytes = [];
+  for (var i = 0; i < text.length; i++) {
+    var code = text.charCodeAt(i);
+    if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
+      var low = text.charCodeAt(i + 1);
+      if (low >= 0xdc00 && low <= 0xdfff) {
+        code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+        i++;
+      }
+    }
+    if (code >= 0xd800 && code <= 0xdfff) code = 0xfffd; // a lone surrogate, as TextEncoder and Buffer write it
+    if (code < 0x80) bytes.push(code);
+    else if (code < 0x800) bytes.push(0xc0 | (code >> 6), 0x80 | (code & 0x3f));
+    else if (code < 0x10000) bytes.push(0xe0 | (code >> 12), 0x80 | ((code >> 6) & 0x3f), 0x80 | (code & 0x3f));
+    else bytes.push(0xf0 | (code >> 18), 0x80 | ((code >> 12) & 0x3f), 0x80 | ((code >> 6) & 0x3f), 0x80 | (code & 0x3f));
+  }
+  var out = '';
+  for (var j = 0; j < bytes.length; j += 3) {
+    var b0 = bytes[j];
+    var b1 = j + 1 < bytes.length ? bytes[j + 1] : 0;
+    var b2 = j + 2 < bytes.length ? bytes[j + 2] : 0;
+    out += alphabet.charAt(b0 >> 2) + alphabet.charAt(((b0 & 3) << 4) | (b1 >> 4))
+      + (j + 1 < bytes.length ? alphabet.charAt(((b1 & 15) << 2) | (b2 >> 6)) : '=')
+      + (j + 2 < bytes.length ? alphabet.charAt(b2 & 63) : '=');
+  }
+  return out;
+}
