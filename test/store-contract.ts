@@ -7,8 +7,11 @@ import type { StoreFixture } from './support/app.js';
 const bytes = (text: string) => new TextEncoder().encode(text);
 const text = (data: Uint8Array | undefined) => (data === undefined ? undefined : new TextDecoder().decode(data));
 
-/** Runs the contract against stores from `open` (a fresh store and prefix per test). `options.conditionalWrites` false skips what the backend cannot honour, loudly. */
-export function storeContract(name: string, open: (t: TestContext) => Promise<StoreFixture>, options: { conditionalWrites?: () => Promise<boolean> } = {}) {
+/** What a backend's test server can be trusted with; a false entry skips those cases, loudly. */
+export interface Capabilities { conditionalWrites: boolean; listPaging: boolean }
+
+/** Runs the contract against stores from `open` (a fresh store and prefix per test). */
+export function storeContract(name: string, open: (t: TestContext) => Promise<StoreFixture>, capabilities: () => Promise<Capabilities> = async () => ({ conditionalWrites: true, listPaging: true })) {
   describe(`BlobStore contract: ${name}`, () => {
     test('get of a missing key is undefined', async (t) => {
       const { store, prefix } = await open(t);
@@ -40,7 +43,7 @@ export function storeContract(name: string, open: (t: TestContext) => Promise<St
     });
 
     test('putIfAbsent creates once, then answers false and keeps the first body', async (t) => {
-      if (options.conditionalWrites && !(await options.conditionalWrites())) {
+      if (!(await capabilities()).conditionalWrites) {
         t.skip('this S3 server ignores If-None-Match: * (not checked here)');
         return;
       }
@@ -51,7 +54,7 @@ export function storeContract(name: string, open: (t: TestContext) => Promise<St
     });
 
     test('of racing putIfAbsent calls on one key exactly one wins', async (t) => {
-      if (options.conditionalWrites && !(await options.conditionalWrites())) {
+      if (!(await capabilities()).conditionalWrites) {
         t.skip('this S3 server ignores If-None-Match: * (not checked here)');
         return;
       }
@@ -70,9 +73,13 @@ export function storeContract(name: string, open: (t: TestContext) => Promise<St
     });
 
     test('list pages through more than one listing page', async (t) => {
+      if (!(await capabilities()).listPaging) {
+        t.skip('this S3 server fails ListObjectsV2 continuation (not checked here)');
+        return;
+      }
       const { store, prefix } = await open(t);
       const keys = Array.from({ length: 1010 }, (_, i) => `${prefix}many/${String(i).padStart(5, '0')}`);
-      for (let i = 0; i < keys.length; i += 50) await Promise.all(keys.slice(i, i + 50).map((key) => store.put(key, bytes('.'))));
+      for (let i = 0; i < keys.length; i += 8) await Promise.all(keys.slice(i, i + 8).map((key) => store.put(key, bytes('.'))));
       assert.deepEqual(await store.list(`${prefix}many/`), keys);
     });
 
