@@ -1,24 +1,18 @@
 /** Entry point: configuration from the environment, the store, the app; signals; the only process.exit. */
-import { S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { createApp } from './lib/app.js';
 import { ConfigError, loadConfig, type Config } from './lib/config.js';
 import { createLog } from './lib/log.js';
 import type { BlobStore } from './lib/store.js';
 import { FileStore } from './lib/store-file.js';
+import { createS3Client } from './lib/s3-client.js';
 import { S3Store } from './lib/store-s3.js';
 
 const log = createLog();
 
 function openStore(config: Config): BlobStore {
   if (config.store.kind === 'file') return new FileStore(config.store.dir);
-  // Endpoint, region and credentials come the SDK's standard ways (AWS_ENDPOINT_URL_S3, AWS_REGION,
-  // the default chain: the instance role on Elastic Beanstalk), so nothing about them is configured here.
-  const client = new S3Client({
-    forcePathStyle: config.store.forcePathStyle,
-    requestHandler: { connectionTimeout: 5_000, requestTimeout: 60_000 },
-  });
-  return new S3Store(client, config.store.bucket);
+  return new S3Store(createS3Client({ forcePathStyle: config.store.forcePathStyle }), config.store.bucket);
 }
 
 async function main(): Promise<void> {
