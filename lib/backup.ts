@@ -107,6 +107,8 @@ export class Backups {
   /** cube.bytesWritten at the newest commit's snapshot. */
   private savedBytesWritten = 0;
   private unsavedSinceMs: number | null = null;
+  /** The first write after the running backup's snapshot: what stays unsaved once that backup commits. */
+  private firstWriteAfterSnapshotMs: number | null = null;
   private exclusiveTail: Promise<unknown> = Promise.resolve();
   private running: Promise<BackupInfo> | undefined;
   private queued: Promise<BackupInfo> | undefined;
@@ -140,7 +142,15 @@ export class Backups {
 
   /** Call after every write: starts the clock of the oldest unsaved change. */
   markDirty(): void {
-    this.unsavedSinceMs ??= this.now();
+    if (this.unsavedSinceMs !== null && this.firstWriteAfterSnapshotMs !== null) return; // the hot path: both known
+    const now = this.now();
+    this.unsavedSinceMs ??= now;
+    this.firstWriteAfterSnapshotMs ??= now;
+  }
+
+  /** After a commit: the oldest unsaved write is the first one after its snapshot, if any. */
+  private settleUnsavedSince(): void {
+    this.unsavedSinceMs = this.dirty ? (this.firstWriteAfterSnapshotMs ?? this.now()) : null;
   }
 
   /** The state of backups for health and metrics. */
@@ -234,6 +244,7 @@ export class Backups {
       if (!manifest) throw new UnknownBackupError(`no kept backup is named ${JSON.stringify(name)}`);
       const cells = await this.load(manifest);
       this.cube.replace(cells);
+      this.firstWriteAfterSnapshotMs = null;
       const { version, bytesWritten } = this.cube;
       this.log.info('world_restored', { from: 'backup', name, reason: 'request' });
       await this.commitNext({ ...manifest, reason: 'restore' });
@@ -241,7 +252,7 @@ export class Backups {
         this.savedVersion = version;
         this.savedBytesWritten = bytesWritten;
       }
-      if (!this.dirty) this.unsavedSinceMs = null;
+      this.settleUnsavedSince();
       this.state.lastBackup = publicInfo(manifest);
       return publicInfo(manifest);
     });
@@ -315,6 +326,7 @@ export class Backups {
   /** Snapshot, compress, upload, commit, prune. */
   private async write(reason: string): Promise<BackupInfo> {
     const snapshot = this.cube.snapshot(); // synchronous: the backup is the world at this instant
+    this.firstWriteAfterSnapshotMs = null;
     const createdAt = new Date(this.now());
     const encoded = await encodeBackup(snapshot.bytes);
     const name = `${compactTime(createdAt)}-${randomBytes(4).toString('hex')}`;
@@ -335,7 +347,7 @@ export class Backups {
       this.savedVersion = snapshot.version;
       this.savedBytesWritten = snapshot.bytesWritten;
     }
-    if (!this.dirty) this.unsavedSinceMs = null;
+    this.settleUnsavedSince();
     this.pruneSoon();
     return publicInfo(manifest);
   }

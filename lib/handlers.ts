@@ -259,7 +259,7 @@ function backupProblem(backup: ReturnType<Backups['status']>, now: number): stri
   const limitMs = 3 * backup.intervalSeconds * 1000;
   const waitedMs = now - Date.parse(backup.unsavedSince);
   if (waitedMs <= limitMs) return undefined;
-  return `unsaved changes for ${Math.round(waitedMs / 1000)} s (limit ${limitMs / 1000} s); last backup error: ${backup.lastError?.error ?? 'none'}`;
+  return `unsaved changes for ${Math.round(waitedMs / 100) / 10} s (limit ${Math.round(limitMs / 100) / 10} s); last backup error: ${backup.lastError?.error ?? 'none'}`;
 }
 
 /** Maps a backup failure to its answer: fenced is a conflict, anything else a failure of the store behind us. */
