@@ -82,7 +82,8 @@ export function createApp(options: AppOptions): App {
   let inFlight = 0;
   const drained = new EventTarget();
   // Check the timeouts every second (Node's default is every 30 s, which lets a slow client linger).
-  const server = createServer({ connectionsCheckingInterval: 1000 }, (req, res) => {
+  // node:http would refuse a missing Host with a bare 400; dispatch refuses it with a JSON one.
+  const server = createServer({ connectionsCheckingInterval: 1000, requireHostHeader: false }, (req, res) => {
     inFlight++;
     const started = performance.now();
     res.once('close', () => {
@@ -94,7 +95,21 @@ export function createApp(options: AppOptions): App {
       }
       if (--inFlight === 0) drained.dispatchEvent(new Event('drained'));
     });
-    dispatch(req, res, ctx).catch((err: unknown) => sendError(req, res, err, log));
+    // Pipelined requests on one connection run in order: a read must not overtake an earlier write
+    // still waiting for its body. Almost always there is nothing before it, and it runs at once.
+    const socket = req.socket;
+    const run = () => dispatch(req, res, ctx).catch((err: unknown) => sendError(req, res, err, log));
+    const before = inOrder.get(socket);
+    const done = before ? before.then(run) : run();
+    inOrder.set(socket, done);
+    void done.then(() => {
+      if (inOrder.get(socket) === done) inOrder.delete(socket);
+    });
+  });
+  const inOrder = new WeakMap<object, Promise<void>>();
+  // A malformed Expect header, answered in JSON like every other error.
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    sendError(req, res, new HttpError(417, `unsupported Expect: ${String(req.headers.expect).slice(0, 100)}`), log);
   });
   // Slow or stuck clients must not hold sockets: headers within 10 s, a whole request (a 64 MiB PUT /cells
   // included) within 60 s. EB's nginx keeps idle upstream connections up to 60 s, hence 65 s keep-alive.
@@ -118,6 +133,7 @@ export function createApp(options: AppOptions): App {
         once(server, 'error').then(([err]) => { throw err; }),
       ]);
       backups.start();
+      metrics.resetLoopDelay(); // the restore's stall is not one a client saw
       const address = server.address() as AddressInfo;
       log.info('listening', { address: address.address, port: address.port, cells: cube.cells, store: options.store.location, prefix: options.prefix });
       return { ...address, restoredFrom };
@@ -167,6 +183,7 @@ async function dispatch(req: IncomingMessage, res: ServerResponse, ctx: handlers
   const url = req.url ?? '/';
   const query = url.indexOf('?');
   const path = query < 0 ? url : url.slice(0, query);
+  if (req.headers.host === undefined && req.httpVersionMinor >= 1) throw new HttpError(400, 'an HTTP/1.1 request needs a Host header', { Connection: 'close' });
   const route = ROUTES.get(path);
   if (!route) throw new HttpError(404, `no route ${path}`);
   const handler = route.get(req.method ?? '');

@@ -34,6 +34,11 @@ export class Metrics {
     histogram.count++;
   }
 
+  /** Forgets event-loop delays so far (after boot, whose work no request waited for). */
+  resetLoopDelay(): void {
+    this.loopDelay.reset();
+  }
+
   /** Stops the event-loop monitor. */
   close(): void {
     this.loopDelay.disable();
@@ -67,7 +72,7 @@ export class Metrics {
       { name: 'cubecache_event_loop_delay_seconds', help: '', type: 'gauge', value: this.loopDelay.max / 1e9, labels: { quantile: '1' } },
       { name: 'process_resident_memory_bytes', help: 'Resident memory.', type: 'gauge', value: memory.rss },
       { name: 'nodejs_heap_used_bytes', help: 'V8 heap in use.', type: 'gauge', value: memory.heapUsed },
-      { name: 'nodejs_external_memory_bytes', help: 'Memory outside the V8 heap (the world lives here).', type: 'gauge', value: memory.external + memory.arrayBuffers },
+      { name: 'nodejs_external_memory_bytes', help: 'Memory outside the V8 heap, array buffers included (the world lives here).', type: 'gauge', value: memory.external },
       ...extra,
     ];
     let last = '';

@@ -8,8 +8,7 @@
  *
  * FUZZ_SEED=<n> replays a run (the seed is printed as a diagnostic and in every failure);
  * FUZZ_REQUESTS=<n> changes its length (3000 by default);
- * FUZZ_KNOWN_BUGS=all (or a comma-separated list of the names below) also runs the generators that trip the server
- * bugs listed under KNOWN BUGS.
+ * FUZZ_KNOWN_BUGS=none leaves out the generators of the fixed bugs listed below (all run by default).
  *
  * Eight workers run at once. Worker w owns the cells [w*512, (w+1)*512): everything it sends that the server
  * may accept reads and writes only its own cells, and it sends one request at a time, so the model of its
@@ -29,24 +28,14 @@ import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
 import { basicHeader, waitFor } from './support/http.js';
 
 /*
- * KNOWN BUGS, found by this fuzzer. Their generators (or the strict form of their check) run only when named in
- * FUZZ_KNOWN_BUGS (e.g. FUZZ_KNOWN_BUGS=duplicates FUZZ_SEED=2), so that everything else stays green meanwhile.
- *
- * TODO(bug: duplicates) lib/protocol.ts parseBody() parses a body with no '.', 'e' or 'E' in it with JSON.parse, whose
- *   object keeps a repeated key at its FIRST position; decodeCommand() then walks Object.entries(), so among keys that
- *   differ only in case the wrong duplicate wins. {"Action":1,"rotation":9,"action":0,"Action":1} must write
- *   [0,9,0,0] to cell 0 (the last action is 1) but reads it; {..."Sid\u0065B":103,"sid\u0065b":14,"Sid\u0065B":128}
- *   writes sideB 14, not 128. The same goes for the keys of "expect".
- * TODO(bug: pipelining) lib/handlers.ts readCells() (also stats) reads the world as soon as its headers are parsed,
- *   while an earlier pipelined POST /request or PUT /cells on the same connection still waits for its body's 'end':
- *   [POST /request {"action":1,"index":5,"category":7}][GET /cells?start=5&count=1] written at once answers 200
- *   {"category":7,...} and then the OLD bytes of cell 5.
- * TODO(bug: int64) lib/protocol.ts decodeCommand() range-checks action as a double: 9223372036854775807 (int64 max, a
- *   read for the Go seed) rounds to 2^63 and is a 400; -9223372036854775809 (below int64) rounds to -2^63 and is a read.
- * TODO(bug: bare) node:http itself answers a malformed Expect (417) and an HTTP/1.1 request without Host (400), with
- *   no JSON body. Unless this bug is named, those two answers may be bare (they are counted in the diagnostics).
+ * Bugs this fuzzer found, all fixed; their generators run on every run. Setting FUZZ_KNOWN_BUGS=none leaves them out
+ * (to tell a new failure from an old one while bisecting):
+ * - duplicates: keys repeated (in any case) must be decoded in order, last one wins, each one checked.
+ * - pipelining: a GET /cells pipelined after a write must see that write.
+ * - int64: action is checked against int64 exactly (9223372036854775807 is a read, -9223372036854775809 a 400).
+ * - bare: a malformed Expect (417) and an HTTP/1.1 request without Host (400) get JSON bodies too.
  */
-const KNOWN_BUGS = new Set((process.env.FUZZ_KNOWN_BUGS ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+const KNOWN_BUGS = new Set((process.env.FUZZ_KNOWN_BUGS ?? 'all').split(',').map((s) => s.trim()).filter(Boolean));
 const trips = (bug: 'duplicates' | 'pipelining' | 'int64' | 'bare') => KNOWN_BUGS.has('all') || KNOWN_BUGS.has(bug);
 
 const CELLS = TEST_CELLS;
@@ -1162,7 +1151,7 @@ function edgeNumbers(r: Rng): string[] {
     String(-(2n ** 62n) - BigInt(k)), '9223372036854775808', '-9223372036854775808', '18446744073709551616', '1.0', '1e2', '1E+2', '-1e-2', '0.5',
     '1.5', '-0.0', '0e0', '1E2', '2e-1', '255.0', '1e0', '9'.repeat(400), `1${'0'.repeat(309)}`, `-${'9'.repeat(30)}`, '01', '+1', '.5', '1.', '0x10',
     'Infinity', '-Infinity', 'NaN', '-', '--1', '1_000', '\u0661', '\uff11', 'true', 'false', '"5"', '""', '[]', '[5]', '{}', '{"a":1}', 'null', '1 2', '1,'];
-  // TODO(bug: int64): the Go seed's int64 edges for action; see KNOWN BUGS.
+  // The Go seed's int64 edges for action (bug "int64", fixed).
   if (trips('int64')) edges.push('9223372036854775807', '-9223372036854775809', '9223372036854775295');
   return edges;
 }
@@ -1172,7 +1161,7 @@ const genEdge: Gen = (f, w) => {
   const cmd = intentFor(w, f.world);
   let field = r.pick(['action', 'index', 'index', 'category', 'rotation', 'sideA', 'sideB']);
   let text = r.pick(edgeNumbers(r));
-  if (trips('int64') && r.chance(0.3)) { // TODO(bug: int64)
+  if (trips('int64') && r.chance(0.3)) { // bug "int64", fixed
     field = 'action';
     text = r.pick(['9223372036854775807', '-9223372036854775809', '9223372036854775295']);
   }
@@ -1376,8 +1365,8 @@ const genHeaders: Gen = (f, w) => {
 };
 
 /**
- * TODO(bug: duplicates): commands with keys repeated in other case, and no '.', 'e' or 'E' anywhere (an 'e' in a key
- * is written \u0065), so the server takes its JSON.parse path. Only with FUZZ_KNOWN_BUGS=duplicates.
+ * Bug "duplicates" (fixed): commands with keys repeated in other case, and no '.', 'e' or 'E' anywhere (an 'e' in a key
+ * is written \u0065), so the server takes its JSON.parse path. Left out with FUZZ_KNOWN_BUGS=none.
  */
 const genFastPathDuplicates: Gen = (f, w) => {
   if (!trips('duplicates')) return undefined;
@@ -1551,7 +1540,7 @@ async function runPipeline(f: Fuzz, w: Worker): Promise<void> {
     const p = r.pick(gens)(f, w);
     if (!p || p.closes || (p.req.method === 'HEAD' && r.chance(0.5))) continue;
     if (!KNOWN_METHODS.has(p.req.method) || p.req.path.length > 1000 || p.req.headers.Expect) continue;
-    // TODO(bug: pipelining): unless that bug is named, no GET /cells after a request that may write.
+    // Bug "pipelining" (fixed): with FUZZ_KNOWN_BUGS=none, no GET /cells after a request that may write.
     if (!trips('pipelining') && wrote && p.req.method === 'GET' && p.req.path.startsWith('/cells')) continue;
     wrote ||= p.writes;
     probes.push(p);
