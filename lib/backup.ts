@@ -325,16 +325,21 @@ export class Backups {
 
   /** Snapshot, compress, upload, commit, prune. */
   private async write(reason: string): Promise<BackupInfo> {
-    const snapshot = this.cube.snapshot(); // synchronous: the backup is the world at this instant
+    const snapshot = this.cube.snapshot(); // the world at this instant, read slice by slice (copy-on-write)
     this.firstWriteAfterSnapshotMs = null;
     const createdAt = new Date(this.now());
-    const encoded = await encodeBackup(snapshot.bytes);
+    let encoded;
+    try {
+      encoded = await encodeBackup(snapshot);
+    } finally {
+      snapshot.release();
+    }
     const name = `${compactTime(createdAt)}-${randomBytes(4).toString('hex')}`;
     const key = `${this.options.prefix}backups/${name}.gz`;
-    await this.store.put(key, encoded.body);
+    await this.store.put(key, encoded.parts);
     const manifest = {
       name, key, createdAt: createdAt.toISOString(), cells: this.cube.cells, bytes: encoded.bytes,
-      compressedBytes: encoded.body.byteLength, sha256: encoded.sha256, reason,
+      compressedBytes: encoded.compressedBytes, sha256: encoded.sha256, reason,
     };
     try {
       await this.commitNext(manifest);

@@ -26,10 +26,15 @@ export class FileStore implements BlobStore {
     }
   }
 
-  async put(key: string, body: Uint8Array): Promise<void> {
+  async put(key: string, body: Uint8Array | readonly Uint8Array[]): Promise<void> {
     const path = this.path(key);
     const temp = await this.writeTemp(path, body);
-    await rename(temp, path);
+    try {
+      await rename(temp, path);
+    } catch (err) {
+      await unlink(temp).catch(() => undefined);
+      throw err;
+    }
     await syncDir(dirname(path));
   }
 
@@ -87,16 +92,20 @@ export class FileStore implements BlobStore {
     return path;
   }
 
-  private async writeTemp(path: string, body: Uint8Array): Promise<string> {
+  private async writeTemp(path: string, body: Uint8Array | readonly Uint8Array[]): Promise<string> {
     await mkdir(dirname(path), { recursive: true });
     const temp = `${path}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`;
     const file = await open(temp, 'wx');
     try {
-      await file.writeFile(body);
+      // writeFile on a handle writes from the current position, whole: the parts follow one another.
+      for (const part of body instanceof Uint8Array ? [body] : body) await file.writeFile(part);
       await file.sync();
-    } finally {
+    } catch (err) {
       await file.close();
+      await unlink(temp).catch(() => undefined);
+      throw err;
     }
+    await file.close();
     return temp;
   }
 }

@@ -1,6 +1,7 @@
 /** A BlobStore in an S3 bucket (AWS S3, or an S3-compatible server such as Ceph RGW). */
 import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { Readable } from 'node:stream';
 import type { BlobStore } from './store.js';
 
 /** Bodies above this go as a multipart upload in parts of this size, several at once. */
@@ -13,6 +14,7 @@ export class S3Store implements BlobStore {
 
   constructor(private readonly client: S3Client, private readonly bucket: string) {
     this.location = `s3://${bucket}`;
+    skipPayloadHashing(client);
   }
 
   async get(key: string): Promise<Uint8Array | undefined> {
@@ -26,15 +28,19 @@ export class S3Store implements BlobStore {
     }
   }
 
-  async put(key: string, body: Uint8Array): Promise<void> {
-    if (body.byteLength <= PART_BYTES) {
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body }));
+  async put(key: string, body: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    const parts = body instanceof Uint8Array ? [body] : body;
+    const size = parts.reduce((sum, part) => sum + part.byteLength, 0);
+    if (size <= PART_BYTES) {
+      const whole = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: whole }));
       return;
     }
     // lib-storage aborts the multipart upload on failure (leavePartsOnError is false), so no parts linger.
+    // A stream of the parts: it gathers one upload part at a time, and the whole body is never joined.
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key: key, Body: body },
+      params: { Bucket: this.bucket, Key: key, Body: Readable.from(parts, { objectMode: false }), ContentLength: size },
       partSize: PART_BYTES,
       queueSize: PARTS_IN_FLIGHT,
     });
@@ -66,6 +72,25 @@ export class S3Store implements BlobStore {
   async delete(key: string): Promise<void> {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
+}
+
+const UNSIGNED = 'cubecacheUnsignedPayload';
+
+/**
+ * Signs request bodies as UNSIGNED-PAYLOAD instead of hashing each one: SigV4 otherwise hashes every 8 MiB
+ * part on the event loop (tens of milliseconds each). Backups carry their own SHA-256, checked on restore,
+ * and the transport to AWS is TLS. Added once per client.
+ */
+function skipPayloadHashing(client: S3Client): void {
+  if (client.middlewareStack.identify().some((entry) => entry.startsWith(UNSIGNED))) return;
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const request = args.request as { headers?: Record<string, string> };
+      if (request.headers && !('x-amz-content-sha256' in request.headers)) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+      return next(args);
+    },
+    { step: 'build', name: UNSIGNED },
+  );
 }
 
 function statusOf(err: unknown): number | undefined {

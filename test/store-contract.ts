@@ -26,6 +26,15 @@ export function storeContract(name: string, open: (t: TestContext) => Promise<St
       assert.equal(text(await store.get(`${prefix}a/b.bin`)), 'two');
     });
 
+    test('put of parts stores them one after another', async (t) => {
+      const { store, prefix } = await open(t);
+      const parts = [randomBytes(3 * 1024 * 1024), randomBytes(5), new Uint8Array(0), randomBytes(7 * 1024 * 1024)];
+      await store.put(`${prefix}parts`, parts);
+      assert.ok(Buffer.from((await store.get(`${prefix}parts`))!).equals(Buffer.concat(parts)));
+      await store.put(`${prefix}small-parts`, [bytes('ab'), bytes('cd')]);
+      assert.equal(text(await store.get(`${prefix}small-parts`)), 'abcd');
+    });
+
     test('an empty object is stored and read back as empty, not missing', async (t) => {
       const { store, prefix } = await open(t);
       await store.put(`${prefix}empty`, new Uint8Array(0));

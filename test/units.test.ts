@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { basicChecker, parseBasic } from '../lib/auth.js';
 import { CorruptBackupError, decodeBackup, encodeBackup, sha256Hex } from '../lib/backup-format.js';
 import { ConfigError, loadConfig } from '../lib/config.js';
-import { Cube } from '../lib/cube.js';
+import { Cube, SNAPSHOT_SLICE_BYTES } from '../lib/cube.js';
 import { createLog } from '../lib/log.js';
 
 const header = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
@@ -92,9 +92,34 @@ describe('cube', () => {
     assert.deepEqual([...cube.bytes.subarray(28)], [1, 2, 3, 4]);
     const snapshot = cube.snapshot();
     cube.write(7, { category: 9, rotation: 9, sideA: 9, sideB: 9 });
-    assert.deepEqual([...snapshot.bytes.subarray(28)], [1, 2, 3, 4]);
+    assert.equal(snapshot.slices, 1);
+    assert.deepEqual([...snapshot.readSlice(0).subarray(28)], [1, 2, 3, 4]);
+    snapshot.release();
     assert.equal(snapshot.version, 1);
     assert.equal(cube.version, 2);
+  });
+
+  test('a snapshot is the world at one instant, whatever is written while it is read, slice by slice', () => {
+    const cells = (3 * SNAPSHOT_SLICE_BYTES) / 4 + 10; // three whole slices and a short fourth
+    const cube = new Cube(cells);
+    for (let i = 0; i < cells; i += 1000) cube.write(i, { category: i & 255, rotation: 1, sideA: 0, sideB: 0 });
+    const before = cube.bytes.slice();
+    const snapshot = cube.snapshot();
+    assert.equal(snapshot.slices, 4);
+    assert.throws(() => cube.snapshot(), /already/);
+    const sliceCells = SNAPSHOT_SLICE_BYTES / 4;
+    cube.write(5, { category: 200, rotation: 0, sideA: 0, sideB: 0 }); // slice 0, before it is read
+    const read: Uint8Array[] = [snapshot.readSlice(0)];
+    cube.write(6, { category: 201, rotation: 0, sideA: 0, sideB: 0 }); // slice 0, after it is read: no copy needed
+    cube.writeRange(sliceCells - 1, new Uint8Array(8).fill(9)); // across slices 0 and 1
+    cube.write(2 * sliceCells + 3, { category: 202, rotation: 0, sideA: 0, sideB: 0 });
+    read.push(snapshot.readSlice(1), snapshot.readSlice(2));
+    cube.replace(new Uint8Array(cells * 4).fill(3)); // everything, slice 3 not yet read
+    read.push(snapshot.readSlice(3));
+    snapshot.release();
+    assert.ok(Buffer.concat(read).equals(before));
+    assert.equal(cube.cellsInUse, cells);
+    cube.snapshot().release(); // released: a new one may start
   });
 
   test('keeps cells in use, the category histogram and bytes written up to date through every kind of write', () => {
@@ -138,13 +163,15 @@ describe('backup format', () => {
     const encoded = await encodeBackup(cells);
     assert.equal(encoded.sha256, createHash('sha256').update(cells).digest('hex'));
     assert.equal(encoded.bytes, cells.byteLength);
-    assert.deepEqual(new Uint8Array(await decodeBackup(encoded.body, cells.byteLength, encoded.sha256)), cells);
+    assert.equal(encoded.compressedBytes, Buffer.concat(encoded.parts).length);
+    assert.deepEqual(new Uint8Array(await decodeBackup(Buffer.concat(encoded.parts), cells.byteLength, encoded.sha256)), cells);
     assert.equal(await sha256Hex(cells), encoded.sha256);
   });
 
   test('refuses a bad stream, a wrong size and a wrong checksum', async () => {
     const cells = new Uint8Array(4096).fill(7);
-    const { body, sha256 } = await encodeBackup(cells);
+    const { parts, sha256 } = await encodeBackup(cells);
+    const body = Buffer.concat(parts);
     await assert.rejects(decodeBackup(body.subarray(0, body.length - 10), 4096, sha256), CorruptBackupError);
     await assert.rejects(decodeBackup(new Uint8Array([1, 2, 3]), 4096, sha256), CorruptBackupError);
     await assert.rejects(decodeBackup(body, 4092, sha256), /more than 4092 bytes/);
