@@ -42,6 +42,8 @@ async function main(): Promise<void> {
     maxConnections: config.maxConnections,
     logRequests: config.logRequests,
     maxLoginFailures: config.authFailureLimit,
+    // Present when node runs with --expose-gc (the Procfile and npm start do).
+    collectGarbage: typeof globalThis.gc === 'function' ? () => globalThis.gc!() : undefined,
     log,
   });
 

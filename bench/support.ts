@@ -82,7 +82,7 @@ let serverCommand: ServerCommand | undefined;
 
 export function ensureBuilt(): ServerCommand {
   if (serverCommand) return serverCommand;
-  if (process.env.BENCH_SERVER === 'tsx') return (serverCommand = { args: ['--import', 'tsx', 'server.ts'], how: 'node --import tsx server.ts (BENCH_SERVER=tsx)' });
+  if (process.env.BENCH_SERVER === 'tsx') return (serverCommand = { args: ['--expose-gc', '--import', 'tsx', 'server.ts'], how: 'node --import tsx server.ts (BENCH_SERVER=tsx)' });
   const out = join(ROOT, 'dist', 'server.js');
   const sources = [join(ROOT, 'server.ts'), ...readdirSync(join(ROOT, 'lib')).filter((f) => f.endsWith('.ts')).map((f) => join(ROOT, 'lib', f))];
   const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
@@ -95,7 +95,8 @@ export function ensureBuilt(): ServerCommand {
       return (serverCommand = { args: ['--import', 'tsx', 'server.ts'], how: 'node --import tsx server.ts (build failed)' });
     }
   }
-  return (serverCommand = { args: ['dist/server.js'], how: `node dist/server.js${stale ? ' (rebuilt)' : ''}` });
+  // As the Procfile runs it.
+  return (serverCommand = { args: ['--expose-gc', 'dist/server.js'], how: `node --expose-gc dist/server.js${stale ? ' (rebuilt)' : ''}` });
 }
 
 /** Transpiles a self-contained bench TS module (node: imports only) to an .mjs file in workDir(); returns its path. */

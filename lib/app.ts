@@ -32,6 +32,11 @@ export interface AppOptions {
   logRequests?: boolean;
   /** Failed logins from one address within a minute before it gets 429 for a minute; 0 turns throttling off. */
   maxLoginFailures?: number;
+  /**
+   * Runs a full garbage collection (server.ts passes `gc` when node runs with --expose-gc). Called after a
+   * restore or a backup: their large temporary buffers would otherwise stay resident on an idle server.
+   */
+  collectGarbage?: () => void;
   /** Slow-client limits in ms: all headers, a whole request, an idle keep-alive connection. */
   timeouts?: { headersMs?: number; requestMs?: number; keepAliveMs?: number };
   now?: () => number;
@@ -71,7 +76,7 @@ export function createApp(options: AppOptions): App {
   const cube = new Cube(options.cells);
   const backups = new Backups({
     store: options.store, cube, prefix: options.prefix, legacyKey: options.legacyKey,
-    retain: options.backupRetain, intervalMs: options.backupIntervalMs, log, now,
+    retain: options.backupRetain, intervalMs: options.backupIntervalMs, log, now, collectGarbage: options.collectGarbage,
   });
   const metrics = new Metrics();
   const guard = new LoginGuard({ maxFailures: options.maxLoginFailures ?? 20, windowMs: 60_000, blockMs: 60_000, now });

@@ -12,48 +12,68 @@ const gunzipAsync = promisify(gunzip);
 const HASH_SLICE_BYTES = 1024 * 1024;
 const ZLIB_CHUNK_BYTES = 1024 * 1024;
 
-/** A backup's body, in the parts the compressor produced (never joined: no 64 MiB copy), and what it records about the cells. */
-export interface EncodedBackup { parts: Uint8Array[]; compressedBytes: number; bytes: number; sha256: string }
-
-/** What encodeBackup reads: a world snapshot, slice by slice. */
-export type SliceSource = Pick<Snapshot, 'slices' | 'readSlice' | 'byteLength'>;
-
 /** Why a backup could not be read: corrupt, wrong size or wrong checksum. */
 export class CorruptBackupError extends Error {
   override name = 'CorruptBackupError';
 }
 
+/** What a backup records about the cells, known once its body has been read to the end. */
+export interface EncodedBackup { compressedBytes: number; bytes: number; sha256: string }
+
+/** What encodeBackup reads: a world snapshot, slice by slice. */
+export type SliceSource = Pick<Snapshot, 'slices' | 'readSlice' | 'byteLength'>;
+
 /**
- * Compresses and hashes a snapshot (or plain bytes) one slice per event-loop turn: compression runs on
- * libuv's thread pool, hashing a slice takes about a millisecond, so requests go on between slices.
+ * The backup of a snapshot (or plain bytes) as a stream of gzip chunks, produced as fast as the consumer
+ * takes them: slices are read, hashed and compressed one per event-loop turn (compression runs on libuv's
+ * thread pool), and neither the whole world nor the whole compressed body is ever held. `result()` is the
+ * record once the body has been read to the end.
  */
-export async function encodeBackup(source: SliceSource | Uint8Array): Promise<EncodedBackup> {
+export function encodeBackup(source: SliceSource | Uint8Array): { body: AsyncIterable<Uint8Array>; result(): EncodedBackup } {
   const slices = source instanceof Uint8Array ? slicesOf(source) : source;
-  // Fastest level: a sparse world still shrinks a hundredfold, random bytes do not shrink at any level.
-  const gzip = createGzip({ level: constants.Z_BEST_SPEED, chunkSize: ZLIB_CHUNK_BYTES });
-  const parts: Uint8Array[] = [];
-  let compressedBytes = 0;
-  gzip.on('data', (chunk: Buffer) => {
-    parts.push(chunk);
-    compressedBytes += chunk.length;
-  });
-  const ended = once(gzip, 'end');
-  ended.catch(() => undefined); // observed below; an early error must not surface as unhandled
   const hash = createHash('sha256');
-  try {
-    for (let i = 0; i < slices.slices; i++) {
-      const slice = slices.readSlice(i);
-      hash.update(slice);
-      if (!gzip.write(slice)) await once(gzip, 'drain');
-      else await yieldToEventLoop();
+  let compressedBytes = 0;
+  let sha256: string | undefined;
+  async function* body(): AsyncGenerator<Uint8Array> {
+    // Fastest level: a sparse world still shrinks a hundredfold, random bytes do not shrink at any level.
+    const gzip = createGzip({ level: constants.Z_BEST_SPEED, chunkSize: ZLIB_CHUNK_BYTES });
+    const feeding = (async () => {
+      for (let i = 0; i < slices.slices && !gzip.destroyed; i++) {
+        const slice = slices.readSlice(i);
+        hash.update(slice);
+        if (!gzip.write(slice)) await once(gzip, 'drain');
+        else await yieldToEventLoop();
+      }
+      gzip.end();
+    })();
+    feeding.catch((err: unknown) => gzip.destroy(err as Error));
+    try {
+      for await (const chunk of gzip) {
+        compressedBytes += (chunk as Buffer).length;
+        yield chunk as Buffer;
+      }
+      await feeding;
+      sha256 = hash.digest('hex');
+    } finally {
+      gzip.destroy(); // the consumer may stop early (a failed upload): stop compressing too
+      await feeding.catch(() => undefined);
     }
-    gzip.end();
-    await ended;
-  } catch (err) {
-    gzip.destroy();
-    throw err;
   }
-  return { parts, compressedBytes, bytes: slices.byteLength, sha256: hash.digest('hex') };
+  return {
+    body: body(),
+    result() {
+      if (sha256 === undefined) throw new Error('the backup body has not been read to the end');
+      return { compressedBytes, bytes: slices.byteLength, sha256 };
+    },
+  };
+}
+
+/** The whole compressed body and its record, for tests and small worlds. */
+export async function encodeBackupWhole(source: SliceSource | Uint8Array): Promise<EncodedBackup & { body: Buffer }> {
+  const encoded = encodeBackup(source);
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of encoded.body) chunks.push(chunk);
+  return { ...encoded.result(), body: Buffer.concat(chunks) };
 }
 
 function slicesOf(bytes: Uint8Array): SliceSource {

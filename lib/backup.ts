@@ -89,6 +89,8 @@ export interface BackupsOptions {
   intervalMs: number;
   log: Log;
   now?: () => number;
+  /** A full garbage collection, run after restores and backups (see AppOptions.collectGarbage). */
+  collectGarbage?: () => void;
 }
 
 const MAX_BACKOFF_START_MS = 1000;
@@ -190,6 +192,7 @@ export class Backups {
           this.state.lastBackup = publicInfo(manifest);
           this.state.restoredFrom = { kind: 'backup', name: manifest.name };
           this.log.info('world_restored', { from: 'backup', name: manifest.name, seq, bytes: manifest.bytes, store: where });
+          this.options.collectGarbage?.();
           return this.state.restoredFrom;
         }
         if (attempt >= 5) throw new Error('another server keeps committing backups to this prefix while we restore');
@@ -254,6 +257,7 @@ export class Backups {
       }
       this.settleUnsavedSince();
       this.state.lastBackup = publicInfo(manifest);
+      this.options.collectGarbage?.();
       return publicInfo(manifest);
     });
   }
@@ -328,15 +332,15 @@ export class Backups {
     const snapshot = this.cube.snapshot(); // the world at this instant, read slice by slice (copy-on-write)
     this.firstWriteAfterSnapshotMs = null;
     const createdAt = new Date(this.now());
-    let encoded;
+    const name = `${compactTime(createdAt)}-${randomBytes(4).toString('hex')}`;
+    const key = `${this.options.prefix}backups/${name}.gz`;
+    const encoding = encodeBackup(snapshot);
     try {
-      encoded = await encodeBackup(snapshot);
+      await this.store.put(key, encoding.body);
     } finally {
       snapshot.release();
     }
-    const name = `${compactTime(createdAt)}-${randomBytes(4).toString('hex')}`;
-    const key = `${this.options.prefix}backups/${name}.gz`;
-    await this.store.put(key, encoded.parts);
+    const encoded = encoding.result();
     const manifest = {
       name, key, createdAt: createdAt.toISOString(), cells: this.cube.cells, bytes: encoded.bytes,
       compressedBytes: encoded.compressedBytes, sha256: encoded.sha256, reason,
@@ -354,6 +358,7 @@ export class Backups {
     }
     this.settleUnsavedSince();
     this.pruneSoon();
+    this.options.collectGarbage?.();
     return publicInfo(manifest);
   }
 

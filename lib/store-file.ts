@@ -26,7 +26,7 @@ export class FileStore implements BlobStore {
     }
   }
 
-  async put(key: string, body: Uint8Array | readonly Uint8Array[]): Promise<void> {
+  async put(key: string, body: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
     const path = this.path(key);
     const temp = await this.writeTemp(path, body);
     try {
@@ -92,13 +92,13 @@ export class FileStore implements BlobStore {
     return path;
   }
 
-  private async writeTemp(path: string, body: Uint8Array | readonly Uint8Array[]): Promise<string> {
+  private async writeTemp(path: string, body: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<string> {
     await mkdir(dirname(path), { recursive: true });
     const temp = `${path}.${randomBytes(6).toString('hex')}${TEMP_SUFFIX}`;
     const file = await open(temp, 'wx');
     try {
       // writeFile on a handle writes from the current position, whole: the parts follow one another.
-      for (const part of body instanceof Uint8Array ? [body] : body) await file.writeFile(part);
+      for await (const part of body instanceof Uint8Array ? [body] : body) await file.writeFile(part);
       await file.sync();
     } catch (err) {
       await file.close();

@@ -28,19 +28,16 @@ export class S3Store implements BlobStore {
     }
   }
 
-  async put(key: string, body: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    const parts = body instanceof Uint8Array ? [body] : body;
-    const size = parts.reduce((sum, part) => sum + part.byteLength, 0);
-    if (size <= PART_BYTES) {
-      const whole = parts.length === 1 ? parts[0]! : Buffer.concat(parts, size);
-      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: whole }));
+  async put(key: string, body: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
+    if (body instanceof Uint8Array && body.byteLength <= PART_BYTES) {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body }));
       return;
     }
-    // lib-storage aborts the multipart upload on failure (leavePartsOnError is false), so no parts linger.
-    // A stream of the parts: it gathers one upload part at a time, and the whole body is never joined.
+    // lib-storage gathers a stream one part at a time (a single PutObject when it ends within one part), so
+    // the whole body is never held; on failure it aborts the multipart upload (leavePartsOnError is false).
     const upload = new Upload({
       client: this.client,
-      params: { Bucket: this.bucket, Key: key, Body: Readable.from(parts, { objectMode: false }), ContentLength: size },
+      params: { Bucket: this.bucket, Key: key, Body: body instanceof Uint8Array ? body : Readable.from(body, { objectMode: false }) },
       partSize: PART_BYTES,
       queueSize: PARTS_IN_FLIGHT,
     });

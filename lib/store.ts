@@ -4,8 +4,8 @@ export interface BlobStore {
   readonly location: string;
   /** The object's bytes, or undefined if there is none. Any other failure throws. */
   get(key: string): Promise<Uint8Array | undefined>;
-  /** Writes the object whole (`body`, or its parts one after another): a reader sees the old bytes or the new, never a mix. */
-  put(key: string, body: Uint8Array | readonly Uint8Array[]): Promise<void>;
+  /** Writes the object whole (`body`, or its chunks one after another): a reader sees the old bytes or the new, never a mix. */
+  put(key: string, body: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void>;
   /** Writes only if no object has that key; false if one already had it. Atomic against other writers. */
   putIfAbsent(key: string, body: Uint8Array): Promise<boolean>;
   /** Every key that starts with `prefix`, sorted. */

@@ -35,6 +35,20 @@ export function storeContract(name: string, open: (t: TestContext) => Promise<St
       assert.equal(text(await store.get(`${prefix}small-parts`)), 'abcd');
     });
 
+    test('put of a stream stores what it yields, and a stream that fails stores nothing', async (t) => {
+      const { store, prefix } = await open(t);
+      const chunks = Array.from({ length: 12 }, () => randomBytes(1024 * 1024));
+      await store.put(`${prefix}stream`, (async function* () { for (const chunk of chunks) yield chunk; })());
+      assert.ok(Buffer.from((await store.get(`${prefix}stream`))!).equals(Buffer.concat(chunks)));
+      const failing = (async function* () {
+        for (const chunk of chunks) yield chunk;
+        throw new Error('the producer failed');
+      })();
+      await assert.rejects(store.put(`${prefix}torn`, failing), /the producer failed/);
+      assert.equal(await store.get(`${prefix}torn`), undefined);
+      assert.deepEqual(await store.list(`${prefix}torn`), []);
+    });
+
     test('an empty object is stored and read back as empty, not missing', async (t) => {
       const { store, prefix } = await open(t);
       await store.put(`${prefix}empty`, new Uint8Array(0));
