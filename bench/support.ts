@@ -172,6 +172,8 @@ export async function startCubecache(name: string, options: StartOptions = {}): 
     AUTH_USER: AUTH.user, AUTH_PASSWORD: AUTH.password,
     BACKUP_INTERVAL_SECONDS: '0',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    // glibc malloc tuning (e.g. MALLOC_MMAP_THRESHOLD_) passes through, to compare allocator settings.
+    ...Object.fromEntries(Object.entries(process.env).filter(([k, v]) => k.startsWith('MALLOC_') && v !== undefined)) as Record<string, string>,
     ...options.env,
   };
   if (!env.S3_BUCKET && !env.DATA_DIR) env.DATA_DIR = mkdtempSync(join(workDir(), 'data-'));

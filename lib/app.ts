@@ -132,6 +132,7 @@ export function createApp(options: AppOptions): App {
     backups,
     async start(port, host) {
       const restoredFrom = await backups.restore();
+      options.collectGarbage?.(); // the restore's buffers are garbage now: give them back before serving
       server.listen(port, host);
       await Promise.race([
         once(server, 'listening'),

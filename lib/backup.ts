@@ -192,7 +192,6 @@ export class Backups {
           this.state.lastBackup = publicInfo(manifest);
           this.state.restoredFrom = { kind: 'backup', name: manifest.name };
           this.log.info('world_restored', { from: 'backup', name: manifest.name, seq, bytes: manifest.bytes, store: where });
-          this.options.collectGarbage?.();
           return this.state.restoredFrom;
         }
         if (attempt >= 5) throw new Error('another server keeps committing backups to this prefix while we restore');

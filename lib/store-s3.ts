@@ -4,9 +4,12 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import type { BlobStore } from './store.js';
 
-/** Bodies above this go as a multipart upload in parts of this size, several at once. */
-const PART_BYTES = 8 * 1024 * 1024;
-const PARTS_IN_FLIGHT = 4;
+/**
+ * Bodies above this go as a multipart upload in parts of this size (S3's minimum), two at a time: every part
+ * in flight is memory held beside the world, and two keep a single stream to S3 busy.
+ */
+const PART_BYTES = 5 * 1024 * 1024;
+const PARTS_IN_FLIGHT = 2;
 
 /** Stores objects in `bucket` through `client` (built by the caller: the SDK's default chain in production, a local server in tests). */
 export class S3Store implements BlobStore {
