@@ -9,8 +9,7 @@ export interface Sample { name: string; help: string; type: 'gauge' | 'counter';
 
 /** Request counters, latency histograms and cell counters, plus whatever `extra` reports at scrape time. */
 export class Metrics {
-  private readonly requests = new Map<string, number>(); // "route\\0status" → count
-  private readonly latency = new Map<string, { buckets: Float64Array; sum: number; count: number }>();
+  private readonly routes = new Map<string, { statuses: Map<number, number>; buckets: Float64Array; sum: number; count: number }>();
   private readonly loopDelay: IntervalHistogram;
   cellsRead = 0;
   cellsWritten = 0;
@@ -25,13 +24,15 @@ export class Metrics {
 
   /** Records one answered request. `route` must be a known path or "other", so labels stay few. */
   observe(route: string, status: number, seconds: number): void {
-    const key = `${route}\u0000${status}`;
-    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
-    let histogram = this.latency.get(route);
-    if (!histogram) this.latency.set(route, (histogram = { buckets: new Float64Array(LATENCY_BUCKETS.length), sum: 0, count: 0 }));
-    for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]!) histogram.buckets[i]!++;
-    histogram.sum += seconds;
-    histogram.count++;
+    let entry = this.routes.get(route);
+    if (!entry) this.routes.set(route, (entry = { statuses: new Map(), buckets: new Float64Array(LATENCY_BUCKETS.length), sum: 0, count: 0 }));
+    entry.statuses.set(status, (entry.statuses.get(status) ?? 0) + 1);
+    // Buckets are cumulative when rendered; here each request counts once, in its own bucket.
+    let i = 0;
+    while (i < LATENCY_BUCKETS.length && seconds > LATENCY_BUCKETS[i]!) i++;
+    if (i < LATENCY_BUCKETS.length) entry.buckets[i]!++;
+    entry.sum += seconds;
+    entry.count++;
   }
 
   /** Forgets event-loop delays so far (after boot, whose work no request waited for). */
@@ -49,13 +50,16 @@ export class Metrics {
     const out: string[] = [];
     const head = (name: string, help: string, type: string) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     head('cubecache_http_requests_total', 'HTTP requests answered, by route and status.', 'counter');
-    for (const [key, count] of this.requests) {
-      const [route, status] = key.split('\u0000');
-      out.push(`cubecache_http_requests_total{route="${route}",status="${status}"} ${count}`);
+    for (const [route, entry] of this.routes) {
+      for (const [status, count] of entry.statuses) out.push(`cubecache_http_requests_total{route="${route}",status="${status}"} ${count}`);
     }
     head('cubecache_http_request_duration_seconds', 'Time from request to answer, by route.', 'histogram');
-    for (const [route, h] of this.latency) {
-      LATENCY_BUCKETS.forEach((le, i) => out.push(`cubecache_http_request_duration_seconds_bucket{route="${route}",le="${le}"} ${h.buckets[i]}`));
+    for (const [route, h] of this.routes) {
+      let cumulative = 0;
+      LATENCY_BUCKETS.forEach((le, i) => {
+        cumulative += h.buckets[i]!;
+        out.push(`cubecache_http_request_duration_seconds_bucket{route="${route}",le="${le}"} ${cumulative}`);
+      });
       out.push(`cubecache_http_request_duration_seconds_bucket{route="${route}",le="+Inf"} ${h.count}`);
       out.push(`cubecache_http_request_duration_seconds_sum{route="${route}"} ${h.sum}`);
       out.push(`cubecache_http_request_duration_seconds_count{route="${route}"} ${h.count}`);
