@@ -57,6 +57,9 @@ export interface App {
 
 type Handler = (req: IncomingMessage, res: ServerResponse, ctx: handlers.Ctx) => Promise<void>;
 
+/** The request running on a connection, so a pipelined one waits for it. */
+const RUNNING = Symbol('cubecache.running');
+
 /** path → method → handler. Wrong methods get 405 with Allow; unknown paths 404. */
 const ROUTES = new Map<string, Map<string, Handler>>([
   ['/request', new Map([['POST', handlers.request]])],
@@ -91,7 +94,15 @@ export function createApp(options: AppOptions): App {
   const server = createServer({ connectionsCheckingInterval: 1000, requireHostHeader: false }, (req, res) => {
     inFlight++;
     const started = performance.now();
+    // Pipelined requests on one connection run in order: a read must not overtake an earlier write still
+    // waiting for its body. Almost always nothing is running on the connection, and the request runs at once.
+    const socket = req.socket as typeof req.socket & { [RUNNING]?: Promise<void> };
+    const run = () => dispatch(req, res, ctx).catch((err: unknown) => sendError(req, res, err, log));
+    const before = socket[RUNNING];
+    const done = before ? before.then(run) : run();
+    socket[RUNNING] = done;
     res.once('close', () => {
+      if (socket[RUNNING] === done) socket[RUNNING] = undefined;
       const seconds = (performance.now() - started) / 1000;
       const route = routeLabel(req.url);
       metrics.observe(route, res.statusCode, seconds);
@@ -100,18 +111,7 @@ export function createApp(options: AppOptions): App {
       }
       if (--inFlight === 0) drained.dispatchEvent(new Event('drained'));
     });
-    // Pipelined requests on one connection run in order: a read must not overtake an earlier write
-    // still waiting for its body. Almost always there is nothing before it, and it runs at once.
-    const socket = req.socket;
-    const run = () => dispatch(req, res, ctx).catch((err: unknown) => sendError(req, res, err, log));
-    const before = inOrder.get(socket);
-    const done = before ? before.then(run) : run();
-    inOrder.set(socket, done);
-    void done.then(() => {
-      if (inOrder.get(socket) === done) inOrder.delete(socket);
-    });
   });
-  const inOrder = new WeakMap<object, Promise<void>>();
   // A malformed Expect header, answered in JSON like every other error.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     sendError(req, res, new HttpError(417, `unsupported Expect: ${String(req.headers.expect).slice(0, 100)}`), log);

@@ -27,6 +27,20 @@ describe('auth', () => {
     assert.equal(check(header('user', '')), false);
     assert.equal(check(undefined), false);
     assert.equal(check('Basic !!!'), false);
+    assert.equal(check(header('user', 'password') + 'x'), false, 'a longer header');
+    assert.equal(check(header('user', 'password').slice(0, -1)), false, 'a shorter header');
+    assert.equal(check(header('user', 'password').replace('Basic', 'basic')), true, 'the scheme in another case, off the fast path');
+    assert.equal(check(header('user', 'password').replace('Basic ', 'Basic   ')), true, 'more spaces, off the fast path');
+  });
+
+  test('basicChecker: long credentials and non-ASCII ones take the full path and still match exactly', () => {
+    const long = { user: 'u'.repeat(150), password: 'p'.repeat(300) };
+    const check = basicChecker(long);
+    assert.equal(check(header(long.user, long.password)), true);
+    assert.equal(check(header(long.user, long.password.slice(1))), false);
+    const unicode = basicChecker({ user: 'jöran', password: 'pässwörd✓' });
+    assert.equal(unicode(header('jöran', 'pässwörd✓')), true);
+    assert.equal(unicode(header('joran', 'passwords')), false);
   });
 });
 
