@@ -7,8 +7,9 @@ export interface Credentials { user: string; password: string }
 /** The user and password of a `Basic` Authorization header, or undefined if it is not one. */
 export function parseBasic(header: string | undefined): Credentials | undefined {
   if (!header) return undefined;
-  const match = /^Basic[ ]+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
-  if (!match) return undefined;
+  // Strict base64 (whole quads, padding only at the end): Node's decoder would skip junk, and it must not count.
+  const match = /^Basic[ ]+((?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?)\s*$/i.exec(header);
+  if (!match || match[1] === '') return undefined;
   const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
   if (colon < 0) return undefined;
