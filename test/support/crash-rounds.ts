@@ -130,19 +130,22 @@ export async function runCrashRounds(options: CrashRoundsOptions): Promise<Crash
   return report;
 }
 
-/** Every cell's 4 bytes as one little-endian 32-bit value (category is the low byte), read through /request. */
+/** Every cell's 4 bytes as one little-endian 32-bit value (category is the low byte), read with GET /cells. */
 async function readWorld(url: string, cells: number, agent: Agent): Promise<Uint32Array> {
-  const world = new Uint32Array(cells);
-  const batch = 16;
-  for (let start = 0; start < cells; start += batch) {
-    await Promise.all(Array.from({ length: Math.min(batch, cells - start) }, async (_, i) => {
-      const answer = await post(url, '/request', { index: start + i }, agent);
-      if (answer.status !== 200) throw new Error(`read of cell ${start + i} answered ${answer.status}`);
-      const cell = JSON.parse(answer.text) as { category: number; rotation: number; sideA: number; sideB: number };
-      world[start + i] = (cell.category | (cell.rotation << 8) | (cell.sideA << 16) | (cell.sideB << 24)) >>> 0;
-    }));
-  }
-  return world;
+  const bytes = await new Promise<Buffer>((resolve, reject) => {
+    const req = request(new URL('/cells', url), {
+      agent, headers: { Authorization: `Basic ${Buffer.from(`${AUTH.user}:${AUTH.password}`).toString('base64')}` },
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`GET /cells answered ${res.statusCode}`))));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  if (bytes.length !== cells * 4) throw new Error(`GET /cells gave ${bytes.length} bytes, expected ${cells * 4}`);
+  return new Uint32Array(new Uint8Array(bytes).buffer);
 }
 
 /** The newest commit's snapshot time and cells (as 32-bit values), read straight from the store. */
