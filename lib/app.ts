@@ -60,6 +60,24 @@ type Handler = (req: IncomingMessage, res: ServerResponse, ctx: handlers.Ctx) =>
 /** The request running on a connection, so a pipelined one waits for it. */
 const RUNNING = Symbol('cubecache.running');
 
+/** One request's turn on its connection; a promise is made only if a pipelined request has to wait for it. */
+class Turn {
+  finished = false;
+  private promise: Promise<void> | undefined;
+  private resolve: (() => void) | undefined;
+
+  finish(): void {
+    this.finished = true;
+    this.resolve?.();
+  }
+
+  wait(): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    this.promise ??= new Promise((resolve) => { this.resolve = resolve; });
+    return this.promise;
+  }
+}
+
 /** path → method → handler. Wrong methods get 405 with Allow; unknown paths 404. */
 const ROUTES = new Map<string, Map<string, Handler>>([
   ['/request', new Map([['POST', handlers.request]])],
@@ -96,13 +114,20 @@ export function createApp(options: AppOptions): App {
     const started = performance.now();
     // Pipelined requests on one connection run in order: a read must not overtake an earlier write still
     // waiting for its body. Almost always nothing is running on the connection, and the request runs at once.
-    const socket = req.socket as typeof req.socket & { [RUNNING]?: Promise<void> };
-    const run = () => dispatch(req, res, ctx).catch((err: unknown) => sendError(req, res, err, log));
+    const socket = req.socket as typeof req.socket & { [RUNNING]?: Turn };
     const before = socket[RUNNING];
-    const done = before ? before.then(run) : run();
-    socket[RUNNING] = done;
+    const turn = new Turn();
+    socket[RUNNING] = turn;
+    const fail = (err: unknown) => sendError(req, res, err, log);
+    if (before && !before.finished) {
+      void before.wait().then(() => dispatch(req, res, ctx)).catch(fail).then(() => turn.finish());
+    } else if (req.method === 'POST' && req.url === '/request' && (req.headers.host !== undefined || req.httpVersionMinor === 0)) {
+      handlers.requestFast(req, res, ctx, fail, () => turn.finish()); // the hot path: no promises
+    } else {
+      void dispatch(req, res, ctx).catch(fail).then(() => turn.finish());
+    }
     res.once('close', () => {
-      if (socket[RUNNING] === done) socket[RUNNING] = undefined;
+      if (socket[RUNNING] === turn) socket[RUNNING] = undefined;
       const seconds = (performance.now() - started) / 1000;
       const route = routeLabel(req.url);
       metrics.observe(route, res.statusCode, seconds);

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import { FencedError, UnknownBackupError, type Backups } from './backup.js';
 import { CELL_BYTES, type Cell, type Cube } from './cube.js';
-import { HttpError, readBody, readJson, sendJson } from './http.js';
+import { collectBody, HttpError, readBody, readJson, sendJson } from './http.js';
 import { clientAddress, type LoginGuard } from './login-guard.js';
 import type { Metrics, Sample } from './metrics.js';
 import { encodeAnswer, MAX_BATCH, parseRequest, type CellCommand } from './protocol.js';
@@ -50,7 +50,34 @@ export function requireAuth(req: IncomingMessage, ctx: Ctx): void {
 /** POST /request: read or write one cell (the seed's protocol), or a batch of commands applied as one step. */
 export async function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  const raw = await readBody(req, BATCH_BODY_LIMIT);
+  answerRequest(await readBody(req, BATCH_BODY_LIMIT), res, ctx);
+}
+
+/**
+ * POST /request without promises, for the common case (see app.ts): the same checks and answers as
+ * `request`, with the body collected by callbacks. `done` is called once the request is answered.
+ */
+export function requestFast(req: IncomingMessage, res: ServerResponse, ctx: Ctx, fail: (err: unknown) => void, done: () => void): void {
+  try {
+    requireAuth(req, ctx);
+  } catch (err) {
+    fail(err);
+    done();
+    return;
+  }
+  collectBody(req, BATCH_BODY_LIMIT, (err, body) => {
+    try {
+      if (err) throw err;
+      answerRequest(body!, res, ctx);
+    } catch (caught) {
+      fail(caught);
+    }
+    done();
+  });
+}
+
+/** Decodes a whole /request body, applies it and sends the answer; throws HttpError for the client's mistakes. */
+function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx): void {
   const parsed = parseRequest(raw.toString('utf8'), ctx.cube.cells);
   if (!parsed.batch) {
     if (raw.length > REQUEST_BODY_LIMIT) throw new HttpError(413, `a single command's body is at most ${REQUEST_BODY_LIMIT} bytes`, { Connection: 'close' });

@@ -18,51 +18,58 @@ export class ClientGoneError extends Error {
   }
 }
 
-/** The request body, at most `limit` bytes: 413 past it (checked against Content-Length first), ClientGoneError if the client leaves. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Collects the request body, at most `limit` bytes, and calls `done` once: with the body, or with a 413
+ * HttpError (checked against Content-Length first), or with ClientGoneError if the client leaves.
+ */
+export function collectBody(req: IncomingMessage, limit: number, done: (err: Error | undefined, body?: Buffer) => void): void {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) {
-    return Promise.reject(tooLarge(limit));
+    done(tooLarge(limit));
+    return;
   }
   // With a declared length the body goes straight into one buffer: no second copy for large bodies.
   const expected = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : undefined;
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    const whole = expected !== undefined ? Buffer.allocUnsafe(expected) : undefined;
-    let size = 0;
-    const cleanup = () => {
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onGone);
-      req.off('close', onClose);
-    };
-    const onData = (chunk: Buffer) => {
-      if (size + chunk.length > limit || (whole && size + chunk.length > whole.length)) {
-        cleanup();
-        reject(tooLarge(limit));
-        return;
-      }
-      if (whole) chunk.copy(whole, size);
-      else chunks.push(chunk);
-      size += chunk.length;
-    };
-    const onEnd = () => {
-      cleanup();
-      if (whole) resolve(size === whole.length ? whole : whole.subarray(0, size));
-      else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    };
-    const onGone = () => {
-      cleanup();
-      reject(new ClientGoneError());
-    };
-    const onClose = () => {
-      if (!req.complete) onGone();
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onGone);
-    req.on('close', onClose);
-  });
+  const chunks: Buffer[] = [];
+  const whole = expected !== undefined && expected > 0 ? Buffer.allocUnsafe(expected) : undefined;
+  let size = 0;
+  let finished = false;
+  const finish = (err: Error | undefined, body?: Buffer) => {
+    if (finished) return;
+    finished = true;
+    req.off('data', onData);
+    req.off('end', onEnd);
+    req.off('close', onClose);
+    done(err, body);
+  };
+  const onData = (chunk: Buffer) => {
+    if (size + chunk.length > limit || (whole && size + chunk.length > whole.length)) {
+      finish(tooLarge(limit));
+      return;
+    }
+    if (whole) chunk.copy(whole, size);
+    else chunks.push(chunk);
+    size += chunk.length;
+  };
+  const onEnd = () => {
+    if (whole) finish(undefined, size === whole.length ? whole : whole.subarray(0, size));
+    else finish(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+  };
+  const onClose = () => {
+    if (!req.complete) finish(new ClientGoneError());
+  };
+  req.on('data', onData);
+  req.on('end', onEnd);
+  req.on('close', onClose);
+  // An aborted request may also emit 'error'; 'close' reports it, and an unheard 'error' must not crash us.
+  if (req.listenerCount('error') === 0) req.on('error', ignore);
+}
+
+function ignore(): void {}
+
+/** The request body as a promise (see collectBody). */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => collectBody(req, limit, (err, body) => (err ? reject(err) : resolve(body!))));
 }
 
 /** The request body parsed as JSON (at most `limit` bytes): 400 when empty or invalid. */
