@@ -163,6 +163,8 @@ export function createApp(options: AppOptions): App {
         once(server, 'listening'),
         once(server, 'error').then(([err]) => { throw err; }),
       ]);
+      // Accept failures (EMFILE under a connection flood) arrive as 'error': log them, never crash on them.
+      server.on('error', (err) => log.error('server_error', { err }));
       backups.start();
       metrics.resetLoopDelay(); // the restore's stall is not one a client saw
       const address = server.address() as AddressInfo;
@@ -193,7 +195,9 @@ export function createApp(options: AppOptions): App {
 
 /** Requests node:http's parser refuses (malformed, headers too large, too slow) still get a JSON error. */
 function answerClientError(err: NodeJS.ErrnoException, socket: import('node:stream').Duplex): void {
-  if (!socket.writable || err.code === 'ECONNRESET') {
+  // As node:http itself does: answer only on a connection that has sent nothing yet, so an answer can never
+  // land in the middle of an earlier pipelined response.
+  if (!socket.writable || err.code === 'ECONNRESET' || (socket as { bytesWritten?: number }).bytesWritten !== 0) {
     socket.destroy();
     return;
   }

@@ -214,6 +214,7 @@ export class Backups {
       .catch(() => undefined)
       .then(() => {
         this.queued = undefined;
+        if (this.state.fenced) throw this.fencedError();
         // The backup just finished already holds everything this caller could have written before asking.
         if (!this.dirty && this.state.lastBackup && !this.running) return this.state.lastBackup;
         return this.running ?? this.run(reason);
@@ -238,6 +239,8 @@ export class Backups {
   async restoreBackup(name: string): Promise<BackupInfo> {
     if (this.state.fenced) throw this.fencedError();
     return this.exclusive(async () => {
+      // A prune still running from the last backup may have chosen to delete this very backup: let it finish.
+      await this.pruned();
       let manifest: Manifest | undefined;
       for (const seq of (await this.commitSeqs()).reverse()) {
         const candidate = await this.readManifest(seq).catch(() => undefined);
@@ -250,6 +253,7 @@ export class Backups {
       const { version, bytesWritten } = this.cube;
       this.log.info('world_restored', { from: 'backup', name, reason: 'request' });
       await this.commitNext({ ...manifest, reason: 'restore' });
+      this.pruneSoon();
       if (version > this.savedVersion) {
         this.savedVersion = version;
         this.savedBytesWritten = bytesWritten;

@@ -1,6 +1,5 @@
 /** One function per route. Handlers get everything through ctx; they never read the environment or exit. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { once } from 'node:events';
 import { FencedError, UnknownBackupError, type Backups } from './backup.js';
 import { CELL_BYTES, type Cell, type Cube } from './cube.js';
 import { collectBody, HttpError, readBody, readJson, sendJson } from './http.js';
@@ -144,7 +143,7 @@ export async function readCells(req: IncomingMessage, res: ServerResponse, ctx: 
     if (res.destroyed) return;
     // A copy, so bytes queued on a slow socket are the cells as they were when read, not whatever is there later.
     const chunk = ctx.cube.bytes.slice(at, Math.min(to, at + RANGE_CHUNK_BYTES));
-    if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    if (!res.write(chunk)) await drainOrClose(res);
   }
   res.end();
   ctx.metrics.cellsRead += count;
@@ -211,6 +210,19 @@ export async function metrics(req: IncomingMessage, res: ServerResponse, ctx: Ct
   const text = ctx.metrics.render(extra);
   res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
   res.end(text);
+}
+
+/** Resolves when `res` can take more data or has closed; leaves no listener behind either way. */
+function drainOrClose(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const settle = () => {
+      res.off('drain', settle);
+      res.off('close', settle);
+      resolve();
+    };
+    res.on('drain', settle);
+    res.on('close', settle);
+  });
 }
 
 /** A query parameter that must be a whole number in [min, max]; `fallback` when absent. */

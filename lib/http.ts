@@ -28,6 +28,10 @@ export function collectBody(req: IncomingMessage, limit: number, done: (err: Err
     done(tooLarge(limit));
     return;
   }
+  if (req.destroyed && !req.complete) {
+    done(new ClientGoneError()); // it left while this request waited its turn behind a pipelined one
+    return;
+  }
   // With a declared length the body goes straight into one buffer: no second copy for large bodies.
   const expected = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : undefined;
   const chunks: Buffer[] = [];

@@ -24,7 +24,8 @@ export class JsonSyntaxError extends Error {
   override name = 'JsonSyntaxError';
 }
 
-const MAX_DEPTH = 64;
+/** Nesting deeper than this is refused (a command is two levels deep). */
+export const MAX_JSON_DEPTH = 64;
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
 const WHITESPACE = /[ \t\n\r]*/y;
@@ -48,7 +49,7 @@ export function parseRawJson(text: string): RawValue {
     return m[0];
   };
   const value = (depth: number): RawValue => {
-    if (depth > MAX_DEPTH) fail('nesting too deep');
+    if (depth > MAX_JSON_DEPTH) fail('nesting too deep');
     skip();
     const c = text[at];
     if (c === '{') {

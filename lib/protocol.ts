@@ -1,7 +1,7 @@
 /** The seed's /request protocol: decode and validate bodies into typed commands, encode answers. */
 import type { Cell } from './cube.js';
 import { HttpError } from './http.js';
-import { JsonSyntaxError, parseRawJson, RawNumber, RawObject } from './json.js';
+import { JsonSyntaxError, MAX_JSON_DEPTH, parseRawJson, RawNumber, RawObject } from './json.js';
 
 /** One validated command: a write of `cell` at `index` (only if the cell holds `expect`, when given), or a read of it. */
 export interface CellCommand { write: boolean; index: number; cell: Cell; expect?: Cell }
@@ -89,15 +89,23 @@ function countColons(text: string): number {
   return n;
 }
 
-/** Keys in every object of a JSON.parse value. */
-function countKeys(value: unknown): number {
+/** Keys in every object of a JSON.parse value; -1 past the strict parser's depth (which then refuses it). */
+function countKeys(value: unknown, depth = 0): number {
   if (typeof value !== 'object' || value === null) return 0;
+  if (depth > MAX_JSON_DEPTH) return -1;
   let n = 0;
+  const add = (count: number) => {
+    if (count < 0 || n < 0) n = -1;
+    else n += count;
+  };
   if (Array.isArray(value)) {
-    for (const item of value) n += countKeys(item);
+    for (const item of value) add(countKeys(item, depth + 1));
     return n;
   }
-  for (const key in value) n += 1 + countKeys((value as Record<string, unknown>)[key]);
+  for (const key in value) {
+    const inner = countKeys((value as Record<string, unknown>)[key], depth + 1);
+    add(inner < 0 ? -1 : 1 + inner);
+  }
   return n;
 }
 

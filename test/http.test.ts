@@ -58,6 +58,10 @@ describe('POST /request', () => {
       assert.equal(typeof answer.json.error, 'string', body);
     }
     assert.deepEqual((await s.post('/request', { index: 3 })).json, { status: 200, category: 1, rotation: 1, sideA: 1, sideB: 1 });
+    // Nesting far beyond any command, with no digit to send it down the strict parser at once: still a 400.
+    const deep = await s.call('/request', { method: 'POST', body: '['.repeat(200_000) + ']'.repeat(200_000), auth: AUTH });
+    assert.equal(deep.status, 400);
+    assert.match(deep.json.error, /too deep/);
   });
 
   test('missing or wrong credentials: 401 with WWW-Authenticate, nothing written', async (t) => {
