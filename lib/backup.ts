@@ -104,10 +104,8 @@ export class Backups {
   private readonly writer = randomBytes(8).toString('hex');
   private readonly manifests = new Map<number, Manifest>();
   private lastSeq = 0;
-  /** The world version the newest commit holds; -1 when the world holds something not committed yet (a legacy restore). */
-  private savedVersion = 0;
-  /** cube.bytesWritten at the newest commit's snapshot. */
-  private savedBytesWritten = 0;
+  /** The world version and bytes written the newest commit holds; version -1 when the world holds something not committed yet (a legacy restore). */
+  private saved = { version: 0, bytesWritten: 0 };
   private unsavedSinceMs: number | null = null;
   /** The first write after the running backup's snapshot: what stays unsaved once that backup commits. */
   private firstWriteAfterSnapshotMs: number | null = null;
@@ -139,7 +137,7 @@ export class Backups {
 
   /** True when the world holds writes no committed backup has. */
   get dirty(): boolean {
-    return this.cube.version !== this.savedVersion;
+    return this.cube.version !== this.saved.version;
   }
 
   /** Call after every write: starts the clock of the oldest unsaved change. */
@@ -148,6 +146,11 @@ export class Backups {
     const now = this.now();
     this.unsavedSinceMs ??= now;
     this.firstWriteAfterSnapshotMs ??= now;
+  }
+
+  /** A commit holds the world as of `at`: it is saved unless a newer commit already was. */
+  private recordSaved(at: { version: number; bytesWritten: number }): void {
+    if (at.version > this.saved.version) this.saved = { version: at.version, bytesWritten: at.bytesWritten };
   }
 
   /** After a commit: the oldest unsaved write is the first one after its snapshot, if any. */
@@ -161,7 +164,7 @@ export class Backups {
     return {
       ...this.state,
       unsavedChanges: dirty,
-      bytesWrittenSinceBackup: dirty ? this.cube.bytesWritten - this.savedBytesWritten : 0,
+      bytesWrittenSinceBackup: dirty ? this.cube.bytesWritten - this.saved.bytesWritten : 0,
       unsavedSince: dirty && this.unsavedSinceMs !== null ? new Date(this.unsavedSinceMs).toISOString() : null,
       inProgress: this.running !== undefined,
       intervalSeconds: this.options.intervalMs / 1000,
@@ -186,8 +189,7 @@ export class Backups {
         const claimed = await this.commit({ ...manifest, seq: seq + 1, reason: 'takeover' });
         if (claimed) {
           this.cube.replace(cells);
-          this.savedVersion = this.cube.version;
-          this.savedBytesWritten = this.cube.bytesWritten;
+          this.recordSaved(this.cube);
           this.lastSeq = seq + 1;
           this.state.lastBackup = publicInfo(manifest);
           this.state.restoredFrom = { kind: 'backup', name: manifest.name };
@@ -254,10 +256,7 @@ export class Backups {
       this.log.info('world_restored', { from: 'backup', name, reason: 'request' });
       await this.commitNext({ ...manifest, reason: 'restore' });
       this.pruneSoon();
-      if (version > this.savedVersion) {
-        this.savedVersion = version;
-        this.savedBytesWritten = bytesWritten;
-      }
+      this.recordSaved({ version, bytesWritten });
       this.settleUnsavedSince();
       this.state.lastBackup = publicInfo(manifest);
       this.options.collectGarbage?.();
@@ -355,10 +354,7 @@ export class Backups {
       if (err instanceof FencedError) await this.store.delete(key).catch(() => undefined);
       throw err;
     }
-    if (snapshot.version > this.savedVersion) {
-      this.savedVersion = snapshot.version;
-      this.savedBytesWritten = snapshot.bytesWritten;
-    }
+    this.recordSaved(snapshot);
     this.settleUnsavedSince();
     this.pruneSoon();
     this.options.collectGarbage?.();
@@ -444,8 +440,7 @@ export class Backups {
     const key = this.options.legacyKey;
     const legacy = key ? await this.store.get(key) : undefined;
     if (legacy === undefined) {
-      this.savedVersion = this.cube.version;
-      this.savedBytesWritten = this.cube.bytesWritten;
+      this.recordSaved(this.cube);
       this.state.restoredFrom = { kind: 'empty' };
       this.log.warn('world_empty', { message: 'no backup found: starting with an empty world', store: `${this.store.location}/${this.options.prefix}`, cells: this.cube.cells });
       return this.state.restoredFrom;
@@ -455,7 +450,7 @@ export class Backups {
       throw new Error(`the legacy object ${key} holds ${legacy.byteLength} bytes, but a world of ${this.cube.cells} cells is ${expected} bytes (set CUBE_CELLS to ${legacy.byteLength / CELL_BYTES} if that is its size)`);
     }
     this.cube.replace(legacy);
-    this.savedVersion = -1; // not in the new format yet: the first backup writes it
+    this.saved = { version: -1, bytesWritten: 0 }; // not in the new format yet: the first backup writes it
     this.markDirty();
     this.state.restoredFrom = { kind: 'legacy', key };
     this.log.info('world_restored', { from: 'legacy', key, bytes: legacy.byteLength });
