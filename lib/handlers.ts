@@ -47,14 +47,14 @@ export function requireAuth(req: IncomingMessage, ctx: Ctx): void {
 }
 
 /** POST /request: read or write one cell (the seed's protocol), or a batch of commands applied as one step. */
-export async function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
-  requireAuth(req, ctx);
-  answerRequest(await readBody(req, BATCH_BODY_LIMIT), res, ctx);
+export function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
+  // `fail` then `done` on an error: the rejection wins, and dispatch answers it.
+  return new Promise((resolve, reject) => requestFast(req, res, ctx, reject, resolve));
 }
 
 /**
- * POST /request without promises, for the common case (see app.ts): the same checks and answers as
- * `request`, with the body collected by callbacks. `done` is called once the request is answered.
+ * POST /request without promises, for the common case (see app.ts): the body is collected by callbacks;
+ * `fail` gets a client error to answer, and `done` is called once the request is over.
  */
 export function requestFast(req: IncomingMessage, res: ServerResponse, ctx: Ctx, fail: (err: unknown) => void, done: () => void): void {
   try {
