@@ -43,31 +43,26 @@ for (const name of entries) {
   const crc = crc32(data);
   const DOS_TIME = 0; // fixed timestamps (1980-01-01) keep the bundle reproducible
   const DOS_DATE = (0 << 9) | (1 << 5) | 1;
+  // The local header and the central directory entry share one run of fields, at offsets 4 and 6.
+  const writeShared = (header, at) => {
+    header.writeUInt16LE(20, at); // version needed to extract
+    header.writeUInt16LE(0x0800, at + 2); // names are UTF-8
+    header.writeUInt16LE(8, at + 4); // deflate
+    header.writeUInt16LE(DOS_TIME, at + 6);
+    header.writeUInt16LE(DOS_DATE, at + 8);
+    header.writeUInt32LE(crc, at + 10);
+    header.writeUInt32LE(packed.length, at + 14);
+    header.writeUInt32LE(data.length, at + 18);
+    header.writeUInt16LE(nameBytes.length, at + 22);
+  };
   const local = Buffer.alloc(30);
   local.writeUInt32LE(0x04034b50, 0);
-  local.writeUInt16LE(20, 4);
-  local.writeUInt16LE(0x0800, 6); // names are UTF-8
-  local.writeUInt16LE(8, 8); // deflate
-  local.writeUInt16LE(DOS_TIME, 10);
-  local.writeUInt16LE(DOS_DATE, 12);
-  local.writeUInt32LE(crc, 14);
-  local.writeUInt32LE(packed.length, 18);
-  local.writeUInt32LE(data.length, 22);
-  local.writeUInt16LE(nameBytes.length, 26);
-  local.writeUInt16LE(0, 28);
+  writeShared(local, 4);
   locals.push(local, nameBytes, packed);
   const entry = Buffer.alloc(46);
   entry.writeUInt32LE(0x02014b50, 0);
   entry.writeUInt16LE((3 << 8) | 20, 4); // made on Unix, so the mode below is honoured
-  entry.writeUInt16LE(20, 6);
-  entry.writeUInt16LE(0x0800, 8);
-  entry.writeUInt16LE(8, 10);
-  entry.writeUInt16LE(DOS_TIME, 12);
-  entry.writeUInt16LE(DOS_DATE, 14);
-  entry.writeUInt32LE(crc, 16);
-  entry.writeUInt32LE(packed.length, 20);
-  entry.writeUInt32LE(data.length, 24);
-  entry.writeUInt16LE(nameBytes.length, 28);
+  writeShared(entry, 6);
   entry.writeUInt32LE(((0o100644) << 16) >>> 0, 38);
   entry.writeUInt32LE(offset, 42);
   central.push(entry, nameBytes);
