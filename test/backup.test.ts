@@ -9,7 +9,7 @@ import { createApp } from '../lib/app.js';
 import { RestoreError } from '../lib/backup.js';
 import { memoryLog, silentLog } from '../lib/log.js';
 import { S3Store } from '../lib/store-s3.js';
-import { AUTH, openFileStore, openS3Store, s3Bucket, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
+import { assertBootRefusal, AUTH, openFileStore, openS3Store, s3Bucket, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
 
 const STORES: Array<[string, (t: TestContext) => Promise<StoreFixture>]> = [['file', openFileStore], ['s3', () => openS3Store()]];
 
@@ -22,13 +22,7 @@ function eachStore(name: string, fn: (t: TestContext, open: () => Promise<StoreF
 async function assertBootRefused(fixture: StoreFixture, pattern: RegExp, inspect = fixture.store) {
   const before = await inspect.list(fixture.prefix);
   const app = createApp({ cells: TEST_CELLS, auth: AUTH, store: fixture.store, prefix: fixture.prefix, legacyKey: `${fixture.prefix}data.bin`, backupRetain: 24, backupIntervalMs: 0, log: silentLog });
-  await assert.rejects(app.start(0, '127.0.0.1'), (err: unknown) => {
-    assert.ok(err instanceof RestoreError, String(err));
-    assert.match(err.message, pattern);
-    assert.match(err.message, /does not start with an empty world/);
-    return true;
-  });
-  assert.equal(app.server.listening, false, 'nothing served');
+  await assertBootRefusal(app, app.start(0, '127.0.0.1'), pattern);
   await app.close();
   assert.deepEqual(await inspect.list(fixture.prefix), before, 'nothing written');
 }

@@ -4,8 +4,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { createApp, type App, type AppOptions } from '../../lib/app.js';
+import { RestoreError } from '../../lib/backup.js';
 import { silentLog } from '../../lib/log.js';
 import type { BlobStore } from '../../lib/store.js';
 import { FileStore } from '../../lib/store-file.js';
@@ -69,4 +71,15 @@ export async function startServer(t: TestContext, fixture: StoreFixture, overrid
     call: (path, options) => call(url, path, options),
     post: (path, body = {}) => call(url, path, { method: 'POST', body: body as object, auth: AUTH }),
   };
+}
+
+/** `started` (an app's start()) rejects with the boot's refusal, a RestoreError naming `cause`, and `app` serves nothing. */
+export async function assertBootRefusal(app: App, started: Promise<unknown>, cause: RegExp): Promise<void> {
+  await assert.rejects(started, (err: unknown) => {
+    assert.ok(err instanceof RestoreError, String(err));
+    assert.match(err.message, cause);
+    assert.match(err.message, /does not start with an empty world/);
+    return true;
+  });
+  assert.equal(app.server.listening, false, 'nothing served');
 }
