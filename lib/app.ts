@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { basicChecker, type Credentials } from './auth.js';
-import { Backups, type BackupInfo, type RestoredFrom } from './backup.js';
+import { Backups, type BackupsOptions, type FinalBackup, type RestoredFrom } from './backup/backups.js';
 import { Cube } from './cube.js';
 import * as handlers from './handlers.js';
 import { HttpError, sendError } from './http.js';
@@ -20,7 +20,14 @@ export interface AppOptions {
   prefix: string;
   legacyKey: string;
   backupRetain: number;
+  /** Milliseconds between scheduled snapshots; 0 turns them off. */
   backupIntervalMs: number;
+  /** Milliseconds between shipments of changes to the store; 0 (the default here) turns shipping off. */
+  shipIntervalMs?: number;
+  /** PUTs a month shipping may use (0: no bound). */
+  putBudget?: number;
+  /** The write-ahead log; undefined keeps changes in memory until they are shipped or snapshotted. */
+  wal?: BackupsOptions['wal'];
   log: Log;
   /** How long close() lets requests in flight finish before it drops their connections. */
   drainMs?: number;
@@ -42,8 +49,7 @@ export interface AppOptions {
   now?: () => number;
 }
 
-/** How shutdown ended for the world. */
-export type FinalBackup = { outcome: 'unchanged' } | { outcome: 'written'; backup: BackupInfo } | { outcome: 'failed'; error: unknown };
+export type { FinalBackup } from './backup/backups.js';
 
 export interface App {
   server: Server;
@@ -51,7 +57,7 @@ export interface App {
   backups: Backups;
   /** Restores the world, then listens; rejects (e.g. EADDRINUSE, RestoreError) without serving. */
   start(port: number, host?: string): Promise<AddressInfo & { restoredFrom: RestoredFrom }>;
-  /** Stops accepting, lets requests in flight finish, stops the schedule, writes a final backup if the world changed. */
+  /** Stops accepting, lets requests in flight finish, stops the loops, ships (or snapshots) what the store lacks, closes the log. */
   close(): Promise<FinalBackup>;
 }
 
@@ -97,7 +103,8 @@ export function createApp(options: AppOptions): App {
   const cube = new Cube(options.cells);
   const backups = new Backups({
     store: options.store, cube, prefix: options.prefix, legacyKey: options.legacyKey,
-    retain: options.backupRetain, intervalMs: options.backupIntervalMs, log, now, collectGarbage: options.collectGarbage,
+    retain: options.backupRetain, intervalMs: options.backupIntervalMs, shipIntervalMs: options.shipIntervalMs ?? 0,
+    putBudget: options.putBudget, wal: options.wal, log, now, collectGarbage: options.collectGarbage,
   });
   const metrics = new Metrics();
   const guard = new LoginGuard({ maxFailures: options.maxLoginFailures ?? 20, windowMs: 60_000, blockMs: 60_000, now });
@@ -150,6 +157,7 @@ export function createApp(options: AppOptions): App {
   server.on('clientError', answerClientError);
 
   let closing: Promise<FinalBackup> | undefined;
+  let started = false;
 
   return {
     server,
@@ -157,6 +165,7 @@ export function createApp(options: AppOptions): App {
     backups,
     async start(port, host) {
       const restoredFrom = await backups.restore();
+      started = true;
       options.collectGarbage?.(); // the restore's buffers are garbage now: give them back before serving
       server.listen(port, host);
       await Promise.race([
@@ -182,8 +191,7 @@ export function createApp(options: AppOptions): App {
         }
         server.closeAllConnections();
         await closed;
-        await backups.stop();
-        const final = await finalBackup(backups);
+        const final = started ? await backups.finish() : ({ outcome: 'unchanged' } as const);
         metrics.close();
         log.info('shutdown_finished', { finalBackup: final.outcome });
         return final;
@@ -226,11 +234,3 @@ async function dispatch(req: IncomingMessage, res: ServerResponse, ctx: handlers
   await handler(req, res, ctx);
 }
 
-async function finalBackup(backups: Backups): Promise<FinalBackup> {
-  if (!backups.dirty) return { outcome: 'unchanged' };
-  try {
-    return { outcome: 'written', backup: await backups.backup('shutdown') };
-  } catch (error) {
-    return { outcome: 'failed', error }; // run() has logged it
-  }
-}

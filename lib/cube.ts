@@ -109,6 +109,12 @@ export class Cube {
     this.written += bytes.byteLength;
   }
 
+  /** After `bytes` were written directly (a boot restore streams into them): recounts the statistics, as one write. */
+  loaded(): void {
+    this.recount();
+    this.changes++;
+  }
+
   /** Takes a snapshot (see Snapshot); one at a time. Synchronous and cheap: no write can interleave. */
   snapshot(): Snapshot {
     if (this.cow) throw new Error('a snapshot is already being read');

@@ -1,6 +1,7 @@
 /** One function per route. Handlers get everything through ctx; they never read the environment or exit. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { FencedError, UnknownBackupError, type Backups } from './backup.js';
+import { FencedError, UnknownBackupError, WritesRefusedError, type Backups } from './backup/backups.js';
+import type { Run } from './backup/change.js';
 import { CELL_BYTES, type Cell, type Cube } from './cube.js';
 import { collectBody, HttpError, readBody, readJson, sendJson } from './http.js';
 import { clientAddress, type LoginGuard } from './login-guard.js';
@@ -67,38 +68,39 @@ export function requestFast(req: IncomingMessage, res: ServerResponse, ctx: Ctx,
   collectBody(req, BATCH_BODY_LIMIT, (err, body) => {
     try {
       if (err) throw err;
-      answerRequest(body!, res, ctx);
+      answerRequest(body!, res, ctx, fail, done);
     } catch (caught) {
       fail(caught);
+      done();
     }
+  });
+}
+
+/**
+ * Decodes a whole /request body, applies it, logs its writes and sends the answer once the log has them
+ * (then calls `done`); throws HttpError for the client's mistakes, before anything is written.
+ */
+function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, fail: (err: unknown) => void, done: () => void): void {
+  const parsed = parseRequest(raw.toString('utf8'), ctx.cube.cells);
+  if (!parsed.batch && raw.length > REQUEST_BODY_LIMIT) throw new HttpError(413, `a single command's body is at most ${REQUEST_BODY_LIMIT} bytes`, { Connection: 'close' });
+  const commands = parsed.batch ? parsed.commands : [parsed.command];
+  const answers = applyCommands(ctx, commands, parsed.batch ? (i) => `element ${i}: ` : () => '', parsed.batch);
+  const body = parsed.batch ? `[${answers.map(encodeAnswer).join(',')}]` : encodeAnswer(answers[0]!);
+  const wrote = commands.some((cmd) => cmd.write);
+  // A read waits too when writes are still being logged: it must not show a value that a crash could lose.
+  ctx.backups.afterWrite((err) => {
+    if (err && wrote) fail(new HttpError(503, `the change could not be written to the log (${err.message}); it may be applied once the log recovers, retry`));
+    else sendJson(res, 200, body);
     done();
   });
 }
 
-/** Decodes a whole /request body, applies it and sends the answer; throws HttpError for the client's mistakes. */
-function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx): void {
-  const parsed = parseRequest(raw.toString('utf8'), ctx.cube.cells);
-  if (!parsed.batch) {
-    if (raw.length > REQUEST_BODY_LIMIT) throw new HttpError(413, `a single command's body is at most ${REQUEST_BODY_LIMIT} bytes`, { Connection: 'close' });
-    const cmd = parsed.command;
-    if (cmd.write) {
-      if (cmd.expect && !ctx.cube.holds(cmd.index, cmd.expect)) throw conflict(ctx, cmd.index, ctx.cube.read(cmd.index), '');
-      ctx.cube.write(cmd.index, cmd.cell);
-      ctx.backups.markDirty();
-      ctx.metrics.cellsWritten++;
-    } else ctx.metrics.cellsRead++;
-    sendJson(res, 200, encodeAnswer(ctx.cube.read(cmd.index)));
-    return;
-  }
-  const answers = applyBatch(ctx, parsed.commands);
-  sendJson(res, 200, `[${answers.map(encodeAnswer).join(',')}]`);
-}
-
 /**
- * Applies a batch as one step: every conditional write is checked (against the world as the batch's earlier
- * commands leave it) before anything is written, so a conflict writes nothing. Returns each command's answer.
+ * Applies commands as one step: every conditional write is checked (against the world as the earlier
+ * commands leave it) before anything is written, so a conflict writes nothing; the writes are recorded as
+ * one change. Returns each command's answer.
  */
-function applyBatch(ctx: Ctx, commands: CellCommand[]): Cell[] {
+function applyCommands(ctx: Ctx, commands: CellCommand[], where: (i: number) => string, batch: boolean): Cell[] {
   const pending = new Map<number, Cell>();
   const answers = new Array<Cell>(commands.length);
   let writes = 0;
@@ -106,15 +108,22 @@ function applyBatch(ctx: Ctx, commands: CellCommand[]): Cell[] {
     const cmd = commands[i]!;
     const current = pending.get(cmd.index) ?? ctx.cube.read(cmd.index);
     if (cmd.write) {
-      if (cmd.expect && !sameCell(current, cmd.expect)) throw conflict(ctx, cmd.index, current, `element ${i}: `, { element: i });
+      if (cmd.expect && !sameCell(current, cmd.expect)) throw conflict(ctx, cmd.index, current, where(i), batch ? { element: i } : {});
       pending.set(cmd.index, cmd.cell);
       answers[i] = cmd.cell;
       writes++;
     } else answers[i] = current;
   }
   if (writes > 0) {
-    for (const cmd of commands) if (cmd.write) ctx.cube.write(cmd.index, cmd.cell);
-    ctx.backups.markDirty();
+    const refused = ctx.backups.refusal();
+    if (refused) throw new HttpError(503, refused.message);
+    const runs: Run[] = [];
+    for (const cmd of commands) {
+      if (!cmd.write) continue;
+      ctx.cube.write(cmd.index, cmd.cell);
+      runs.push({ start: cmd.index, bytes: Uint8Array.of(cmd.cell.category, cmd.cell.rotation, cmd.cell.sideA, cmd.cell.sideB) });
+    }
+    ctx.backups.record(runs);
   }
   ctx.metrics.cellsWritten += writes;
   ctx.metrics.cellsRead += commands.length - writes;
@@ -162,11 +171,19 @@ export async function writeCells(req: IncomingMessage, res: ServerResponse, ctx:
   if (body.length % CELL_BYTES !== 0) throw new HttpError(400, `the body must be whole cells (a multiple of ${CELL_BYTES} bytes), got ${body.length} bytes`);
   const cells = body.length / CELL_BYTES;
   if (cells > 0) {
+    const refused = ctx.backups.refusal();
+    if (refused) throw new HttpError(503, refused.message);
     ctx.cube.writeRange(start, body);
-    ctx.backups.markDirty();
+    ctx.backups.record([{ start, bytes: body }]);
+    await logged(ctx);
   }
   ctx.metrics.cellsWritten += cells;
   sendJson(res, 200, { status: 200, start, cells });
+}
+
+/** Resolves once the log holds every change recorded so far; 503 if it cannot be written. */
+function logged(ctx: Ctx): Promise<void> {
+  return new Promise((resolve, reject) => ctx.backups.afterWrite((err) => (err ? reject(new HttpError(503, `the change could not be written to the log (${err.message}); retry`)) : resolve())));
 }
 
 /** GET /stats: cells in use, cells per category, bytes written since the last backup. */
@@ -254,7 +271,7 @@ export async function healthcheck(req: IncomingMessage, res: ServerResponse, ctx
   let status = 200;
   let problem: string | undefined;
   if (strict === '1' || strict === 'true') {
-    problem = backupProblem(backup, ctx.now());
+    problem = backupProblem(backup, ctx.backups.saveDeadlineMs, ctx.now());
     if (problem) status = 503;
   }
   sendJson(res, status, {
@@ -291,20 +308,21 @@ export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ct
   }
 }
 
-/** Why the strict health check fails, or undefined: unsaved changes older than three intervals, or fenced. */
-function backupProblem(backup: ReturnType<Backups['status']>, now: number): string | undefined {
+/** Why the strict health check fails, or undefined: unsaved changes older than three cadences, the log failing, or fenced. */
+function backupProblem(backup: ReturnType<Backups['status']>, limitMs: number, now: number): string | undefined {
   if (backup.fenced) return 'backups stopped: another server took over this prefix';
-  if (!backup.unsavedChanges || backup.intervalSeconds <= 0 || backup.unsavedSince === null) return undefined;
-  const limitMs = 3 * backup.intervalSeconds * 1000;
+  if (backup.log.failure) return `the write-ahead log cannot be written: ${backup.log.failure}`;
+  if (!backup.unsavedChanges || limitMs <= 0 || backup.unsavedSince === null) return undefined;
   const waitedMs = now - Date.parse(backup.unsavedSince);
   if (waitedMs <= limitMs) return undefined;
-  return `unsaved changes for ${Math.round(waitedMs / 100) / 10} s (limit ${Math.round(limitMs / 100) / 10} s); last backup error: ${backup.lastError?.error ?? 'none'}`;
+  return `unsaved changes for ${Math.round(waitedMs / 100) / 10} s (limit ${Math.round(limitMs / 100) / 10} s); last error: ${backup.lastShipError?.error ?? backup.lastError?.error ?? 'none'}`;
 }
 
 /** Maps a backup failure to its answer: fenced is a conflict, anything else a failure of the store behind us. */
 function backupHttpError(err: unknown): unknown {
   if (err instanceof HttpError) return err;
   if (err instanceof FencedError) return new HttpError(409, err.message);
+  if (err instanceof WritesRefusedError) return new HttpError(503, err.message);
   const name = err instanceof Error ? err.name : 'error';
   return new HttpError(502, `backup store failed (${name}); the server keeps serving and retries, see its log`);
 }

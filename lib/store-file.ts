@@ -1,6 +1,7 @@
 /** A BlobStore in a local folder: one file per key, written to a temp file, fsynced, then renamed or linked. */
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { BlobStore } from './store.js';
@@ -24,6 +25,17 @@ export class FileStore implements BlobStore {
       if (isCode(err, 'ENOENT')) return undefined;
       throw err;
     }
+  }
+
+  async getStream(key: string): Promise<AsyncIterable<Uint8Array> | undefined> {
+    const path = this.path(key);
+    try {
+      await stat(path);
+    } catch (err) {
+      if (isCode(err, 'ENOENT')) return undefined;
+      throw err;
+    }
+    return createReadStream(path, { highWaterMark: 1024 * 1024 });
   }
 
   async put(key: string, body: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
@@ -83,6 +95,30 @@ export class FileStore implements BlobStore {
     await unlink(this.path(key)).catch((err) => {
       if (!isCode(err, 'ENOENT')) throw err;
     });
+  }
+
+  async cleanup(prefix: string, before: Date): Promise<number> {
+    let removed = 0;
+    const walk = async (dir: string): Promise<void> => {
+      const entries = await readdir(dir, { withFileTypes: true }).catch((err: unknown) => {
+        if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return [];
+        throw err;
+      });
+      for (const entry of entries) {
+        const full = join(dir, entry.name);
+        if (entry.isDirectory()) await walk(full);
+        else if (entry.name.endsWith(TEMP_SUFFIX) && relative(this.root, full).split(sep).join('/').startsWith(prefix)) {
+          const info = await stat(full).catch(() => undefined);
+          if (info && info.mtime < before) {
+            await unlink(full).catch(() => undefined);
+            removed++;
+          }
+        }
+      }
+    };
+    const slash = prefix.lastIndexOf('/');
+    await walk(slash < 0 ? this.root : this.path(prefix.slice(0, slash)));
+    return removed;
   }
 
   /** The file for `key`; keys that would escape the folder are refused. */

@@ -1,5 +1,5 @@
 /** A BlobStore in an S3 bucket (AWS S3, or an S3-compatible server such as Ceph RGW). */
-import { DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable } from 'node:stream';
 import type { BlobStore } from './store.js';
@@ -31,6 +31,17 @@ export class S3Store implements BlobStore {
     }
   }
 
+  async getStream(key: string): Promise<AsyncIterable<Uint8Array> | undefined> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      if (!out.Body) throw new Error(`GetObject ${key}: no body`);
+      return out.Body as unknown as AsyncIterable<Uint8Array>; // a Node Readable in the Node SDK
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      throw err;
+    }
+  }
+
   async put(key: string, body: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void> {
     if (body instanceof Uint8Array && body.byteLength <= PART_BYTES) {
       await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body }));
@@ -53,7 +64,9 @@ export class S3Store implements BlobStore {
       await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, IfNoneMatch: '*' }));
       return true;
     } catch (err) {
-      if (statusOf(err) === 412 || (err as Error | null)?.name === 'PreconditionFailed') return false;
+      // 412: the key exists. 409 ConditionalRequestConflict: AWS's answer when two conditional writes race; the other won.
+      const name = (err as Error | null)?.name;
+      if (statusOf(err) === 412 || name === 'PreconditionFailed' || statusOf(err) === 409 || name === 'ConditionalRequestConflict') return false;
       throw err;
     }
   }
@@ -71,6 +84,23 @@ export class S3Store implements BlobStore {
 
   async delete(key: string): Promise<void> {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+  }
+
+  async cleanup(prefix: string, before: Date): Promise<number> {
+    let removed = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    do {
+      const out = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+      for (const upload of out.Uploads ?? []) {
+        if (!upload.Key || !upload.UploadId || (upload.Initiated && upload.Initiated >= before)) continue;
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }));
+        removed++;
+      }
+      keyMarker = out.IsTruncated ? out.NextKeyMarker : undefined;
+      uploadIdMarker = out.IsTruncated ? out.NextUploadIdMarker : undefined;
+    } while (keyMarker);
+    return removed;
   }
 }
 

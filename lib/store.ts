@@ -4,6 +4,8 @@ export interface BlobStore {
   readonly location: string;
   /** The object's bytes, or undefined if there is none. Any other failure throws. */
   get(key: string): Promise<Uint8Array | undefined>;
+  /** The object's bytes as a stream (so a large object is never held whole), or undefined if there is none. */
+  getStream(key: string): Promise<AsyncIterable<Uint8Array> | undefined>;
   /** Writes the object whole (`body`, or its chunks one after another): a reader sees the old bytes or the new, never a mix. */
   put(key: string, body: Uint8Array | Iterable<Uint8Array> | AsyncIterable<Uint8Array>): Promise<void>;
   /** Writes only if no object has that key; false if one already had it. Atomic against other writers. */
@@ -12,4 +14,6 @@ export interface BlobStore {
   list(prefix: string): Promise<string[]>;
   /** Removes the object; removing a missing one is not an error. */
   delete(key: string): Promise<void>;
+  /** Removes what interrupted writes under `prefix` begun before `before` left behind (temp files, incomplete multipart uploads); returns how many. */
+  cleanup(prefix: string, before: Date): Promise<number>;
 }

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { createApp, type App, type AppOptions } from '../../lib/app.js';
-import { RestoreError } from '../../lib/backup.js';
+import { RestoreError } from '../../lib/backup/backups.js';
 import { silentLog } from '../../lib/log.js';
 import type { BlobStore } from '../../lib/store.js';
 import { FileStore } from '../../lib/store-file.js';

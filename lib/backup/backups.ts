@@ -1,0 +1,617 @@
+/**
+ * Durability of one world in one store prefix, wiring the steps together: boot assembles the newest state
+ * (snapshot, then the change sets after it, then the local log), every change is logged before its answer,
+ * changes are shipped every SHIP_INTERVAL, snapshots compact them every BACKUP_INTERVAL, retention prunes.
+ * One mutex orders commits; each background job is one loop.
+ */
+import { randomBytes } from 'node:crypto';
+import { CorruptBackupError } from '../backup-format.js';
+import { CELL_BYTES, type Cube } from '../cube.js';
+import type { Log } from '../log.js';
+import type { BlobStore } from '../store.js';
+import { applyChange, type Run } from './change.js';
+import type { ChangeLog, LogCursor } from './change-log.js';
+import { INLINE_LIMIT_BYTES, packChangeSet, readChangeSet } from './change-set.js';
+import { CommitLog, FencedError, UnreadableCommitError, type ChangesCommit, type Commit, type SnapshotCommit } from './commit-log.js';
+import { MemoryLog } from './memory-log.js';
+import { pruneCommits, type SnapshotRef } from './retention.js';
+import { every, Mutex } from './schedule.js';
+import { loadSnapshot, writeSnapshot, type BackupInfo } from './snapshot.js';
+import { LogCorruptError, LogLockedError, WriteAheadLog, type WalSync } from './wal.js';
+
+export type { BackupInfo } from './snapshot.js';
+export { FencedError } from './commit-log.js';
+
+/** Where the running world came from at boot. */
+export type RestoredFrom = { kind: 'backup'; name: string } | { kind: 'legacy'; key: string } | { kind: 'empty' };
+
+/** The world could not be restored at boot; the message says what failed and what to do. */
+export class RestoreError extends Error {
+  override name = 'RestoreError';
+}
+
+/** No backup of that name is kept. */
+export class UnknownBackupError extends Error {
+  override name = 'UnknownBackupError';
+}
+
+/** Writes are refused for now (the log cannot be written, or another server took over): the answer is 503. */
+export class WritesRefusedError extends Error {
+  override name = 'WritesRefusedError';
+}
+
+export interface BackupsOptions {
+  store: BlobStore;
+  cube: Cube;
+  /** '' or ending in '/'. */
+  prefix: string;
+  /** The seed's raw backup object, read when the prefix holds no commit. */
+  legacyKey: string;
+  /** How many snapshots to keep (and the change sets between them: the span of history). */
+  retain: number;
+  /** Milliseconds between scheduled snapshots (taken only if the world changed); 0 turns them off. */
+  intervalMs: number;
+  /** Milliseconds between change shipments; 0 turns shipping off (snapshots alone then). */
+  shipIntervalMs: number;
+  /** PUT requests a month that shipping may use; 0 for no bound. Under constant writes the cadence stretches to fit. */
+  putBudget?: number;
+  /** The write-ahead log; undefined keeps changes in memory only (lost on a crash until shipped). */
+  wal?: { dir: string; sync: WalSync; syncMarks?: boolean; writeFault?: () => Error | undefined };
+  log: Log;
+  now?: () => number;
+  /** A full garbage collection, run after restores and backups (see AppOptions.collectGarbage). */
+  collectGarbage?: () => void;
+}
+
+/** How shutdown ended for the world. */
+export type FinalBackup = { outcome: 'unchanged' } | { outcome: 'written'; backup?: BackupInfo } | { outcome: 'failed'; error: unknown };
+
+/** A change set may carry at most this many bytes of cells; beyond it (a whole-world import) a snapshot is cheaper. */
+const SHIP_MAX_BYTES = 8 * 1024 * 1024;
+const MONTH_MS = 30 * 24 * 3600 * 1000;
+/** The longest shutdown waits for its final shipment (Elastic Beanstalk stops a process 30 s after SIGTERM). */
+const FINAL_DEADLINE_MS = 25_000;
+
+/** Backups of one world to one store prefix. Call restore() once before serving, then start(). */
+export class Backups {
+  private readonly store: BlobStore;
+  private readonly cube: Cube;
+  private readonly log: Log;
+  private readonly now: () => number;
+  private readonly commits: CommitLog;
+  private readonly mutex = new Mutex();
+  private changeLog: ChangeLog = new MemoryLog(1, false);
+  private wal: WriteAheadLog | undefined;
+  /** The store holds every change of the log's lineage up to this lsn. */
+  private storeLsn = 0;
+  private cursor: LogCursor | undefined;
+  /** Kept snapshots, newest first. */
+  private snapshots: SnapshotRef[] = [];
+  /** Recent shipments, so a snapshot knows which of them it does not cover. */
+  private recentShips: Array<{ seq: number; toLsn: number }> = [];
+  /** The world's version and bytes written as of the newest snapshot (for "changed since a snapshot"). */
+  private saved = { version: 0, bytesWritten: 0 };
+  /** True while the world rests on the legacy object, not yet written in this format. */
+  private legacyBase = false;
+  private snapshotDue = false;
+  private running: Promise<BackupInfo> | undefined;
+  private pruning: Promise<void> | undefined;
+  private pruneAgain = false;
+  private unsavedSinceMs: number | null = null;
+  private firstWriteAfterReadMs: number | null = null;
+  private tokens = 0;
+  private tokensAt = 0;
+  private loops: AbortController | undefined;
+  private loopsDone: Promise<unknown> = Promise.resolve();
+  private readonly state = {
+    restoredFrom: { kind: 'empty' } as RestoredFrom,
+    lastBackup: null as (BackupInfo & { durationMs?: number }) | null,
+    lastSuccessAt: null as string | null,
+    lastError: null as { at: string; error: string } | null,
+    consecutiveFailures: 0,
+    failuresTotal: 0,
+    backupsTotal: 0,
+    skippedUnchanged: 0,
+    shipsTotal: 0,
+    shipFailures: 0,
+    shipConsecutiveFailures: 0,
+    lastShip: null as { at: string; seq: number; changes: number; compressedBytes: number } | null,
+    lastShipError: null as { at: string; error: string } | null,
+    replayed: 0,
+  };
+
+  constructor(private readonly options: BackupsOptions) {
+    this.store = options.store;
+    this.cube = options.cube;
+    this.log = options.log;
+    this.now = options.now ?? Date.now;
+    this.commits = new CommitLog(options.store, options.prefix, options.log, this.now);
+    this.tokensAt = this.now();
+    this.tokens = this.tokenCapacity();
+  }
+
+  /** True when the world holds changes the store does not. */
+  get dirty(): boolean {
+    return this.legacyBase || this.changeLog.lastLsn > this.storeLsn;
+  }
+
+  /** Why writes are refused right now (503), or undefined when they are taken. */
+  refusal(): WritesRefusedError | undefined {
+    if (this.commits.fenced) return new WritesRefusedError('another server took over this world; this server no longer accepts writes');
+    const failure = this.changeLog.failure;
+    if (failure) return new WritesRefusedError(`the write-ahead log cannot be written (${(failure as { code?: string }).code ?? failure.name}); writes are refused until it can`);
+    return undefined;
+  }
+
+  /** Records a change already applied to the world (`runs` of cells, by `by`); its answer must wait for afterWrite. */
+  record(runs: Run[], by = ''): void {
+    const now = this.now();
+    this.changeLog.append(now, by, runs);
+    this.unsavedSinceMs ??= now;
+    this.firstWriteAfterReadMs ??= now;
+  }
+
+  /** Calls `done` once every change recorded so far is in the log (or with the error that stopped it). */
+  afterWrite(done: (err?: Error) => void): void {
+    this.changeLog.afterWrite(done);
+  }
+
+  /**
+   * Boot: assembles the newest state (the newest snapshot, the change sets after it, then the local log's
+   * frames after those if the log continues them), then claims the next seq so an older server still on
+   * this prefix is fenced. Throws RestoreError, naming the cause, when any of it cannot be read.
+   */
+  async restore(): Promise<RestoredFrom> {
+    const where = `${this.store.location}/${this.options.prefix}`;
+    const bootAt = new Date(this.now());
+    try {
+      if (this.options.wal) this.wal = await WriteAheadLog.open({ ...this.options.wal, cells: this.cube.cells, log: this.log });
+    } catch (err) {
+      throw new RestoreError(`cannot open the write-ahead log ${this.options.wal!.dir}: ${describe(err)}. ${err instanceof LogLockedError ? 'Stop the other server, or give this one its own WAL_DIR.' : 'Check that WAL_DIR is a folder this process can create and write (disk space, permissions), then start again.'}`);
+    }
+    try {
+      const seqs = await this.commits.seqs();
+      const newer: Commit[] = [];
+      let snapshot: SnapshotCommit | undefined;
+      for await (const commit of this.commits.newestFirst(seqs)) {
+        if (commit.kind === 'snapshot') { snapshot = commit; break; }
+        newer.push(commit);
+      }
+      const newest = newer[0] ?? snapshot;
+      if (snapshot) {
+        const expected = this.cube.cells * CELL_BYTES;
+        if (snapshot.bytes !== expected) throw new Error(`backup ${snapshot.name} holds ${snapshot.bytes} bytes, but a world of ${this.cube.cells} cells (CUBE_CELLS) is ${expected} bytes`);
+        await loadSnapshot(this.store, snapshot.key, this.cube.bytes, snapshot.sha256, `backup ${snapshot.name}`);
+        this.cube.loaded();
+        this.snapshots = await this.snapshotIndex(snapshot, seqs);
+        this.state.restoredFrom = { kind: 'backup', name: snapshot.name };
+        this.state.lastBackup = publicInfo(snapshot);
+      } else {
+        await this.restoreBase();
+      }
+      const chain = [...(snapshot ? await this.uncoveredBefore(snapshot) : []), ...newer.reverse()];
+      let applied = 0;
+      for (const commit of chain) {
+        if (commit.kind !== 'changes') continue;
+        for (const change of await readChangeSet(this.store, commit, this.cube.cells)) {
+          if (snapshot && commit.lineage === snapshot.lineage && change.lsn <= snapshot.snapshotLsn) continue; // in the snapshot already
+          applyChange(this.cube, change);
+          applied++;
+        }
+      }
+      this.saved = { version: this.cube.version, bytesWritten: this.cube.bytesWritten };
+      const storeLineage = newest?.lineage || undefined;
+      const storeLsn = newest?.lsn ?? 0;
+      let replayed = 0;
+      if (this.wal) {
+        const recovery = await this.wal.recover(storeLineage, storeLsn, (change) => applyChange(this.cube, change));
+        replayed = recovery.replayed;
+        this.changeLog = this.wal;
+        this.storeLsn = this.wal.lineage === storeLineage ? storeLsn : 0;
+        if (recovery.cut) this.state.lastError = { at: bootAt.toISOString(), error: `a torn write-ahead log tail was cut (${recovery.cut.bytes} bytes kept in ${recovery.cut.keptIn})` };
+      } else {
+        this.changeLog = new MemoryLog(1, this.options.shipIntervalMs > 0);
+        this.storeLsn = 0;
+      }
+      this.state.replayed = replayed;
+      if (replayed > 0) this.unsavedSinceMs = this.now();
+      const claimed = await this.commits.claim({
+        format: 2, kind: 'takeover', seq: (seqs.at(-1) ?? 0) + 1, writer: this.commits.writer, committedAt: bootAt.toISOString(),
+        reason: 'takeover', lineage: this.changeLog.lineage, lsn: this.storeLsn,
+      });
+      if (!claimed) throw new Error('another server committed to this prefix while this one started; start again');
+      this.log.info('world_restored', { from: this.state.restoredFrom.kind, ...this.state.restoredFrom, changeSets: chain.length, changesApplied: applied, logReplayed: replayed, store: where, lineage: this.changeLog.lineage });
+      void this.store.cleanup(this.options.prefix, bootAt).then(
+        (removed) => { if (removed > 0) this.log.info('store_cleaned', { removed, message: 'removed what interrupted uploads left behind' }); },
+        (err: unknown) => this.log.warn('store_cleanup_failed', { err }),
+      );
+      return this.state.restoredFrom;
+    } catch (err) {
+      await this.wal?.close().catch(() => undefined);
+      if (err instanceof RestoreError) throw err;
+      throw new RestoreError(`cannot restore the world from ${where}${this.wal ? ` and ${this.options.wal!.dir}` : ''}: ${describe(err)}. The server does not start with an empty world while a backup exists. ${advice(err)}`);
+    }
+  }
+
+  /** Starts the background loops: shipping, scheduled snapshots. */
+  start(): void {
+    if (this.loops) return;
+    this.loops = new AbortController();
+    const signal = this.loops.signal;
+    const loops: Array<Promise<void>> = [];
+    if (this.options.shipIntervalMs > 0) loops.push(every(() => this.cadenceMs(), () => this.shipStep(), signal, this.log, 'ship'));
+    if (this.options.intervalMs > 0) loops.push(every(() => this.options.intervalMs, () => this.scheduledSnapshot(), signal, this.log, 'snapshot'));
+    if (this.legacyBase) this.snapshotDue = true;
+    this.loopsDone = Promise.all(loops);
+  }
+
+  /** Stops the loops and waits for work in progress to end (its outcome is already logged). */
+  async stop(): Promise<void> {
+    this.loops?.abort();
+    await this.loopsDone;
+    await Promise.allSettled([this.running, this.mutex.run(async () => undefined)]);
+    await this.pruned();
+  }
+
+  /** Shutdown: ships (or snapshots) what the store lacks, within FINAL_DEADLINE_MS, then closes the log. The log keeps whatever failed. */
+  async finish(): Promise<FinalBackup> {
+    await this.stop();
+    let final: FinalBackup = { outcome: 'unchanged' };
+    if (this.dirty) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`the store did not answer within ${FINAL_DEADLINE_MS / 1000} s`)), FINAL_DEADLINE_MS); });
+      try {
+        const work = (async (): Promise<FinalBackup> => {
+          if (this.options.shipIntervalMs > 0 && !this.legacyBase) {
+            await this.shipAll('shutdown');
+            if (!this.snapshotDue && !this.dirty) return { outcome: 'written' };
+          }
+          return { outcome: 'written', backup: await this.backup('shutdown') };
+        })();
+        work.catch(() => undefined);
+        final = await Promise.race([work, deadline]);
+      } catch (error) {
+        this.log.error('final_backup_failed', { err: error, message: this.wal ? 'the write-ahead log keeps the changes: the next start ships them' : 'changes not in the store are lost' });
+        final = { outcome: 'failed', error };
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    await this.changeLog.close();
+    return final;
+  }
+
+  /** Takes a snapshot now (`reason` is logged). One runs at a time: a call during one waits for it, then snapshots again if the world changed. */
+  async backup(reason: string): Promise<BackupInfo & { durationMs?: number }> {
+    if (this.commits.fenced) throw this.commits.fencedError();
+    while (this.running) {
+      const before = this.running;
+      await before.catch(() => undefined);
+      if (this.running === before) this.running = undefined;
+      // The snapshot just finished holds everything this caller wrote before asking, unless the world changed since.
+      if (!this.running && this.state.lastBackup && this.cube.version === this.saved.version && !this.legacyBase) return this.state.lastBackup;
+    }
+    if (this.commits.fenced) throw this.commits.fencedError();
+    const run = this.snapshot(reason);
+    this.running = run;
+    run.finally(() => { if (this.running === run) this.running = undefined; }).catch(() => undefined);
+    return run;
+  }
+
+  /** The kept snapshots, newest first. */
+  async list(): Promise<BackupInfo[]> {
+    return this.snapshots.map(publicInfo);
+  }
+
+  /**
+   * Makes the kept snapshot `name` the world, as one change (logged, shipped, fenced like any other): loaded
+   * and verified aside first, so a failure changes nothing. Then a snapshot is taken in the background.
+   */
+  async restoreBackup(name: string, by = ''): Promise<BackupInfo> {
+    const refused = this.refusal();
+    if (refused) throw refused;
+    await this.pruned(); // a prune still running may have chosen to delete this very backup
+    const ref = this.snapshots.find((s) => s.name === name);
+    if (!ref) throw new UnknownBackupError(`no kept backup is named ${JSON.stringify(name)}`);
+    const cells = new Uint8Array(this.cube.bytes.byteLength);
+    await loadSnapshot(this.store, ref.key, cells, ref.sha256, `backup ${name}`);
+    const again = this.refusal();
+    if (again) throw again;
+    this.cube.replace(cells);
+    this.record([{ start: 0, bytes: cells }], by);
+    await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the restore is applied but the write-ahead log could not write it yet (${err.message})`)) : resolve())));
+    this.log.info('world_restored', { from: 'backup', name, reason: 'request' });
+    this.snapshotDue = true;
+    void this.backup('restore').catch(() => undefined); // logged by snapshot()
+    this.options.collectGarbage?.();
+    return publicInfo(ref);
+  }
+
+  /** Resolves when no prune is running (for tests and shutdown). */
+  async pruned(): Promise<void> {
+    while (this.pruning) await this.pruning;
+  }
+
+  /** The state of backups and shipping, for health and metrics. */
+  status() {
+    const dirty = this.dirty;
+    const shipping = this.options.shipIntervalMs > 0;
+    return {
+      ...this.state,
+      unsavedChanges: dirty,
+      unsavedCount: Math.max(0, this.changeLog.lastLsn - this.storeLsn),
+      bytesWrittenSinceBackup: this.cube.bytesWritten - this.saved.bytesWritten,
+      unsavedSince: dirty && this.unsavedSinceMs !== null ? new Date(this.unsavedSinceMs).toISOString() : null,
+      inProgress: this.running !== undefined,
+      fenced: this.commits.fenced,
+      intervalSeconds: this.options.intervalMs / 1000,
+      shipping: {
+        intervalSeconds: this.options.shipIntervalMs / 1000,
+        cadenceSeconds: shipping ? this.cadenceMs() / 1000 : 0,
+        putBudgetPerMonth: this.options.putBudget ?? 0,
+      },
+      log: {
+        kind: this.wal ? 'wal' : 'memory',
+        ...(this.wal ? { dir: this.options.wal!.dir, sync: this.options.wal!.sync } : {}),
+        lineage: this.changeLog.lineage,
+        lastLsn: this.changeLog.lastLsn,
+        storeLsn: this.storeLsn,
+        failure: this.changeLog.failure ? describe(this.changeLog.failure) : null,
+      },
+    };
+  }
+
+  /** How long unsaved changes may wait before the strict health check fails. */
+  get saveDeadlineMs(): number {
+    return 3 * (this.options.shipIntervalMs > 0 ? this.cadenceMs() : this.options.intervalMs);
+  }
+
+  private async shipStep(): Promise<void> {
+    if (this.commits.fenced) return;
+    if (this.changeLog.lastLsn > this.storeLsn) await this.shipAll('schedule');
+    if (this.snapshotDue) await this.backup('compaction');
+  }
+
+  private async scheduledSnapshot(): Promise<void> {
+    if (this.commits.fenced) return;
+    if (this.cube.version === this.saved.version && !this.legacyBase) {
+      this.state.skippedUnchanged++;
+      return;
+    }
+    await this.backup('schedule');
+  }
+
+  /** Ships every change the store lacks, as one or more change sets; sets snapshotDue when a snapshot is the better carrier. */
+  private shipAll(reason: string): Promise<void> {
+    return this.mutex.run(async () => {
+      try {
+        while (this.changeLog.lastLsn > this.storeLsn && !this.snapshotDue) {
+          if (!(await this.shipOnce(reason))) break;
+        }
+        this.state.shipConsecutiveFailures = 0;
+      } catch (err) {
+        this.state.shipFailures++;
+        this.state.shipConsecutiveFailures++;
+        this.state.lastShipError = { at: new Date(this.now()).toISOString(), error: describe(err) };
+        if (!(err instanceof FencedError)) this.log.error('ship_failed', { reason, consecutiveFailures: this.state.shipConsecutiveFailures, err });
+        throw err;
+      }
+    });
+  }
+
+  /** Ships one change set; false when there was nothing to ship. Holds the mutex (see shipAll). */
+  private async shipOnce(reason: string): Promise<boolean> {
+    this.firstWriteAfterReadMs = null;
+    const read = await this.changeLog.unshipped(this.cursor, this.storeLsn, SHIP_MAX_BYTES);
+    if (read.gap || (read.more && read.changes.length === 0)) {
+      this.snapshotDue = true;
+      return false;
+    }
+    if (read.changes.length === 0) {
+      this.cursor = read.next;
+      return false;
+    }
+    this.spendToken();
+    const packed = await packChangeSet(read.changes);
+    const first = read.changes[0]!;
+    const last = read.changes.at(-1)!;
+    const name = `${compactTime(new Date(last.at))}-${randomBytes(4).toString('hex')}`;
+    const inline = packed.body.byteLength <= INLINE_LIMIT_BYTES;
+    const key = `${this.options.prefix}changes/${name}.bin`;
+    if (!inline) {
+      this.spendToken();
+      await this.store.put(key, packed.body);
+    }
+    const commit = await this.commits.append({
+      kind: 'changes', reason, name, lineage: this.changeLog.lineage, lsn: last.lsn, fromLsn: first.lsn, toLsn: last.lsn, count: read.changes.length,
+      firstAt: new Date(first.at).toISOString(), lastAt: new Date(last.at).toISOString(), bytes: packed.bytes, compressedBytes: packed.body.byteLength,
+      sha256: packed.sha256, ...(inline ? { inline: packed.body.toString('base64') } : { key }),
+    } as Omit<ChangesCommit, 'format' | 'seq' | 'writer' | 'committedAt'>);
+    this.storeLsn = last.lsn;
+    this.cursor = read.next;
+    this.recentShips.push({ seq: commit.seq, toLsn: last.lsn });
+    if (this.recentShips.length > 1000) this.recentShips.splice(0, this.recentShips.length - 1000);
+    this.state.shipsTotal++;
+    this.state.lastShip = { at: new Date(this.now()).toISOString(), seq: commit.seq, changes: read.changes.length, compressedBytes: packed.body.byteLength };
+    this.settleUnsavedSince();
+    void this.changeLog.release(this.storeLsn).catch((err: unknown) => this.log.warn('wal_release_failed', { err }));
+    return true;
+  }
+
+  /** Snapshot: one instant of the world, uploaded while requests go on, committed in order with shipments. */
+  private async snapshot(reason: string): Promise<BackupInfo & { durationMs?: number }> {
+    const started = this.now();
+    try {
+      const cow = this.cube.snapshot(); // the world at this instant (copy-on-write slices)
+      const lsn = this.changeLog.lastLsn;
+      const lineage = this.changeLog.lineage;
+      const wasLegacy = this.legacyBase;
+      this.snapshotDue = false;
+      let uploaded;
+      try {
+        uploaded = await writeSnapshot(this.store, this.options.prefix, cow, new Date(started));
+      } finally {
+        cow.release();
+      }
+      const info = await this.mutex.run(async () => {
+        // Shipments committed since the instant may hold changes the snapshot lacks: boot replays from the first.
+        const replayFrom = this.recentShips.find((s) => s.toLsn > lsn)?.seq ?? 0;
+        const commit = await this.commits.append({
+          kind: 'snapshot', reason, ...uploaded, cells: this.cube.cells, lineage, lsn: Math.max(this.storeLsn, lsn), snapshotLsn: lsn, replayFrom,
+          history: this.snapshots.slice(0, this.options.retain),
+        } as Omit<SnapshotCommit, 'format' | 'seq' | 'writer' | 'committedAt'>) as SnapshotCommit;
+        this.storeLsn = Math.max(this.storeLsn, lsn);
+        if (cow.version > this.saved.version) this.saved = { version: cow.version, bytesWritten: cow.bytesWritten };
+        if (wasLegacy) this.legacyBase = false;
+        this.snapshots.unshift(refOf(commit));
+        this.settleUnsavedSince();
+        return publicInfo(commit);
+      });
+      const durationMs = this.now() - started;
+      this.state.lastBackup = { ...info, durationMs };
+      this.state.lastSuccessAt = new Date(this.now()).toISOString();
+      this.state.consecutiveFailures = 0;
+      this.state.backupsTotal++;
+      this.log.info('backup_committed', { reason, ...info, durationMs });
+      void this.changeLog.release(this.storeLsn).catch((err: unknown) => this.log.warn('wal_release_failed', { err }));
+      this.pruneSoon();
+      this.options.collectGarbage?.();
+      return { ...info, durationMs };
+    } catch (err) {
+      this.state.consecutiveFailures++;
+      this.state.failuresTotal++;
+      this.state.lastError = { at: new Date(this.now()).toISOString(), error: describe(err) };
+      this.log.error('backup_failed', { reason, consecutiveFailures: this.state.consecutiveFailures, err });
+      throw err;
+    }
+  }
+
+  /** Prunes in the background, one prune at a time (deleting old objects is no reason to delay the next commit). */
+  private pruneSoon(): void {
+    if (this.pruning) {
+      this.pruneAgain = true; // the running prune started before the newest snapshot
+      return;
+    }
+    this.snapshots = this.snapshots.slice(0, this.options.retain);
+    this.pruning = pruneCommits(this.store, this.commits, this.options.prefix, this.snapshots)
+      .catch((err: unknown) => this.log.warn('prune_failed', { err }))
+      .finally(() => {
+        this.pruning = undefined;
+        if (this.pruneAgain) {
+          this.pruneAgain = false;
+          this.pruneSoon();
+        }
+      });
+  }
+
+  /** After a commit: the oldest unsaved change is the first one recorded after the shipped range was read, if any. */
+  private settleUnsavedSince(): void {
+    this.unsavedSinceMs = this.dirty ? (this.firstWriteAfterReadMs ?? this.now()) : null;
+  }
+
+  /** The kept snapshots, newest first: the newest one's history, or (commits written before it had one) a walk. */
+  private async snapshotIndex(newest: SnapshotCommit, seqs: number[]): Promise<SnapshotRef[]> {
+    if (newest.history) return [refOf(newest), ...newest.history];
+    const refs: SnapshotRef[] = [];
+    for await (const commit of this.commits.newestFirst(seqs.filter((s) => s <= newest.seq))) {
+      if (commit.kind === 'snapshot' && !refs.some((r) => r.name === commit.name)) refs.push(refOf(commit));
+      if (refs.length >= this.options.retain) break;
+    }
+    return refs;
+  }
+
+  /** Change sets committed before `snapshot` (while it uploaded) that hold changes it lacks. */
+  private async uncoveredBefore(snapshot: SnapshotCommit): Promise<Commit[]> {
+    if (!snapshot.replayFrom || snapshot.replayFrom >= snapshot.seq) return [];
+    const out: Commit[] = [];
+    for (let seq = snapshot.replayFrom; seq < snapshot.seq; seq++) out.push(await this.commits.read(seq));
+    return out;
+  }
+
+  /** No snapshot in the prefix: the legacy object if there is one, else an empty world. */
+  private async restoreBase(): Promise<void> {
+    const key = this.options.legacyKey;
+    const legacy = key ? await this.store.get(key).catch((err: unknown) => {
+      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403) {
+        throw new Error(`reading the legacy object ${key} was refused (HTTP 403). S3 answers 403 instead of 404 for a missing key when the role may not list the bucket: grant s3:ListBucket on the bucket (see iam/instance-role-policy.json), or set S3_LEGACY_KEY= (empty) if there is no Go server backup`, { cause: err });
+      }
+      throw err;
+    }) : undefined;
+    if (legacy === undefined) {
+      this.state.restoredFrom = { kind: 'empty' };
+      this.log.warn('world_empty', { message: 'no backup found: starting with an empty world', store: `${this.store.location}/${this.options.prefix}`, cells: this.cube.cells });
+      return;
+    }
+    const expected = this.cube.cells * CELL_BYTES;
+    if (legacy.byteLength !== expected) {
+      throw new Error(`the legacy object ${key} holds ${legacy.byteLength} bytes, but a world of ${this.cube.cells} cells is ${expected} bytes (set CUBE_CELLS to ${legacy.byteLength / CELL_BYTES} if that is its size)`);
+    }
+    this.cube.replace(legacy);
+    this.legacyBase = true; // not in the new format yet: the first snapshot writes it
+    this.unsavedSinceMs = this.now();
+    this.state.restoredFrom = { kind: 'legacy', key };
+  }
+
+  private tokenCapacity(): number {
+    const budget = this.options.putBudget ?? 0;
+    return budget > 0 ? Math.max(2, (budget / MONTH_MS) * 3_600_000) : Infinity; // bursts of up to an hour's share
+  }
+
+  private refillTokens(): void {
+    const budget = this.options.putBudget ?? 0;
+    if (budget <= 0) return;
+    const now = this.now();
+    this.tokens = Math.min(this.tokenCapacity(), this.tokens + ((now - this.tokensAt) * budget) / MONTH_MS);
+    this.tokensAt = now;
+  }
+
+  private spendToken(): void {
+    this.refillTokens();
+    this.tokens--;
+  }
+
+  /** The shipping cadence in force: the interval, stretched while the PUT budget's bucket is empty. */
+  private cadenceMs(): number {
+    const budget = this.options.putBudget ?? 0;
+    if (budget <= 0) return this.options.shipIntervalMs;
+    this.refillTokens();
+    const wait = this.tokens >= 1 ? 0 : ((1 - this.tokens) * MONTH_MS) / budget;
+    return Math.max(this.options.shipIntervalMs, Math.ceil(wait));
+  }
+}
+
+function refOf(commit: SnapshotCommit): SnapshotRef {
+  const { seq, name, key, createdAt, bytes, compressedBytes, sha256, replayFrom } = commit;
+  return { seq, name, key, createdAt, bytes, compressedBytes, sha256, replayFrom };
+}
+
+function publicInfo(info: BackupInfo): BackupInfo {
+  const { name, createdAt, bytes, compressedBytes, sha256 } = info;
+  return { name, createdAt, bytes, compressedBytes, sha256 };
+}
+
+/** 2026-11-28T16:22:45.123Z → 20261128T162245123Z: sortable, and safe in any key. */
+function compactTime(date: Date): string {
+  return date.toISOString().replace(/[-:.]/g, '');
+}
+
+/** What to do about a failed boot, by its cause. */
+function advice(err: unknown): string {
+  if (err instanceof CorruptBackupError || err instanceof UnreadableCommitError) return 'The backup is damaged. To fall back to the previous backup, move its commit object (commits/<seq>.json) out of the prefix, then start again.';
+  if (err instanceof LogCorruptError) return 'Move the write-ahead log folder aside (it is kept for inspection) and start again: the server then starts from the store alone.';
+  const code = (err as { code?: string }).code;
+  if (code === 'ENOSPC') return 'The disk is full: free space, then start again.';
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return 'This process may not write there: fix the folder\'s permissions, then start again.';
+  const name = (err as Error | null)?.name;
+  if (name === 'NoSuchBucket') return 'The bucket does not exist: create it or fix S3_BUCKET, then start again.';
+  if (name === 'AccessDenied' || (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403) return 'Access was denied: check the credentials and the instance role\'s policy (iam/instance-role-policy.json), then start again.';
+  return 'Check the bucket, the endpoint, the credentials and the network, then start again.';
+}
+
+/** An error in one line: its name, HTTP status and message (never a secret: the SDK's errors carry none). */
+export function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  const code = (err as { code?: string }).code;
+  return `${err.name}${code && code !== err.name ? ` ${code}` : ''}${status ? ` (HTTP ${status})` : ''}${err.message && err.message !== 'UnknownError' ? `: ${err.message}` : ''}`;
+}

@@ -1,0 +1,44 @@
+/** Change sets as stored: the encoded changes gzip-compressed, with the SHA-256 of the stored bytes. */
+import { createHash } from 'node:crypto';
+import { promisify } from 'node:util';
+import { constants, gunzip, gzip } from 'node:zlib';
+import { CorruptBackupError } from '../backup-format.js';
+import type { BlobStore } from '../store.js';
+import { decodeChangeSet, encodeChangeSet, FormatError, type Change } from './change.js';
+import type { ChangesCommit } from './commit-log.js';
+
+const gzipAsync = promisify(gzip);
+const gunzipAsync = promisify(gunzip);
+
+/** Sets whose compressed bytes are at most this go inside their commit object: one PUT a ship instead of two. */
+export const INLINE_LIMIT_BYTES = 256 * 1024;
+
+/** The stored form of `changes` (compressed on the thread pool) and its record. */
+export async function packChangeSet(changes: Change[]): Promise<{ body: Buffer; bytes: number; sha256: string }> {
+  const raw = encodeChangeSet(changes);
+  const body = await gzipAsync(raw, { level: constants.Z_BEST_SPEED });
+  return { body, bytes: raw.byteLength, sha256: createHash('sha256').update(body).digest('hex') };
+}
+
+/** The changes a commit holds, verified (SHA-256, gzip, format); CorruptBackupError otherwise. */
+export async function readChangeSet(store: BlobStore, commit: ChangesCommit, cells: number): Promise<Change[]> {
+  const what = `change set #${commit.seq} (${commit.name})`;
+  let body: Uint8Array | undefined;
+  if (commit.inline !== undefined) body = Buffer.from(commit.inline, 'base64');
+  else if (commit.key !== undefined) body = await store.get(commit.key);
+  if (body === undefined) throw new CorruptBackupError(`${what}: its object ${commit.key ?? '(none)'} is missing`);
+  const actual = createHash('sha256').update(body).digest('hex');
+  if (actual !== commit.sha256) throw new CorruptBackupError(`${what} has SHA-256 ${actual}, expected ${commit.sha256}`);
+  let raw: Buffer;
+  try {
+    raw = await gunzipAsync(body, { maxOutputLength: commit.bytes + 1 });
+  } catch (err) {
+    throw new CorruptBackupError(`${what} is not a valid gzip stream (${(err as Error).message})`);
+  }
+  try {
+    return decodeChangeSet(raw, cells);
+  } catch (err) {
+    if (err instanceof FormatError) throw new CorruptBackupError(`${what} cannot be decoded (${err.message})`);
+    throw err;
+  }
+}

@@ -1,0 +1,164 @@
+/**
+ * The commit log: one small object per commit, `commits/<seq>.json`, created with a conditional write
+ * (If-None-Match: *) and never rewritten. The highest seq is the newest state. Whoever takes a seq first
+ * owns it, so a server whose next seq is already taken (a newer server claimed it) is fenced: it stops.
+ *
+ * A commit is a snapshot (the whole world, in `backups/`), a change set (the changes of one shipping
+ * interval, inline or in `changes/`), or a takeover (a server started and continues from here).
+ */
+import { randomBytes } from 'node:crypto';
+import type { Log } from '../log.js';
+import type { BlobStore } from '../store.js';
+import type { SnapshotRef } from './retention.js';
+
+/** Fields every commit carries. `lineage`/`lsn`: the store holds every change of that log lineage up to lsn. */
+interface CommitBase { format: 2; seq: number; writer: string; committedAt: string; reason: string; lineage: string; lsn: number }
+
+/** A full snapshot of the world. Changes of its lineage up to `snapshotLsn` are in it; boot applies change sets from `replayFrom` on. */
+export interface SnapshotCommit extends CommitBase {
+  kind: 'snapshot';
+  name: string; key: string; createdAt: string; cells: number; bytes: number; compressedBytes: number; sha256: string;
+  snapshotLsn: number;
+  /** The first seq whose change set may hold changes the snapshot lacks (sets shipped while it uploaded); 0: the one after it. */
+  replayFrom: number;
+  /** The snapshots kept before this one, newest first, so listing and pruning read one commit, not all. */
+  history?: SnapshotRef[];
+}
+
+/** The changes with lsn in [fromLsn, toLsn] of `lineage`, gzip-compressed (change.ts), inline (base64) or in `key`. */
+export interface ChangesCommit extends CommitBase {
+  kind: 'changes';
+  name: string; fromLsn: number; toLsn: number; count: number; firstAt: string; lastAt: string;
+  bytes: number; compressedBytes: number; sha256: string;
+  inline?: string; key?: string;
+}
+
+/** A server started here, continuing the store's state; it holds no data. */
+export interface TakeoverCommit extends CommitBase { kind: 'takeover' }
+
+export type Commit = SnapshotCommit | ChangesCommit | TakeoverCommit;
+
+/** Another server committed to this prefix after we last did: our commits would overwrite its world. */
+export class FencedError extends Error {
+  override name = 'FencedError';
+}
+
+/** A commit object that is missing or not a cubecache commit. */
+export class UnreadableCommitError extends Error {
+  override name = 'UnreadableCommitError';
+}
+
+/** Reads of commit objects in flight at once when walking the log (each is a small GET). */
+const READ_AHEAD = 16;
+
+/** The commit log of one prefix, as one writer (random per start) sees and extends it. */
+export class CommitLog {
+  readonly writer = randomBytes(8).toString('hex');
+  lastSeq = 0;
+  fenced: { seq: number; writer: string | undefined } | null = null;
+  private readonly cache = new Map<number, Commit>();
+
+  constructor(private readonly store: BlobStore, private readonly prefix: string, private readonly log: Log, private readonly now: () => number) {}
+
+  /** The seqs present, oldest first. */
+  async seqs(): Promise<number[]> {
+    const prefix = `${this.prefix}commits/`;
+    const seqs: number[] = [];
+    for (const key of await this.store.list(prefix)) {
+      const match = /^(\d{12})\.json$/.exec(key.slice(prefix.length));
+      if (match) seqs.push(Number(match[1]));
+    }
+    return seqs.sort((a, b) => a - b);
+  }
+
+  /** The commit at `seq` (format 1 commits, written before change shipping, read as snapshots). */
+  async read(seq: number): Promise<Commit> {
+    const cached = this.cache.get(seq);
+    if (cached) return cached;
+    const key = this.key(seq);
+    const body = await this.store.get(key);
+    if (body === undefined) throw new UnreadableCommitError(`commit ${key} is missing`);
+    let raw: Record<string, unknown>;
+    try {
+      raw = JSON.parse(new TextDecoder().decode(body)) as Record<string, unknown>;
+    } catch {
+      throw new UnreadableCommitError(`commit ${key} is not valid JSON`);
+    }
+    const commit = upgrade(raw, seq);
+    if (!commit) throw new UnreadableCommitError(`commit ${key} is not a cubecache commit`);
+    this.cache.set(seq, commit); // commits are never rewritten, so a cached one stays true
+    return commit;
+  }
+
+  /** The commits at `seqs` (newest first), read a few at a time ahead of the caller; stops when the caller does. */
+  async *newestFirst(seqs: number[]): AsyncGenerator<Commit> {
+    const order = [...seqs].sort((a, b) => b - a);
+    const reads: Array<Promise<Commit>> = [];
+    const settle = (p: Promise<Commit>) => { p.catch(() => undefined); return p; };
+    for (let i = 0; i < Math.min(READ_AHEAD, order.length); i++) reads.push(settle(this.read(order[i]!)));
+    for (let i = 0; i < order.length; i++) {
+      const next = i + READ_AHEAD;
+      if (next < order.length) reads.push(settle(this.read(order[next]!)));
+      yield await reads[i]!;
+    }
+  }
+
+  /** Writes `commit` at its seq if nobody has; false if somebody has. */
+  async claim(commit: Commit): Promise<boolean> {
+    const body = new TextEncoder().encode(JSON.stringify(commit) + '\n');
+    const created = await this.store.putIfAbsent(this.key(commit.seq), body);
+    if (created) {
+      this.cache.set(commit.seq, commit);
+      this.lastSeq = Math.max(this.lastSeq, commit.seq);
+    }
+    return created;
+  }
+
+  /** Commits at the next seq that is ours to take and returns it; FencedError (and fenced set) if another server took it. */
+  async append(fields: Omit<Commit, 'format' | 'seq' | 'writer' | 'committedAt'>): Promise<Commit> {
+    if (this.fenced) throw this.fencedError();
+    for (;;) {
+      const seq = this.lastSeq + 1;
+      const commit = { ...fields, format: 2, seq, writer: this.writer, committedAt: new Date(this.now()).toISOString() } as Commit;
+      if (await this.claim(commit)) return commit;
+      this.cache.delete(seq);
+      const holder = await this.read(seq).catch(() => undefined);
+      if (holder?.writer === this.writer) {
+        this.lastSeq = seq; // an earlier attempt of ours that we took for failed had landed
+        continue;
+      }
+      this.fenced = { seq, writer: holder?.writer };
+      this.log.error('backups_fenced', { seq, otherWriter: holder?.writer, message: 'another server committed to this prefix; this server stops committing so as not to overwrite its world, and refuses writes' });
+      throw this.fencedError();
+    }
+  }
+
+  /** Deletes the commit object at `seq`. */
+  async delete(seq: number): Promise<void> {
+    await this.store.delete(this.key(seq));
+    this.cache.delete(seq);
+  }
+
+  key(seq: number): string {
+    return `${this.prefix}commits/${String(seq).padStart(12, '0')}.json`;
+  }
+
+  fencedError(): FencedError {
+    const fenced = this.fenced!;
+    return new FencedError(`another server committed #${fenced.seq} to this prefix; this server no longer commits (restart it to take over again)`);
+  }
+}
+
+/** A commit as this version reads it, or undefined if the object is not one. */
+function upgrade(raw: Record<string, unknown>, seq: number): Commit | undefined {
+  if (raw.format === 1) {
+    // Written before change shipping: always a snapshot, of no log lineage.
+    if (typeof raw.key !== 'string' || typeof raw.sha256 !== 'string' || typeof raw.bytes !== 'number' || typeof raw.name !== 'string') return undefined;
+    return { ...(raw as object), format: 2, kind: 'snapshot', seq, lineage: '', lsn: 0, snapshotLsn: 0, replayFrom: 0 } as SnapshotCommit;
+  }
+  if (raw.format !== 2 || typeof raw.lineage !== 'string' || typeof raw.lsn !== 'number') return undefined;
+  if (raw.kind === 'snapshot' && typeof raw.key === 'string' && typeof raw.sha256 === 'string' && typeof raw.bytes === 'number') return raw as unknown as SnapshotCommit;
+  if (raw.kind === 'changes' && typeof raw.sha256 === 'string' && typeof raw.fromLsn === 'number' && typeof raw.toLsn === 'number') return raw as unknown as ChangesCommit;
+  if (raw.kind === 'takeover') return raw as unknown as TakeoverCommit;
+  return undefined;
+}

@@ -1,0 +1,63 @@
+/**
+ * The change log when the write-ahead log is off (WAL_DIR empty): changes are kept in memory only until
+ * they are shipped, so a process crash loses what was not shipped yet. Bounded: past `maxBytes` the log
+ * drops everything and reports a gap, and the shipper takes a snapshot instead.
+ */
+import { randomBytes } from 'node:crypto';
+import { changeBytes, type Change, type Run } from './change.js';
+import type { ChangeLog, LogCursor, UnshippedChanges } from './change-log.js';
+
+/** A ChangeLog in memory; written the moment a change is appended. */
+export class MemoryLog implements ChangeLog {
+  readonly failure = undefined;
+  readonly lineage = randomBytes(8).toString('hex');
+  lastLsn: number;
+  private changes: Change[] = [];
+  private bytes = 0;
+  private gapUntil = 0;
+
+  /** `firstLsn`: the lsn the first change gets; `keep`: false when nothing ever reads changes back (no shipping). */
+  constructor(firstLsn: number, private readonly keep: boolean, private readonly maxBytes = 64 * 1024 * 1024) {
+    this.lastLsn = firstLsn - 1;
+  }
+
+  append(at: number, by: string, runs: Run[]): Change {
+    const change: Change = { lsn: ++this.lastLsn, at, by, runs };
+    if (!this.keep) return change;
+    this.changes.push(change);
+    this.bytes += changeBytes(change);
+    if (this.bytes > this.maxBytes) {
+      this.changes = [];
+      this.bytes = 0;
+      this.gapUntil = this.lastLsn;
+    }
+    return change;
+  }
+
+  afterWrite(done: (err?: Error) => void): void {
+    done();
+  }
+
+  async unshipped(_cursor: LogCursor | undefined, floor: number, maxBytes: number): Promise<UnshippedChanges> {
+    if (this.gapUntil > floor) return { changes: [], next: undefined, gap: true, more: false };
+    const out: Change[] = [];
+    let bytes = 0;
+    for (const change of this.changes) {
+      if (change.lsn <= floor) continue;
+      const size = changeBytes(change);
+      if (out.length > 0 && bytes + size > maxBytes) return { changes: out, next: undefined, gap: false, more: true };
+      if (size > maxBytes) return { changes: out, next: undefined, gap: false, more: true };
+      out.push(change);
+      bytes += size;
+    }
+    return { changes: out, next: undefined, gap: false, more: false };
+  }
+
+  async release(lsn: number): Promise<void> {
+    let drop = 0;
+    while (drop < this.changes.length && this.changes[drop]!.lsn <= lsn) this.bytes -= changeBytes(this.changes[drop++]!);
+    if (drop > 0) this.changes = this.changes.slice(drop);
+  }
+
+  async close(): Promise<void> {}
+}
