@@ -13,8 +13,14 @@ export interface Config {
   /** The seed server's raw backup object, read once at boot when the prefix holds no backup. */
   legacyKey: string;
   backupRetain: number;
-  /** Seconds between scheduled backups; 0 turns the schedule off. */
+  /** Seconds between scheduled snapshots; 0 turns the schedule off. */
   backupIntervalSeconds: number;
+  /** Seconds between shipments of changes to the store; 0 turns shipping off. */
+  shipIntervalSeconds: number;
+  /** PUTs a month shipping may spend (0: no bound). */
+  shipPutBudget: number;
+  /** The write-ahead log's folder and mode; undefined when WAL_DIR is set empty (off). */
+  wal: { dir: string; sync: 'write' | 'strict' } | undefined;
   /** Proxies in front of the server whose X-Forwarded-For entries name the client (0: none). */
   trustedProxies: number;
   maxConnections: number;
@@ -41,8 +47,17 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
   const prefix = env.S3_PREFIX ?? 'cubecache/';
   if (prefix !== '' && !prefix.endsWith('/')) throw new ConfigError('S3_PREFIX', `must be empty or end with "/", got ${JSON.stringify(prefix)}`);
   if (prefix.startsWith('/')) throw new ConfigError('S3_PREFIX', 'must not start with "/"');
+  // Both stores must list back exactly the keys they wrote: a folder store would normalize "./", "a//b/" or
+  // "x/./y/" away, and the world would seem empty after a restart.
+  if (prefix !== '' && prefix.slice(0, -1).split('/').some((part) => part === '' || part === '.' || part === '..')) {
+    throw new ConfigError('S3_PREFIX', `must be folder names separated by single "/", without "." or ".." (e.g. "cubecache/"), got ${JSON.stringify(prefix)}`);
+  }
   const legacyKey = env.S3_LEGACY_KEY ?? 'data.bin';
   if (legacyKey.startsWith('/')) throw new ConfigError('S3_LEGACY_KEY', 'must not start with "/"');
+  const dataDir = optional(env, 'DATA_DIR') ?? './data';
+  const walDir = env.WAL_DIR === undefined ? `${dataDir.replace(/\/+$/, '')}/wal` : env.WAL_DIR.trim();
+  const walSync = (optional(env, 'WAL_SYNC') ?? 'write').toLowerCase();
+  if (walSync !== 'write' && walSync !== 'strict') throw new ConfigError('WAL_SYNC', `must be "write" or "strict", got ${JSON.stringify(env.WAL_SYNC)}`);
   return {
     port: integer(env, 'PORT', 5000, 0, 65535),
     host: optional(env, 'HOST') ?? '0.0.0.0',
@@ -55,12 +70,16 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
     cells: integer(env, 'CUBE_CELLS', 16_777_216, 1, 2 ** 28),
     store: bucket
       ? { kind: 's3', bucket, forcePathStyle }
-      : { kind: 'file', dir: optional(env, 'DATA_DIR') ?? './data' },
+      : { kind: 'file', dir: dataDir },
     prefix,
     legacyKey,
     backupRetain: integer(env, 'BACKUP_RETAIN', 24, 1, 10_000),
     // Fractions allowed, for tests and crash drills that want backups many times a second.
-    backupIntervalSeconds: decimal(env, 'BACKUP_INTERVAL_SECONDS', 60, 0, 7 * 24 * 3600),
+    // Snapshots compact the shipped changes; ten minutes keeps a boot's replay short (see README: measured).
+    backupIntervalSeconds: decimal(env, 'BACKUP_INTERVAL_SECONDS', 600, 0, 7 * 24 * 3600),
+    shipIntervalSeconds: decimal(env, 'SHIP_INTERVAL_SECONDS', 1, 0, 3600),
+    shipPutBudget: integer(env, 'SHIP_PUT_BUDGET', 0, 0, 1e12),
+    wal: walDir === '' ? undefined : { dir: walDir, sync: walSync },
     trustedProxies: trustProxy(env),
     maxConnections: integer(env, 'MAX_CONNECTIONS', 1024, 1, 1_000_000),
     logRequests: boolean(env, 'LOG_REQUESTS', false),

@@ -315,7 +315,7 @@ function backupProblem(backup: ReturnType<Backups['status']>, limitMs: number, n
   if (!backup.unsavedChanges || limitMs <= 0 || backup.unsavedSince === null) return undefined;
   const waitedMs = now - Date.parse(backup.unsavedSince);
   if (waitedMs <= limitMs) return undefined;
-  return `unsaved changes for ${Math.round(waitedMs / 100) / 10} s (limit ${Math.round(limitMs / 100) / 10} s); last error: ${backup.lastShipError?.error ?? backup.lastError?.error ?? 'none'}`;
+  return `unsaved changes for ${Math.round(waitedMs / 100) / 10} s (limit ${Math.round(limitMs / 100) / 10} s); last backup error: ${backup.lastShipError?.error ?? backup.lastError?.error ?? 'none'}`;
 }
 
 /** Maps a backup failure to its answer: fenced is a conflict, anything else a failure of the store behind us. */

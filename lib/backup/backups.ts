@@ -98,7 +98,9 @@ export class Backups {
   private pruning: Promise<void> | undefined;
   private pruneAgain = false;
   private unsavedSinceMs: number | null = null;
+  /** The first change recorded after the running shipment read the log, and after the running snapshot's instant. */
   private firstWriteAfterReadMs: number | null = null;
+  private firstWriteAfterSnapshotMs: number | null = null;
   private tokens = 0;
   private tokensAt = 0;
   private loops: AbortController | undefined;
@@ -135,9 +137,9 @@ export class Backups {
     return this.legacyBase || this.changeLog.lastLsn > this.storeLsn;
   }
 
-  /** Why writes are refused right now (503), or undefined when they are taken. */
-  refusal(): WritesRefusedError | undefined {
-    if (this.commits.fenced) return new WritesRefusedError('another server took over this world; this server no longer accepts writes');
+  /** Why writes are refused right now (503; FencedError when another server took over), or undefined when they are taken. */
+  refusal(): WritesRefusedError | FencedError | undefined {
+    if (this.commits.fenced) return this.commits.fencedError();
     const failure = this.changeLog.failure;
     if (failure) return new WritesRefusedError(`the write-ahead log cannot be written (${(failure as { code?: string }).code ?? failure.name}); writes are refused until it can`);
     return undefined;
@@ -149,6 +151,7 @@ export class Backups {
     this.changeLog.append(now, by, runs);
     this.unsavedSinceMs ??= now;
     this.firstWriteAfterReadMs ??= now;
+    this.firstWriteAfterSnapshotMs ??= now;
   }
 
   /** Calls `done` once every change recorded so far is in the log (or with the error that stopped it). */
@@ -277,6 +280,7 @@ export class Backups {
         clearTimeout(timer);
       }
     }
+    await this.pruned();
     await this.changeLog.close();
     return final;
   }
@@ -319,10 +323,31 @@ export class Backups {
     if (again) throw again;
     this.cube.replace(cells);
     this.record([{ start: 0, bytes: cells }], by);
+    const lsn = this.changeLog.lastLsn;
     await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the restore is applied but the write-ahead log could not write it yet (${err.message})`)) : resolve())));
-    this.log.info('world_restored', { from: 'backup', name, reason: 'request' });
-    this.snapshotDue = true;
-    void this.backup('restore').catch(() => undefined); // logged by snapshot()
+    this.log.info('world_restored', { from: 'backup', name, reason: 'request', lsn });
+    // The restored world is that snapshot's object: when nothing was written since, commit it as the newest
+    // snapshot without uploading it again. It is in the log already, so a failure here only delays that.
+    await this.mutex.run(async () => {
+      if (this.changeLog.lastLsn !== lsn) {
+        this.snapshotDue = true;
+        return;
+      }
+      const commit = await this.commits.append({
+        kind: 'snapshot', reason: 'restore', name: ref.name, key: ref.key, createdAt: ref.createdAt, cells: this.cube.cells, bytes: ref.bytes,
+        compressedBytes: ref.compressedBytes, sha256: ref.sha256, lineage: this.changeLog.lineage, lsn: Math.max(this.storeLsn, lsn), snapshotLsn: lsn,
+        replayFrom: 0, history: this.snapshots.filter((s) => s.name !== name).slice(0, this.options.retain),
+      } as Omit<SnapshotCommit, 'format' | 'seq' | 'writer' | 'committedAt'>) as SnapshotCommit;
+      this.storeLsn = Math.max(this.storeLsn, lsn);
+      this.saved = { version: this.cube.version, bytesWritten: this.cube.bytesWritten };
+      this.snapshots = [refOf(commit), ...this.snapshots.filter((s) => s.name !== name)];
+      this.state.lastBackup = publicInfo(commit);
+      this.settleUnsavedSince();
+    }).catch((err: unknown) => {
+      this.snapshotDue = true;
+      this.log.warn('restore_commit_failed', { err, message: 'the restored world is in the write-ahead log; the next snapshot commits it' });
+    });
+    void this.changeLog.release(this.storeLsn).catch(() => undefined);
     this.options.collectGarbage?.();
     return publicInfo(ref);
   }
@@ -443,6 +468,7 @@ export class Backups {
     const started = this.now();
     try {
       const cow = this.cube.snapshot(); // the world at this instant (copy-on-write slices)
+      this.firstWriteAfterSnapshotMs = null;
       const lsn = this.changeLog.lastLsn;
       const lineage = this.changeLog.lineage;
       const wasLegacy = this.legacyBase;
@@ -464,7 +490,7 @@ export class Backups {
         if (cow.version > this.saved.version) this.saved = { version: cow.version, bytesWritten: cow.bytesWritten };
         if (wasLegacy) this.legacyBase = false;
         this.snapshots.unshift(refOf(commit));
-        this.settleUnsavedSince();
+        this.unsavedSinceMs = this.dirty ? (this.firstWriteAfterSnapshotMs ?? this.now()) : null;
         return publicInfo(commit);
       });
       const durationMs = this.now() - started;
