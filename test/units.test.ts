@@ -57,7 +57,9 @@ describe('config', () => {
     assert.equal(config.prefix, 'cubecache/');
     assert.equal(config.legacyKey, 'data.bin');
     assert.equal(config.backupRetain, 24);
-    assert.equal(config.backupIntervalSeconds, 60);
+    assert.equal(config.backupIntervalSeconds, 600);
+    assert.equal(config.shipIntervalSeconds, 1);
+    assert.deepEqual(config.wal, { dir: './data/wal', sync: 'write' });
   });
 
   test('reads every variable', () => {

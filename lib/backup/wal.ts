@@ -287,7 +287,14 @@ export class WriteAheadLog implements ChangeLog {
     if (!this.file) return;
     this.unsynced = false;
     await this.file.datasync();
-    if (this.options.syncMarks) await writeFile(join(this.options.dir, `${this.segments.at(-1)!.name}.synced`), String(this.size));
+    if (this.options.syncMarks) await this.mark(this.segments.at(-1)!.name, this.size);
+  }
+
+  /** Test seam (see WalOptions.syncMarks): records atomically that `bytes` of `segment` are durable. */
+  private async mark(segment: string, bytes: number): Promise<void> {
+    const path = join(this.options.dir, `${segment}.synced`);
+    await writeFile(`${path}.tmp`, String(bytes));
+    await rename(`${path}.tmp`, path);
   }
 
   /** Closes the open segment (synced) and starts a new one whose first frame is `firstLsn`. */
@@ -307,7 +314,7 @@ export class WriteAheadLog implements ChangeLog {
     this.size = 0;
     this.segments.push({ name, firstLsn, lineage: this.lineage });
     await syncDir(this.options.dir);
-    if (this.options.syncMarks) await writeFile(join(this.options.dir, `${name}.synced`), '0');
+    if (this.options.syncMarks) await this.mark(name, 0);
   }
 
   /** Reads one segment's frames, applying those after `storeLsn`; cuts a torn tail of the last segment. */
@@ -333,6 +340,7 @@ export class WriteAheadLog implements ChangeLog {
         } finally {
           await handle.close();
         }
+        if (this.options.syncMarks) await this.mark(segment.name, pos);
         this.options.log.warn('wal_tail_cut', { segment: segment.name, offset: pos, bytes: data.length - pos, keptIn, reason: bad, message: 'a torn last frame (a crash mid-write) was cut off' });
         return { replayed, lastLsn, cut: { segment: segment.name, bytes: data.length - pos, keptIn } };
       }

@@ -1,0 +1,155 @@
+/** The write-ahead log on its own: group commit, recovery, torn and corrupt logs, the lock, failing writes. */
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import type { Change } from '../lib/backup/change.js';
+import { LogCorruptError, LogLockedError, WriteAheadLog } from '../lib/backup/wal.js';
+import { memoryLog } from './support/log.js';
+
+const CELLS = 1024;
+
+async function folder(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cubecache-wal-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+function written(wal: WriteAheadLog): Promise<Error | undefined> {
+  return new Promise((resolve) => wal.afterWrite(resolve));
+}
+
+const cell = (index: number, value: number) => [{ start: index, bytes: Uint8Array.of(value, 0, 0, value) }];
+
+/** Opens the log in `dir` and recovers it as the store's lineage `lineage` at `storeLsn`; returns the replayed changes. */
+async function reopen(t: TestContext, dir: string, lineage: string | undefined, storeLsn = 0, options: Partial<Parameters<typeof WriteAheadLog.open>[0]> = {}) {
+  const log = memoryLog();
+  const wal = await WriteAheadLog.open({ dir, sync: 'write', cells: CELLS, log, ...options });
+  t.after(() => wal.close());
+  const replayed: Change[] = [];
+  const recovery = await wal.recover(lineage, storeLsn, (change) => replayed.push(change));
+  return { wal, replayed, recovery, log };
+}
+
+/** A log holding `n` single-cell changes, closed; returns its folder, lineage and segment path. */
+async function logWith(t: TestContext, n: number): Promise<{ dir: string; lineage: string; segment: string }> {
+  const dir = await folder(t);
+  const { wal } = await reopen(t, dir, undefined);
+  for (let i = 1; i <= n; i++) wal.append(1000 + i, `p${i}`, cell(i, i));
+  assert.equal(await written(wal), undefined);
+  const lineage = wal.lineage;
+  await wal.close();
+  const segment = (await readdir(dir)).find((name) => name.endsWith('.wal'))!;
+  return { dir, lineage, segment: join(dir, segment) };
+}
+
+test('changes of one turn are one group; recovery replays those after the store, with their author and instant', async (t) => {
+  const { dir, lineage } = await logWith(t, 5);
+  const { replayed, recovery } = await reopen(t, dir, lineage, 2);
+  assert.deepEqual(replayed.map((c) => c.lsn), [3, 4, 5]);
+  assert.deepEqual(replayed.map((c) => [c.by, c.at, c.runs[0]!.start, [...c.runs[0]!.bytes]]), [['p3', 1003, 3, [3, 0, 0, 3]], ['p4', 1004, 4, [4, 0, 0, 4]], ['p5', 1005, 5, [5, 0, 0, 5]]]);
+  assert.equal(recovery.lastLsn, 5);
+});
+
+test('a log of another lineage is moved aside, never replayed, and a new lineage begins', async (t) => {
+  const { dir, lineage } = await logWith(t, 3);
+  const { wal, replayed, recovery } = await reopen(t, dir, 'ffffffffffffffff', 9);
+  assert.deepEqual(replayed, []);
+  assert.ok(recovery.setAside);
+  assert.notEqual(wal.lineage, lineage);
+  assert.equal((await readdir(recovery.setAside!)).filter((n) => n.endsWith('.wal')).length, 1);
+});
+
+test('a torn last frame is cut at every byte inside it, and the rest replays', async (t) => {
+  const { dir, lineage, segment } = await logWith(t, 4);
+  const whole = await readFile(segment);
+  const frame = whole.length / 4; // four equal frames
+  for (let cut = whole.length - frame + 1; cut < whole.length; cut += 3) {
+    await writeFile(segment, whole.subarray(0, cut));
+    const { wal, replayed, recovery } = await reopen(t, dir, lineage);
+    assert.deepEqual(replayed.map((c) => c.lsn), [1, 2, 3], `cut at ${cut}`);
+    assert.equal(recovery.cut?.bytes, cut - (whole.length - frame));
+    assert.equal((await stat(segment)).size, whole.length - frame, 'the torn tail is cut off');
+    assert.ok((await stat(`${segment}.broken`)).size > 0, 'and kept aside');
+    await wal.close();
+    await rm(`${segment}.broken`);
+    for (const name of await readdir(dir)) if (name.endsWith('.wal') && join(dir, name) !== segment) await rm(join(dir, name));
+  }
+});
+
+test('a cut at a frame boundary and a zero-filled tail are a clean end', async (t) => {
+  const { dir, lineage, segment } = await logWith(t, 4);
+  const whole = await readFile(segment);
+  await truncate(segment, whole.length / 2);
+  const a = await reopen(t, dir, lineage);
+  assert.deepEqual(a.replayed.map((c) => c.lsn), [1, 2]);
+  assert.equal(a.recovery.cut, undefined);
+  await a.wal.close();
+  for (const name of await readdir(dir)) if (name.endsWith('.wal') && join(dir, name) !== segment) await rm(join(dir, name));
+  await writeFile(segment, Buffer.concat([whole.subarray(0, whole.length / 2), Buffer.alloc(4096)]));
+  const b = await reopen(t, dir, lineage);
+  assert.deepEqual(b.replayed.map((c) => c.lsn), [1, 2]);
+  assert.ok(b.recovery.cut, 'the zeros are cut');
+});
+
+test('a flipped bit mid-log, with good frames after it, refuses recovery', async (t) => {
+  const { dir, lineage, segment } = await logWith(t, 4);
+  const data = await readFile(segment);
+  data[Math.floor(data.length / 4) + 12]! ^= 0x10; // inside the second frame's payload
+  await writeFile(segment, data);
+  const wal = await WriteAheadLog.open({ dir, sync: 'write', cells: CELLS, log: memoryLog() });
+  t.after(() => wal.close());
+  await assert.rejects(wal.recover(lineage, 0, () => {}), (err: unknown) => err instanceof LogCorruptError && /good frames after it/.test(err.message));
+});
+
+test('one folder, one server: a second open is refused while the first holds the lock; a dead holder\'s lock is taken', async (t) => {
+  const dir = await folder(t);
+  const first = await WriteAheadLog.open({ dir, sync: 'write', cells: CELLS, log: memoryLog() });
+  await assert.rejects(WriteAheadLog.open({ dir, sync: 'write', cells: CELLS, log: memoryLog() }), LogLockedError);
+  await first.close();
+  await writeFile(join(dir, 'LOCK'), '999999999 deadbeef\n'); // a crashed process's lock
+  const second = await WriteAheadLog.open({ dir, sync: 'write', cells: CELLS, log: memoryLog() });
+  await second.close();
+});
+
+test('a failing write fails its waiters, is written again once the disk recovers, and refuses nothing twice', async (t) => {
+  const dir = await folder(t);
+  let fault: Error | undefined = Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+  const { wal, log } = await reopen(t, dir, undefined, 0, { writeFault: () => fault, retryMs: 20 });
+  wal.append(1, '', cell(1, 1));
+  const failed = await written(wal);
+  assert.equal((failed as { code?: string }).code, 'ENOSPC');
+  assert.ok(wal.failure);
+  assert.ok(log.events.some((e) => e.event === 'wal_write_failed'));
+  fault = undefined;
+  const deadline = Date.now() + 5000;
+  while (wal.failure && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(wal.failure, undefined, 'the retry wrote it');
+  const lineage = wal.lineage;
+  await wal.close();
+  const { replayed } = await reopen(t, dir, lineage);
+  assert.deepEqual(replayed.map((c) => c.lsn), [1]);
+});
+
+test('segments rotate, shipping reads across them, and released ones are deleted', async (t) => {
+  const dir = await folder(t);
+  const { wal } = await reopen(t, dir, undefined, 0, { segmentBytes: 200 });
+  for (let i = 1; i <= 40; i++) {
+    wal.append(i, 'x', cell(i, i));
+    await written(wal);
+  }
+  const segments = (await readdir(dir)).filter((n) => n.endsWith('.wal'));
+  assert.ok(segments.length > 3, `${segments.length} segments`);
+  const read = await wal.unshipped(undefined, 10, 1 << 20);
+  assert.deepEqual(read.changes.map((c) => c.lsn), Array.from({ length: 30 }, (_, i) => i + 11));
+  const small = await wal.unshipped(undefined, 0, 50);
+  assert.ok(small.more && small.changes.length < 40 && small.changes.length > 0, 'a byte budget stops the read');
+  const rest = await wal.unshipped(small.next, small.changes.at(-1)!.lsn, 1 << 20);
+  assert.equal(rest.changes[0]!.lsn, small.changes.at(-1)!.lsn + 1, 'the cursor continues where the read stopped');
+  await wal.release(35);
+  const left = (await readdir(dir)).filter((n) => n.endsWith('.wal'));
+  assert.ok(left.length < segments.length, 'covered segments are deleted');
+  const after = await wal.unshipped(undefined, 35, 1 << 20);
+  assert.deepEqual(after.changes.map((c) => c.lsn), [36, 37, 38, 39, 40]);
+});
