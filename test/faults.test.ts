@@ -8,56 +8,20 @@ import { randomFillSync } from 'node:crypto';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test, type TestContext } from 'node:test';
-import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { createApp, type App } from '../lib/app.js';
 import { decodeBackup } from '../lib/backup-format.js';
 import { memoryLog, silentLog } from '../lib/log.js';
 import { createS3Client } from '../lib/s3-client.js';
-import { S3Store } from '../lib/store-s3.js';
-import { assertBootRefusal, AUTH, openS3Store, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
-import { startFaultProxy, type Fault, type FaultProxy } from './support/fault-proxy.js';
+import { assertBootRefusal, AUTH, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
+import type { Fault } from './support/fault-proxy.js';
 import { waitFor } from './support/http.js';
-import type { S3TestServer } from './support/s3-server.js';
+import { rig, type Rig } from './support/s3-rig.js';
 
 /** 16 MiB: above the S3Store's 8 MiB part size once gzip fails to shrink random cells, so backups go multipart. */
 const BIG_CELLS = 4 * 1024 * 1024;
 const MiB = 1024 * 1024;
 
-/**
- * testS3Client's settings, aimed at `endpoint`, with two attempts and short timeouts so faults surface quickly.
- * `throwOnRequestTimeout`: in @smithy/node-http-handler 4.x a requestTimeout on its own only logs a warning,
- * and a stalled request waits forever.
- */
-function proxiedClient(server: S3TestServer, endpoint: string): S3Client {
-  return new S3Client({
-    endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    maxAttempts: 2,
-    requestHandler: { connectionTimeout: 1000, requestTimeout: 3000, throwOnRequestTimeout: true },
-  });
-}
-
-interface Rig {
-  /** The bucket as it is, bypassing the proxy. */
-  direct: StoreFixture & { client: S3Client; bucket: string; server: S3TestServer };
-  /** The same prefix, through the proxy. */
-  proxied: StoreFixture;
-  proxy: FaultProxy;
-}
-
-/** A fresh prefix, a proxy in front of the S3 server, and a store on each side; all closed after the test. */
-async function rig(t: TestContext, makeClient = proxiedClient): Promise<Rig> {
-  const direct = await openS3Store();
-  const proxy = await startFaultProxy(direct.server.endpoint);
-  t.after(() => proxy.close());
-  const client = makeClient(direct.server, proxy.endpoint);
-  t.after(() => client.destroy());
-  return { direct, proxied: { ...direct, store: new S3Store(client, direct.bucket) }, proxy };
-}
 
 /** `promise`, or a rejection naming `what` if it has not settled within `ms` (the deadline timer is cleared either way). */
 async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {

@@ -1,0 +1,113 @@
+/** Changes shipped to the store every cadence: outages, a second writer, an unwritable log, leftovers of a crash. */
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import { createApp } from '../lib/app.js';
+import { RestoreError } from '../lib/backup/backups.js';
+import { AUTH, openFileStore, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
+import { waitFor } from './support/http.js';
+import { silentLog } from './support/log.js';
+import { rig } from './support/s3-rig.js';
+
+async function walDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cubecache-wal-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return join(dir, 'wal');
+}
+
+const write = (index: number, category: number) => ({ action: 1, index, category });
+
+describe('shipping changes', () => {
+  test('S3 down for a while: writes are acknowledged and kept in the log, strict health fails, and they are shipped on recovery', async (t) => {
+    const r = await rig(t);
+    const wal = { dir: await walDir(t), sync: 'write' as const };
+    const s = await startServer(t, r.proxied, { wal, shipIntervalMs: 100 });
+    assert.equal((await s.post('/request', write(1, 1))).status, 200);
+    await waitFor('the first write shipped', async () => !(await s.call('/healthcheck')).json.backup.unsavedChanges);
+    r.proxy.set({ kind: 'status', status: 503 });
+    for (let i = 2; i <= 40; i++) assert.equal((await s.post('/request', write(i, i))).status, 200, 'acknowledged while S3 is down');
+    const failing = await waitFor('strict health failing', async () => {
+      const health = await s.call('/healthcheck?backup=1');
+      return health.status === 503 ? health : undefined;
+    });
+    assert.match(failing.json.error, /unsaved changes .*ServiceUnavailable|HTTP 503/);
+    assert.ok(failing.json.backup.shipConsecutiveFailures >= 1);
+    r.proxy.set({ kind: 'pass' });
+    await waitFor('everything shipped once S3 is back', async () => (await s.call('/healthcheck?backup=1')).status === 200 && !(await s.call('/healthcheck')).json.backup.unsavedChanges);
+    await s.app.close();
+    // The instance is gone (its log with it): the store alone holds every write.
+    await rm(wal.dir, { recursive: true, force: true });
+    const b = await startServer(t, r.direct, { wal: { dir: await walDir(t), sync: 'write' } });
+    for (const i of [1, 2, 39, 40]) assert.equal((await b.post('/request', { index: i })).json.category, i);
+  });
+
+  test('a second writer takes over: the old server answers writes 503 within a cadence instead of acknowledging what it cannot ship', async (t) => {
+    const fixture = await openFileStore(t);
+    const a = await startServer(t, fixture, { wal: { dir: await walDir(t), sync: 'write' }, shipIntervalMs: 50 });
+    assert.equal((await a.post('/request', write(1, 1))).status, 200);
+    const b = await startServer(t, fixture, { wal: { dir: await walDir(t), sync: 'write' }, shipIntervalMs: 50 });
+    const refused = await waitFor('the old server refusing writes', async () => {
+      const answer = await a.post('/request', write(2, 2));
+      return answer.status === 503 ? answer : undefined;
+    });
+    assert.match(refused.json.error, /another server committed/);
+    assert.ok((await a.call('/healthcheck')).json.backup.fenced, 'health says so');
+    assert.equal((await a.call('/healthcheck?backup=1')).status, 503);
+    assert.equal((await b.post('/request', write(3, 3))).status, 200, 'the new one serves');
+    assert.equal((await a.post('/request', { index: 1 })).status, 200, 'reads go on');
+  });
+
+  test('a log folder that cannot be created refuses the start, naming the folder', async (t) => {
+    const fixture = await openFileStore(t);
+    const file = join(fixture.dir, 'not-a-folder');
+    await writeFile(file, 'x');
+    const app = createApp({ cells: TEST_CELLS, auth: AUTH, store: fixture.store, prefix: fixture.prefix, legacyKey: '', backupRetain: 24, backupIntervalMs: 0, log: silentLog, wal: { dir: join(file, 'wal'), sync: 'write' } });
+    await assert.rejects(app.start(0, '127.0.0.1'), (err: unknown) => err instanceof RestoreError && /write-ahead log .*not-a-folder.*ENOTDIR/.test(err.message));
+    assert.equal(app.server.listening, false);
+    await app.close();
+  });
+
+  test('two servers cannot share one log folder: the second is refused at start', async (t) => {
+    const fixture = await openFileStore(t);
+    const other = await openFileStore(t);
+    const wal = { dir: await walDir(t), sync: 'write' as const };
+    await startServer(t, fixture, { wal });
+    const app = createApp({ cells: TEST_CELLS, auth: AUTH, store: other.store, prefix: other.prefix, legacyKey: '', backupRetain: 24, backupIntervalMs: 0, log: silentLog, wal });
+    await assert.rejects(app.start(0, '127.0.0.1'), (err: unknown) => err instanceof RestoreError && /in use by process \d+/.test(err.message));
+    await app.close();
+  });
+
+  test('a temp file left by a crashed upload is removed at boot; a fresh one (another writer\'s, in flight) is not', async (t) => {
+    const fixture: StoreFixture & { dir: string } = await openFileStore(t);
+    const folder = join(fixture.dir, fixture.prefix, 'backups');
+    await startServer(t, fixture).then((s) => s.app.close());
+    await import('node:fs/promises').then((fs) => fs.mkdir(folder, { recursive: true }));
+    const stale = join(folder, '20200101T000000000Z-deadbeef.gz.abcdef.tmp');
+    await writeFile(stale, 'half an upload');
+    await utimes(stale, new Date('2020-01-01'), new Date('2020-01-01'));
+    const s = await startServer(t, fixture);
+    const fresh = join(folder, 'in-flight.gz.123456.tmp');
+    await writeFile(fresh, 'uploading');
+    await waitFor('the stale temp file removed', async () => !(await readdir(folder)).includes('20200101T000000000Z-deadbeef.gz.abcdef.tmp'));
+    assert.ok((await readdir(folder)).includes('in-flight.gz.123456.tmp'));
+    await s.app.close();
+  });
+
+  test('boot replays the change sets after the newest snapshot, across a compaction', async (t) => {
+    const fixture = await openFileStore(t);
+    const a = await startServer(t, fixture, { shipIntervalMs: 30 });
+    for (let i = 0; i < 20; i++) assert.equal((await a.post('/request', write(i, i + 1))).status, 200);
+    await waitFor('shipped', async () => !(await a.call('/healthcheck')).json.backup.unsavedChanges);
+    assert.equal((await a.post('/s3dump')).status, 200);
+    for (let i = 20; i < 30; i++) assert.equal((await a.post('/request', write(i, i + 1))).status, 200);
+    await waitFor('shipped after the snapshot', async () => !(await a.call('/healthcheck')).json.backup.unsavedChanges);
+    const commits = await fixture.store.list(`${fixture.prefix}commits/`);
+    assert.ok(commits.length >= 3, `${commits.length} commits: a snapshot and change sets on both sides of it`);
+    // Kill it without a shutdown: the memory log dies with it, the store must hold everything shipped.
+    await a.app.server.close();
+    const b = await startServer(t, fixture);
+    for (let i = 0; i < 30; i++) assert.equal((await b.post('/request', { index: i })).json.category, i + 1, `cell ${i}`);
+  });
+});
