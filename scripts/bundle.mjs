@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { deflateRawSync } from 'node:zlib';
+import { crc32, deflateRawSync } from 'node:zlib';
 
 const OUT = process.argv[2] ?? 'cubecache.zip';
 const ROOTS = ['dist', 'package.json', 'package-lock.json', 'Procfile', 'Buildfile', 'scripts/verify-bundle.mjs', '.ebextensions', '.platform'];
@@ -19,17 +19,6 @@ function files(path) {
   const stat = statSync(path);
   if (!stat.isDirectory()) return [path];
   return readdirSync(path).sort().flatMap((name) => files(join(path, name)));
-}
-
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(data) {
-  let crc = 0xffffffff;
-  for (const byte of data) crc = CRC_TABLE[(crc ^ byte) & 0xff] ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
 }
 
 const locals = [];
