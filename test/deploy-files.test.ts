@@ -16,31 +16,7 @@ import type { BlobStore } from '../lib/store.js';
 import { S3Store } from '../lib/store-s3.js';
 import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
 import { assertBootRefusal } from './support/app.js';
-
-type Options = Record<string, Record<string, string>>;
-
-/**
- * The option_settings of an .ebextensions file in its `namespace: {option: value}` form (the only form it
- * uses): enough YAML for this file, and it refuses anything else rather than misread it.
- */
-function optionSettings(path: string): Options {
-  const out: Options = {};
-  let namespace: string | undefined;
-  let inSettings = false;
-  for (const raw of readFileSync(path, 'utf8').split('\n')) {
-    const line = raw.replace(/\s+#.*$/, '').replace(/^\s*#.*$/, '');
-    if (line.trim() === '') continue;
-    if (line === 'option_settings:') { inSettings = true; continue; }
-    assert.ok(inSettings, `${path}: only option_settings is expected, got ${JSON.stringify(raw)}`);
-    const match = /^( *)(\S.*?):(?: +(.*))?$/.exec(line); // keys hold colons (aws:...:...), a value follows ": "
-    assert.ok(match, `${path}: cannot read ${JSON.stringify(raw)}`);
-    const [, indent, key, value = ''] = match;
-    if (indent!.length === 2 && value === '') { namespace = key!; out[namespace] = {}; continue; }
-    assert.ok(indent!.length === 4 && namespace, `${path}: unexpected nesting in ${JSON.stringify(raw)}`);
-    out[namespace][key!] = value!.replace(/^'(.*)'$/, '$1').replace(/^"(.*)"$/, '$1');
-  }
-  return out;
-}
+import { optionSettings } from './support/ebextensions.js';
 
 const EB = optionSettings('.ebextensions/cubecache.config');
 const SHIPPED_ENV = EB['aws:elasticbeanstalk:application:environment']!;
