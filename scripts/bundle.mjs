@@ -24,7 +24,8 @@ function files(path) {
 const locals = [];
 const central = [];
 let offset = 0;
-const entries = ROOTS.flatMap(files).map((path) => path.split('\\').join('/'));
+// Source maps stay out: the Procfile's node does not read them (no --enable-source-maps), so they are dead weight.
+const entries = ROOTS.flatMap(files).map((path) => path.split('\\').join('/')).filter((path) => !path.endsWith('.map'));
 for (const name of entries) {
   const data = readFileSync(name);
   const packed = deflateRawSync(data, { level: 9 });

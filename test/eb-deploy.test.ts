@@ -49,6 +49,8 @@ test('the bundle deploys as Elastic Beanstalk deploys it and answers its health 
   const { stdout: listing } = await run('python3', ['-m', 'zipfile', '-l', zip]);
   assert.ok(!/\.ts\s/.test(listing.replace(/\.d\.ts/g, '')), 'no TypeScript sources in the bundle');
   assert.ok(!/test\/|bench\/|node_modules\//.test(listing), 'no tests, benchmarks or modules in the bundle');
+  assert.ok(!/\.map\s/.test(listing), 'no source maps (production node does not read them)');
+  assert.ok(!/cloudscript\//.test(listing), 'no PlayFab modules (they deploy to PlayFab and Azure, not here)');
   for (const file of ['Procfile', 'Buildfile', 'package.json', 'package-lock.json', 'dist/server.js', '.ebextensions/cubecache.config', '.platform/nginx/conf.d/cubecache.conf']) {
     assert.ok(existsSync(join(app, file)), `the bundle holds ${file}`);
   }
