@@ -64,7 +64,18 @@ test('the bundle deploys as Elastic Beanstalk deploys it and answers its health 
   // What the platform runs: production install (no devDependencies), then the Buildfile.
   await run('npm', ['install', '--omit=dev', '--no-audit', '--no-fund'], { cwd: app, env: { ...process.env, PATH, NODE_ENV: 'production' } });
   for (const dev of ['typescript', 'tsx', 'c8', 's3rver', '@types/node']) assert.ok(!existsSync(join(app, 'node_modules', dev)), `${dev} is not installed in production`);
-  const build = await run('sh', ['-c', commandOf(join(app, 'Buildfile'), 'build')], { cwd: app, env: { ...process.env, PATH } });
+  const buildCommand = commandOf(join(app, 'Buildfile'), 'build');
+  const minimum = Number(/>=\s*(\d+)/.exec(JSON.parse(readFileSync(join(app, 'package.json'), 'utf8')).engines.node)![1]);
+  if (Number(process.versions.node.split('.')[0]) < minimum) {
+    // A platform branch older than engines (a machine's own node 20): the Buildfile fails the deploy, saying why.
+    const refused = await run('sh', ['-c', buildCommand], { cwd: app, env: { ...process.env, PATH } }).then(() => undefined, (err: { code: number; stderr: string }) => err);
+    assert.ok(refused, `the Buildfile accepted Node.js ${process.version}`);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /needs >=22 \(package\.json engines\)\. Choose the Node\.js 24 platform branch/);
+    t.diagnostic(`node ${process.version} is older than engines: the Buildfile refused the deploy, as it should; the rest of the play runs on Node 24 (bash .ci/run)`);
+    return;
+  }
+  const build = await run('sh', ['-c', buildCommand], { cwd: app, env: { ...process.env, PATH } });
   assert.match(build.stdout, new RegExp(`bundle verified on Node\\.js ${process.version.replace(/\./g, '\\.')}`));
 
   // The environment as Elastic Beanstalk builds it: the bundle's properties, then the environment's own.
