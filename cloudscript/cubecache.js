@@ -1,5 +1,6 @@
 /*
- * cubecache client for PlayFab CloudScript (legacy, JavaScript).
+ * cubecache client for PlayFab CloudScript (legacy, JavaScript). PlayFab now calls classic CloudScript "Legacy"
+ * and recommends CloudScript Functions: cloudscript/functions/ is the same client as an Azure Function.
  *
  * Install
  *   1. Game Manager > Automation > CloudScript (Legacy) > Revisions: add this file to a new revision
@@ -12,13 +13,15 @@
  *        cubecachePassword  the server's AUTH_PASSWORD
  *   3. Backups: Automation > Scheduled Tasks > New task, type "Execute CloudScript", function s3dump, no
  *      arguments, e.g. hourly. The server also backs up on its own schedule; this is the seed's hourly dump.
+ *      s3dump starts the backup and returns at once (POST /s3dump?async=1): a backup can outlast the 4 s a
+ *      CloudScript call has. Its outcome is in the server's GET /healthcheck (backup.lastSuccessAt, lastError).
  *
  * Handlers (game clients call them with ExecuteCloudScript; FunctionParameter is `args`):
  *   readCell   {index}                                              -> {ok, index, category, rotation, sideA, sideB}
  *   writeCell  {index, category, rotation, sideA, sideB, expect?}   -> {ok, index, category, rotation, sideA, sideB}
  *   readCells  {indexes: [index, ...]}                              -> {ok, cells: [{index, category, ...}, ...]}
  *   writeCells {cells: [{index, category, ..., expect?}, ...]}      -> {ok, cells: [{index, category, ...}, ...]}
- *   s3dump     {}                                                   -> {ok, backup: {name, createdAt, bytes, ...}}
+ *   s3dump     {}                                                   -> {ok, backup: 'started' or 'joined', requestedAt, outcome: '/healthcheck'}
  * Missing byte fields are 0, as on the server. `expect` ({category, rotation, sideA, sideB}) makes a write
  * conditional: if the cell holds something else nothing is written and the result is
  * {ok: false, status: 409, error, current: {index, category, rotation, sideA, sideB}} (plus `element`, the
@@ -71,13 +74,15 @@ handlers.writeCells = function (args) {
   });
 };
 
+// The asynchronous form: a classic CloudScript API call has 4 s, and a large backup on a slow day takes longer.
+// The server answers 202 at once; the backup's outcome is in its /healthcheck (and its log).
 handlers.s3dump = function () {
   return cubecacheGuard('s3dump', function () {
-    var answer = cubecacheCall('/s3dump', {});
+    var answer = cubecacheCall('/s3dump?async=1', {});
     if (!answer.ok) return answer;
-    if (!answer.body.backup || typeof answer.body.backup !== 'object') return cubecacheUnexpected(JSON.stringify(answer.body));
-    log.info('cubecache s3dump: backup ' + answer.body.backup.name + ' committed');
-    return { ok: true, backup: answer.body.backup };
+    if (answer.body.backup !== 'started' && answer.body.backup !== 'joined') return cubecacheUnexpected(JSON.stringify(answer.body));
+    log.info('cubecache s3dump: backup ' + answer.body.backup + ' at ' + answer.body.requestedAt + '; its outcome is in ' + answer.body.outcome);
+    return { ok: true, backup: answer.body.backup, requestedAt: answer.body.requestedAt, outcome: answer.body.outcome };
   });
 };
 
@@ -225,7 +230,7 @@ function cubecacheCall(path, payload) {
   } catch (parseError) {
     return cubecacheUnexpected(text);
   }
-  if (body !== null && typeof body === 'object' && !Array.isArray(body) && body.status !== 200) {
+  if (body !== null && typeof body === 'object' && !Array.isArray(body) && body.status !== 200 && body.status !== 202) {
     return cubecacheError(body) || cubecacheUnexpected(text);
   }
   return { ok: true, body: body };

@@ -14,7 +14,8 @@ import type { BlobStore } from './store.js';
 
 export interface AppOptions {
   cells: number;
-  auth: Credentials;
+  /** The Basic credentials; `previousPassword` is accepted too while a password rotation is in progress. */
+  auth: Credentials & { previousPassword?: string };
   store: BlobStore;
   /** Key prefix of this world's backups ('' or ending in '/'). */
   prefix: string;

@@ -3,8 +3,11 @@
 export interface Config {
   port: number;
   host: string;
-  /** Basic auth credentials; `generated` means the password was made at start and must be shown once. */
-  auth: { user: string; password: string; generated: boolean };
+  /**
+   * Basic auth credentials; `generated` means the password was made at start and must be shown once.
+   * `previousPassword` is accepted beside `password` while clients that cache it (PlayFab) catch up.
+   */
+  auth: { user: string; password: string; previousPassword?: string; generated: boolean };
   cells: number;
   /** Where backups live: an S3 bucket, or a local folder when no bucket is configured. */
   store: { kind: 's3'; bucket: string; forcePathStyle: boolean } | { kind: 'file'; dir: string };
@@ -42,7 +45,17 @@ type Env = Record<string, string | undefined>;
 /** Reads the configuration from `env`; throws ConfigError naming the first bad variable. `randomPassword` makes the password when AUTH_PASSWORD is unset. */
 export function loadConfig(env: Env, randomPassword: () => string): Config {
   const bucket = optional(env, 'S3_BUCKET');
+  // Elastic Beanstalk replaces the app folder on every deploy: a world kept there is lost, so its bundle sets this.
+  const requireBucket = boolean(env, 'REQUIRE_S3_BUCKET', false);
+  if (requireBucket && !bucket) {
+    throw new ConfigError('S3_BUCKET', 'is required here (REQUIRE_S3_BUCKET=true): set S3_BUCKET to the bucket that keeps the world; without it the world would be kept in a local folder that the next deploy deletes');
+  }
+  const user = optional(env, 'AUTH_USER') ?? 'cubecache';
+  // Basic auth splits user:password at the first colon, so a colon in the user could never log in.
+  if (user.includes(':')) throw new ConfigError('AUTH_USER', 'must not contain ":" (Basic auth separates the user from the password with it)');
   const password = optional(env, 'AUTH_PASSWORD');
+  const previousPassword = optional(env, 'AUTH_PASSWORD_PREVIOUS');
+  if (previousPassword !== undefined && password === undefined) throw new ConfigError('AUTH_PASSWORD_PREVIOUS', 'is only used during a rotation: set AUTH_PASSWORD (the new password) too');
   const forcePathStyle = boolean(env, 'S3_FORCE_PATH_STYLE', false);
   const prefix = env.S3_PREFIX ?? 'cubecache/';
   if (prefix !== '' && !prefix.endsWith('/')) throw new ConfigError('S3_PREFIX', `must be empty or end with "/", got ${JSON.stringify(prefix)}`);
@@ -62,8 +75,9 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
     port: integer(env, 'PORT', 5000, 0, 65535),
     host: optional(env, 'HOST') ?? '0.0.0.0',
     auth: {
-      user: optional(env, 'AUTH_USER') ?? 'cubecache',
+      user,
       password: password ?? randomPassword(),
+      ...(previousPassword !== undefined && previousPassword !== password ? { previousPassword } : {}),
       generated: password === undefined,
     },
     // Up to 2^28 cells (1 GiB): a Uint8Array of that size is well within Node's limits.

@@ -252,10 +252,24 @@ function queryInteger(query: URLSearchParams, name: string, fallback: number, mi
   return value;
 }
 
-/** POST /s3dump: back up the world now; answers once the backup is committed. */
+/**
+ * POST /s3dump: back up the world now; answers once the backup is committed. With `?async=1` it answers 202
+ * at once, the backup started (or joined, if one is running), its outcome to be read from /healthcheck:
+ * for callers with a few seconds to live (a PlayFab scheduled task) while a large backup can take longer.
+ */
 export async function s3dump(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
   await readBody(req, SMALL_BODY_LIMIT); // the seed's clients send {}; its content does not matter
+  const mode = new URL(req.url ?? '/', 'http://x').searchParams.get('async');
+  if (mode === '1' || mode === 'true') {
+    const before = ctx.backups.status();
+    if (before.fenced) throw backupHttpError(new FencedError('backups stopped: another server took over this prefix'));
+    const requestedAt = new Date(ctx.now()).toISOString();
+    // The outcome is logged by the backups (backup_failed) and shown in /healthcheck; nobody awaits it here.
+    ctx.backups.backup('request').catch(() => undefined);
+    sendJson(res, 202, { status: 202, backup: before.inProgress ? 'joined' : 'started', requestedAt, outcome: '/healthcheck' });
+    return;
+  }
   try {
     const backup = await ctx.backups.backup('request');
     sendJson(res, 200, { status: 200, backup });

@@ -27,6 +27,7 @@ export class S3Store implements BlobStore {
       return await out.Body.transformToByteArray();
     } catch (err) {
       if (isMissing(err)) return undefined;
+      if (statusOf(err) === 403) throw new AccessDeniedError(this.bucket, key, err);
       throw err;
     }
   }
@@ -101,6 +102,21 @@ export class S3Store implements BlobStore {
       uploadIdMarker = out.IsTruncated ? out.NextUploadIdMarker : undefined;
     } while (keyMarker);
     return removed;
+  }
+}
+
+/**
+ * A read S3 refused (403). Never taken for "missing": it may hide a real backup. Its message says the likely
+ * cause on a first boot, since S3 answers 403 rather than 404 for a missing key to a caller without
+ * s3:ListBucket on the bucket (iam/instance-role-policy.json grants it).
+ */
+export class AccessDeniedError extends Error {
+  override name = 'AccessDenied';
+  readonly $metadata: unknown;
+
+  constructor(bucket: string, key: string, cause: unknown) {
+    super(`S3 refused to read s3://${bucket}/${key} (${(cause as Error | null)?.name ?? 'error'}). If that key does not exist, S3 says 403 instead of 404 when the instance role lacks s3:ListBucket on the bucket: grant it as iam/instance-role-policy.json does (or, for the legacy key, set S3_LEGACY_KEY to nothing). Otherwise the role may not s3:GetObject this key`, { cause });
+    this.$metadata = (cause as { $metadata?: unknown } | null)?.$metadata;
   }
 }
 

@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { deflateRawSync } from 'node:zlib';
+import { crc32, deflateRawSync } from 'node:zlib';
 
 const OUT = process.argv[2] ?? 'cubecache.zip';
 const ROOTS = ['dist', 'package.json', 'package-lock.json', 'Procfile', 'Buildfile', 'scripts/verify-bundle.mjs', '.ebextensions', '.platform'];
@@ -21,21 +21,11 @@ function files(path) {
   return readdirSync(path).sort().flatMap((name) => files(join(path, name)));
 }
 
-const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
-  let c = n;
-  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-  return c >>> 0;
-});
-function crc32(data) {
-  let crc = 0xffffffff;
-  for (const byte of data) crc = CRC_TABLE[(crc ^ byte) & 0xff] ^ (crc >>> 8);
-  return (crc ^ 0xffffffff) >>> 0;
-}
-
 const locals = [];
 const central = [];
 let offset = 0;
-const entries = ROOTS.flatMap(files).map((path) => path.split('\\').join('/'));
+// Source maps stay out: the Procfile's node does not read them (no --enable-source-maps), so they are dead weight.
+const entries = ROOTS.flatMap(files).map((path) => path.split('\\').join('/')).filter((path) => !path.endsWith('.map'));
 for (const name of entries) {
   const data = readFileSync(name);
   const packed = deflateRawSync(data, { level: 9 });

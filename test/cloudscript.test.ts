@@ -9,7 +9,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { AUTH, openFileStore, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
-import { basicHeader } from './support/http.js';
+import { basicHeader, waitFor } from './support/http.js';
 
 const SOURCE_PATH = fileURLToPath(new URL('../cloudscript/cubecache.js', import.meta.url));
 const SOURCE = readFileSync(SOURCE_PATH, 'utf8');
@@ -248,7 +248,7 @@ describe('cloudscript/cubecache.js', () => {
       const { result } = await sandbox.run(handler, args);
       assert.equal(result.ok, false, handler);
       assert.equal(result.status, 0, handler);
-      assert.match(result.error, /no answer from cubecache at http:\/\/127\.0\.0\.1:\d+\/(request|s3dump): .*ECONNREFUSED/, handler);
+      assert.match(result.error, /no answer from cubecache at http:\/\/127\.0\.0\.1:\d+\/(request|s3dump\?async=1): .*ECONNREFUSED/, handler);
     }
   });
 
@@ -262,19 +262,26 @@ describe('cloudscript/cubecache.js', () => {
     assert.deepEqual((await sandbox.run('readCell', { index: 5 })).result, { ok: false, status: 401, error: 'authentication required' });
   });
 
-  test('s3dump: ok:true with the backup, which really is committed', async (t) => {
+  test('s3dump: starts the backup and returns at once (POST /s3dump?async=1); the backup really is committed', async (t) => {
     const { s, sandbox, fixture } = await setUp(t);
     await sandbox.run('writeCell', { index: 3, category: 3 });
     assert.deepEqual(await backupObjects(fixture), []);
     const dump = await sandbox.run('s3dump');
     assert.equal(dump.result.ok, true, JSON.stringify(dump.result));
-    const { backup } = dump.result;
-    assert.match(backup.name, /^\d{8}T\d{9}Z-[0-9a-f]{8}$/);
-    assert.equal(backup.bytes, TEST_CELLS * 4);
+    assert.equal(dump.requests[0]!.target, `${s.url}/s3dump?async=1`);
+    assert.equal(dump.requests[0]!.status, 202);
+    assert.ok(['started', 'joined'].includes(dump.result.backup), dump.result.backup);
+    assert.equal(dump.result.outcome, '/healthcheck');
+    assert.ok(Date.parse(dump.result.requestedAt) > 0, 'requestedAt is a time');
+    const health = await waitFor('the backup in /healthcheck', async () => {
+      const answer = (await s.call('/healthcheck')).json;
+      return answer.backup.lastSuccessAt !== null && answer.backup.lastSuccessAt >= dump.result.requestedAt ? answer : undefined;
+    });
+    assert.equal(health.backup.lastBackup.bytes, TEST_CELLS * 4);
     assert.equal((await backupObjects(fixture)).length, 1);
     const listed = await s.call('/backups', { auth: AUTH });
-    assert.deepEqual(listed.json.backups.map((b: { name: string }) => b.name), [backup.name]);
-    assert.ok(dump.logs.some((entry) => entry.level === 'info' && entry.message.includes(backup.name)));
+    assert.deepEqual(listed.json.backups.map((b: { name: string }) => b.name), [health.backup.lastBackup.name]);
+    assert.ok(dump.logs.some((entry) => entry.level === 'info' && entry.message.includes('/healthcheck')));
   });
 });
 

@@ -1,18 +1,23 @@
 /**
- * Plays Elastic Beanstalk's Node.js deploy on this machine: the bundle `npm run bundle` builds, unpacked into
- * a fresh folder, `npm install` in production mode, the Buildfile's command, then the Procfile's web command
- * with PORT set. The health check must answer, and nothing from devDependencies may be needed.
+ * Plays Elastic Beanstalk's Node.js deploy on this machine, on the node the suite runs on (Node 24 in CI): the
+ * bundle `npm run bundle` builds, unpacked into a fresh folder, `npm install` in production mode, the
+ * Buildfile's command, then the Procfile's web command with the bundle's environment properties
+ * (.ebextensions) plus those the README sets on the environment, against the test S3 server. The health
+ * check must answer, nothing from devDependencies may be needed, and without S3_BUCKET it must refuse.
  */
 import assert from 'node:assert/strict';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import { s3Bucket } from './support/app.js';
+import { environmentProperties } from './support/ebextensions.js';
 import { call, waitFor } from './support/http.js';
 
 const run = promisify(execFile);
@@ -44,32 +49,69 @@ test('the bundle deploys as Elastic Beanstalk deploys it and answers its health 
   const { stdout: listing } = await run('python3', ['-m', 'zipfile', '-l', zip]);
   assert.ok(!/\.ts\s/.test(listing.replace(/\.d\.ts/g, '')), 'no TypeScript sources in the bundle');
   assert.ok(!/test\/|bench\/|node_modules\//.test(listing), 'no tests, benchmarks or modules in the bundle');
+  assert.ok(!/\.map\s/.test(listing), 'no source maps (production node does not read them)');
+  assert.ok(!/cloudscript\//.test(listing), 'no PlayFab modules (they deploy to PlayFab and Azure, not here)');
   for (const file of ['Procfile', 'Buildfile', 'package.json', 'package-lock.json', 'dist/server.js', '.ebextensions/cubecache.config', '.platform/nginx/conf.d/cubecache.conf']) {
     assert.ok(existsSync(join(app, file)), `the bundle holds ${file}`);
   }
 
-  // What the platform runs: production install (no devDependencies), then the Buildfile.
-  await run('npm', ['install', '--omit=dev', '--no-audit', '--no-fund'], { cwd: app, env: { ...process.env, NODE_ENV: 'production' } });
-  for (const dev of ['typescript', 'tsx', 'c8', 's3rver']) assert.ok(!existsSync(join(app, 'node_modules', dev)), `${dev} is not installed in production`);
-  const build = await run('sh', ['-c', commandOf(join(app, 'Buildfile'), 'build')], { cwd: app });
-  assert.match(build.stdout, /bundle verified/);
+  // The platform's node first on PATH: the one this suite runs on, so CI plays the deploy on Node 24.
+  const PATH = `${dirname(process.execPath)}:${process.env.PATH ?? ''}`;
+  const { stdout: nodeVersion } = await run('sh', ['-c', 'node --version'], { cwd: app, env: { ...process.env, PATH } });
+  assert.equal(nodeVersion.trim(), process.version);
+  t.diagnostic(`deploy played on node ${process.version}`);
 
-  const port = await freePort();
-  const web = spawn('sh', ['-c', `exec ${commandOf(join(app, 'Procfile'), 'web')}`], {
-    cwd: app,
-    env: { PATH: process.env.PATH ?? '', PORT: String(port), DATA_DIR: join(work, 'data'), AUTH_USER: 'eb', AUTH_PASSWORD: 'eb-password', CUBE_CELLS: '4096' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  web.stdout.on('data', (c) => { output += c; });
-  web.stderr.on('data', (c) => { output += c; });
-  const exited = once(web, 'exit');
-  t.after(() => { if (web.exitCode === null) web.kill('SIGKILL'); });
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor(`the health check on port ${port}`, async () => (await call(url, '/healthcheck').catch(() => undefined))?.status === 200, 30_000);
+  // What the platform runs: production install (no devDependencies), then the Buildfile.
+  await run('npm', ['install', '--omit=dev', '--no-audit', '--no-fund'], { cwd: app, env: { ...process.env, PATH, NODE_ENV: 'production' } });
+  for (const dev of ['typescript', 'tsx', 'c8', 's3rver', '@types/node']) assert.ok(!existsSync(join(app, 'node_modules', dev)), `${dev} is not installed in production`);
+  const buildCommand = commandOf(join(app, 'Buildfile'), 'build');
+  const minimum = Number(/>=\s*(\d+)/.exec(JSON.parse(readFileSync(join(app, 'package.json'), 'utf8')).engines.node)![1]);
+  if (Number(process.versions.node.split('.')[0]) < minimum) {
+    // A platform branch older than engines (a machine's own node 20): the Buildfile fails the deploy, saying why.
+    const refused = await run('sh', ['-c', buildCommand], { cwd: app, env: { ...process.env, PATH } }).then(() => undefined, (err: { code: number; stderr: string }) => err);
+    assert.ok(refused, `the Buildfile accepted Node.js ${process.version}`);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /needs >=22 \(package\.json engines\)\. Choose the Node\.js 24 platform branch/);
+    t.diagnostic(`node ${process.version} is older than engines: the Buildfile refused the deploy, as it should; the rest of the play runs on Node 24 (bash .ci/run)`);
+    return;
+  }
+  const build = await run('sh', ['-c', buildCommand], { cwd: app, env: { ...process.env, PATH } });
+  assert.match(build.stdout, new RegExp(`bundle verified on Node\\.js ${process.version.replace(/\./g, '\\.')}`));
+
+  // The environment as Elastic Beanstalk builds it: the bundle's properties, then the environment's own.
+  const bundled = environmentProperties(join(app, '.ebextensions/cubecache.config'));
+  const { server, bucket, client } = await s3Bucket();
+  const properties = {
+    ...bundled, PATH, PORT: String(await freePort()), CUBE_CELLS: '4096', AUTH_USER: 'eb', AUTH_PASSWORD: 'eb-password', AWS_REGION: 'us-east-1',
+    // The test S3 server stands in for S3 (on AWS the endpoint is the default and credentials the instance role's).
+    AWS_ENDPOINT_URL_S3: server.endpoint, S3_FORCE_PATH_STYLE: 'true', AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+    AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED', AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
+  };
+  const web = (env: Record<string, string>) => {
+    const child = spawn('sh', ['-c', `exec ${commandOf(join(app, 'Procfile'), 'web')}`], { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (c) => { output += c; });
+    child.stderr.on('data', (c) => { output += c; });
+    t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+    return { child, exited: once(child, 'exit'), output: () => output };
+  };
+
+  // Forgetting S3_BUCKET: a refusal naming it, not a world in the app folder that the next deploy deletes.
+  const unconfigured = web(properties);
+  const [refusedCode] = await unconfigured.exited;
+  assert.equal(refusedCode, 2, unconfigured.output());
+  assert.match(unconfigured.output(), /"variable":"S3_BUCKET"/);
+  assert.ok(!existsSync(join(app, 'data')), 'nothing written to the app folder');
+
+  const deployed = web({ ...properties, S3_BUCKET: bucket });
+  const url = `http://127.0.0.1:${properties.PORT}`;
+  await waitFor(`the health check on port ${properties.PORT}`, async () => (await call(url, '/healthcheck').catch(() => undefined))?.status === 200, 30_000);
   assert.equal((await call(url, '/request', { body: { action: 1, index: 1, category: 7 }, auth: { user: 'eb', password: 'eb-password' } })).json.category, 7);
-  web.kill('SIGTERM');
-  const [code] = await exited;
-  assert.equal(code, 0, output);
-  assert.match(output, /"finalBackup":"written"/);
+  deployed.child.kill('SIGTERM');
+  const [code] = await deployed.exited;
+  assert.equal(code, 0, deployed.output());
+  assert.match(deployed.output(), /"finalBackup":"written"/);
+  const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${bundled.S3_PREFIX}commits/` }));
+  assert.ok((listed.KeyCount ?? 0) >= 1, 'the final backup is in the bucket, under the bundle\'s prefix');
+  assert.ok(!deployed.output().includes('eb-password') && !deployed.output().includes(server.secretAccessKey), 'no secret in the log');
 });

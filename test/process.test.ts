@@ -45,6 +45,28 @@ test('a bad variable: exit 2 with one error naming it', async (t) => {
   assert.match(String(event.message), /^CUBE_CELLS: must be a whole number/);
 });
 
+test('REQUIRE_S3_BUCKET=true without S3_BUCKET: exit 2 naming S3_BUCKET, nothing listens', async (t) => {
+  const { dir } = await openFileStore(t);
+  const proc = spawnServer(t, { REQUIRE_S3_BUCKET: 'true', DATA_DIR: dir, AUTH_PASSWORD: 'x', CUBE_CELLS: CELLS });
+  assert.equal(await proc.exited, 2);
+  const event = await proc.waitForEvent('config_invalid');
+  assert.equal(event.variable, 'S3_BUCKET');
+  assert.match(String(event.message), /^S3_BUCKET: is required here \(REQUIRE_S3_BUCKET=true\): set S3_BUCKET/);
+  assert.doesNotMatch(proc.output(), /"listening"|world_empty/);
+});
+
+test('AUTH_PASSWORD_PREVIOUS: the new and the previous password both log in during a rotation, neither is logged', async (t) => {
+  const { dir } = await openFileStore(t);
+  const a = await startServerProcess(t, { DATA_DIR: dir, CUBE_CELLS: CELLS, AUTH_USER: 'game', AUTH_PASSWORD: 'the-new-password', AUTH_PASSWORD_PREVIOUS: 'the-old-password' });
+  for (const password of ['the-new-password', 'the-old-password']) {
+    assert.equal((await call(a.url, '/request', { body: { index: 1 }, auth: { user: 'game', password } })).status, 200, password);
+  }
+  assert.equal((await call(a.url, '/request', { body: { index: 1 }, auth: { user: 'game', password: 'a-guess' } })).status, 401);
+  a.child.kill('SIGTERM');
+  assert.equal(await a.exited, 0);
+  assert.doesNotMatch(a.output(), /the-new-password|the-old-password/);
+});
+
 test('no AUTH_PASSWORD: a random password, logged once, that works; no credentials in any other line', async (t) => {
   const { dir } = await openFileStore(t);
   const a = await startServerProcess(t, { DATA_DIR: dir, CUBE_CELLS: CELLS });

@@ -11,6 +11,8 @@ const files = process.argv.slice(2).filter((arg) => !arg.startsWith('-'));
 const flags = process.argv.slice(2).filter((arg) => arg.startsWith('-'));
 const testFiles = files.length > 0 ? files : readdirSync('test').filter((name) => name.endsWith('.test.ts')).sort().map((name) => `test/${name}`);
 
+// Said first, so a log shows which runtime each run used (CI runs on Node 24, see .ci/with-node24).
+console.log(`cubecache tests: node ${process.version} (${process.execPath})`);
 const s3 = await startS3Server();
 let code = 1;
 try {

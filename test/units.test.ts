@@ -42,6 +42,15 @@ describe('auth', () => {
     assert.equal(unicode(header('jöran', 'pässwörd✓')), true);
     assert.equal(unicode(header('joran', 'passwords')), false);
   });
+  test('basicChecker with a previous password (a rotation): both passwords log in, for the same user only', () => {
+    const check = basicChecker({ user: 'user', password: 'new-password', previousPassword: 'old-password' });
+    assert.equal(check(header('user', 'new-password')), true);
+    assert.equal(check(header('user', 'old-password')), true);
+    assert.equal(check(header('other', 'old-password')), false);
+    assert.equal(check(header('user', 'older-password')), false);
+    assert.equal(check(header('user', 'old-password').replace('Basic', 'basic')), true, 'the previous password off the fast path too');
+    assert.equal(basicChecker({ user: 'user', password: 'new-password' })(header('user', 'old-password')), false, 'no previous password: only the current one');
+  });
 });
 
 describe('config', () => {
@@ -86,6 +95,24 @@ describe('config', () => {
     assert.equal(loadConfig({ BACKUP_INTERVAL_SECONDS: '0.25' }, random).backupIntervalSeconds, 0.25);
   });
 
+  test('AUTH_PASSWORD_PREVIOUS is accepted beside AUTH_PASSWORD; equal to it, it is ignored', () => {
+    assert.deepEqual(loadConfig({ AUTH_PASSWORD: 'new', AUTH_PASSWORD_PREVIOUS: 'old' }, random).auth, { user: 'cubecache', password: 'new', previousPassword: 'old', generated: false });
+    assert.deepEqual(loadConfig({ AUTH_PASSWORD: 'same', AUTH_PASSWORD_PREVIOUS: 'same' }, random).auth, { user: 'cubecache', password: 'same', generated: false });
+    assert.deepEqual(loadConfig({ AUTH_PASSWORD: 'new', AUTH_PASSWORD_PREVIOUS: '' }, random).auth, { user: 'cubecache', password: 'new', generated: false }, 'empty is unset');
+  });
+
+  test('REQUIRE_S3_BUCKET=true refuses a start without S3_BUCKET, saying what to set and why', () => {
+    assert.throws(() => loadConfig({ REQUIRE_S3_BUCKET: 'true' }, random), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.variable, 'S3_BUCKET');
+      assert.match(err.message, /set S3_BUCKET/);
+      assert.match(err.message, /next deploy deletes/);
+      return true;
+    });
+    assert.deepEqual(loadConfig({ REQUIRE_S3_BUCKET: 'true', S3_BUCKET: 'world' }, random).store, { kind: 's3', bucket: 'world', forcePathStyle: false });
+    assert.deepEqual(loadConfig({ REQUIRE_S3_BUCKET: 'false' }, random).store, { kind: 'file', dir: './data' });
+  });
+
   test('one clear error naming the bad variable', () => {
     const bad: Array<[Record<string, string>, string]> = [
       [{ PORT: 'eighty' }, 'PORT'], [{ PORT: '70000' }, 'PORT'], [{ CUBE_CELLS: '0' }, 'CUBE_CELLS'], [{ CUBE_CELLS: '-5' }, 'CUBE_CELLS'],
@@ -94,6 +121,8 @@ describe('config', () => {
       [{ BACKUP_INTERVAL_SECONDS: '-1' }, 'BACKUP_INTERVAL_SECONDS'], [{ TRUST_PROXY: 'nginx' }, 'TRUST_PROXY'],
       [{ MAX_CONNECTIONS: '0' }, 'MAX_CONNECTIONS'], [{ LOG_REQUESTS: 'loud' }, 'LOG_REQUESTS'],
     ];
+    bad.push([{ AUTH_USER: 'team:one', AUTH_PASSWORD: 'p' }, 'AUTH_USER'], [{ AUTH_PASSWORD_PREVIOUS: 'old' }, 'AUTH_PASSWORD_PREVIOUS'],
+      [{ REQUIRE_S3_BUCKET: 'true' }, 'S3_BUCKET'], [{ REQUIRE_S3_BUCKET: 'sure', S3_BUCKET: 'b' }, 'REQUIRE_S3_BUCKET']);
     for (const [env, variable] of bad) {
       assert.throws(() => loadConfig(env, random), (err: unknown) => err instanceof ConfigError && err.variable === variable && err.message.startsWith(variable), JSON.stringify(env));
     }

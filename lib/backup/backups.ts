@@ -557,12 +557,8 @@ export class Backups {
   /** No snapshot in the prefix: the legacy object if there is one, else an empty world. */
   private async restoreBase(): Promise<void> {
     const key = this.options.legacyKey;
-    const legacy = key ? await this.store.get(key).catch((err: unknown) => {
-      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 403) {
-        throw new Error(`reading the legacy object ${key} was refused (HTTP 403). S3 answers 403 instead of 404 for a missing key when the role may not list the bucket: grant s3:ListBucket on the bucket (see iam/instance-role-policy.json), or set S3_LEGACY_KEY= (empty) if there is no Go server backup`, { cause: err });
-      }
-      throw err;
-    }) : undefined;
+    // A 403 here usually means a role without s3:ListBucket (S3 then hides a missing key): the store's AccessDeniedError says so.
+    const legacy = key ? await this.store.get(key) : undefined;
     if (legacy === undefined) {
       this.state.restoredFrom = { kind: 'empty' };
       this.log.warn('world_empty', { message: 'no backup found: starting with an empty world', store: `${this.store.location}/${this.options.prefix}`, cells: this.cube.cells });

@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 
-// The SDK warns on Node 20 that releases after January 2027 need Node 22; the
-// lockfile pins the version, so the warning is noise in test output. The SDK
-// reads this when a client is constructed, so setting it here is early enough.
+// On a node older than 22 (a machine's own node 20, when the suite is not run through
+// .ci/with-node24) the SDK warns that its later releases need Node 22: noise in test
+// output. The SDK reads this when a client is constructed, so here is early enough.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 export interface S3TestServer {

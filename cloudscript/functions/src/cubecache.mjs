@@ -1,0 +1,256 @@
+/*
+ * cubecache client for PlayFab CloudScript Functions (Azure Functions, Node.js v4 programming model): the
+ * operations of the classic module (../../cubecache.js) as HTTP-triggered functions that PlayFab calls
+ * with a FunctionExecutionContext (ExecuteFunction), a ScheduledTaskFunctionExecutionContext (a scheduled
+ * task) or a PlayStream context; each reads its arguments from the context's FunctionArgument.
+ *
+ * The server's address and credentials come from the function app's settings (never from code):
+ *   CUBECACHE_URL         the server's base URL, e.g. https://cubecache.example.com
+ *   CUBECACHE_USER        the server's AUTH_USER
+ *   CUBECACHE_PASSWORD    the server's AUTH_PASSWORD (a Key Vault reference keeps it out of the settings page)
+ *   CUBECACHE_TIMEOUT_MS  optional: how long one call to the server may take, 100 to 4000 (default 3000)
+ *
+ * Every function answers HTTP 200 with {ok: true, ...} or {ok: false, status, error} and never throws, so
+ * PlayFab hands the result to the caller instead of a bare failure. status is the server's HTTP status, or 0
+ * when no answer came back in time, the arguments were refused before calling (`field` names the argument)
+ * or the settings are missing (`missing` names them).
+ *
+ * This file does not import @azure/functions: index.mjs passes the package's `app` to register(), and the
+ * tests call the handlers directly with the request shapes PlayFab sends.
+ */
+
+/** The operations, each registered as an HTTP function of the same name. */
+export const OPERATIONS = ['readCell', 'writeCell', 'readCells', 'writeCells', 's3dump'];
+
+/**
+ * How long one call to the server may take by default, and at most: PlayFab gives a function run by a
+ * scheduled task or a PlayStream rule 4.5 s in all (ExecuteFunction more), so a call must end well before.
+ */
+export const DEFAULT_TIMEOUT_MS = 3000;
+export const MAX_TIMEOUT_MS = 4000;
+
+const MAX_BATCH = 4096;
+const BYTE_FIELDS = ['category', 'rotation', 'sideA', 'sideB'];
+const SETTINGS = ['CUBECACHE_URL', 'CUBECACHE_USER', 'CUBECACHE_PASSWORD'];
+
+/** A result out of a handler body, thrown by the argument checks and caught by run(). */
+class Refusal extends Error {
+  constructor(result) {
+    super(result.error);
+    this.result = result;
+  }
+}
+
+/**
+ * The handlers for the app settings `env` ({CUBECACHE_URL, ...}): one async function per operation, taking
+ * the body PlayFab posts (an execution context) and resolving to the result object. `fetch` is for tests.
+ */
+export function createHandlers(env, { fetch = globalThis.fetch } = {}) {
+  const call = (path, payload) => callServer(fetch, settingsFrom(env), path, payload);
+  const bodies = {
+    async readCell(args) {
+      const index = checkIndex(args.index, 'index');
+      const answer = await call('/request', { action: 0, index });
+      return answer.ok ? cellResult(answer.body, index) : answer;
+    },
+    async writeCell(args) {
+      const command = writeCommand(args, '');
+      const answer = await call('/request', command);
+      return answer.ok ? cellResult(answer.body, command.index) : answer;
+    },
+    async readCells(args) {
+      const commands = checkList(args.indexes, 'indexes').map((index, i) => ({ action: 0, index: checkIndex(index, `indexes[${i}]`) }));
+      const answer = await call('/request', commands);
+      return answer.ok ? batchResult(answer.body, commands) : answer;
+    },
+    async writeCells(args) {
+      const commands = checkList(args.cells, 'cells').map((cell, i) => writeCommand(cell, `cells[${i}].`));
+      const answer = await call('/request', commands);
+      return answer.ok ? batchResult(answer.body, commands) : answer;
+    },
+    // The asynchronous form: a 64 MiB backup can outlast the 4.5 s a scheduled task's function has. The
+    // server answers 202 at once; the backup's outcome is in its GET /healthcheck.
+    async s3dump() {
+      const answer = await call('/s3dump?async=1', {});
+      if (!answer.ok) return answer;
+      const { backup, requestedAt, outcome } = answer.body;
+      if (backup !== 'started' && backup !== 'joined') return unexpected(JSON.stringify(answer.body));
+      return { ok: true, backup, requestedAt, outcome };
+    },
+  };
+  const handlers = {};
+  for (const name of OPERATIONS) {
+    handlers[name] = async (executionContext) => {
+      try {
+        return await bodies[name](functionArgument(executionContext));
+      } catch (err) {
+        if (err instanceof Refusal) return err.result;
+        return { ok: false, status: 0, error: `${name} failed: ${err instanceof Error ? err.message : String(err)}` };
+      }
+    };
+  }
+  return handlers;
+}
+
+/**
+ * Registers every operation with the Azure Functions `app` of @azure/functions (v4): POST, function-level
+ * key (PlayFab's registered URL carries it), the result as the JSON body of a 200. Failures are logged
+ * through the invocation context, never with the credentials.
+ */
+export function register(app, env, options) {
+  const handlers = createHandlers(env, options);
+  for (const name of OPERATIONS) {
+    app.http(name, {
+      methods: ['POST'],
+      authLevel: 'function',
+      handler: async (request, context) => {
+        let body;
+        try {
+          body = await request.json();
+        } catch {
+          body = undefined; // refused below as a body that is not an execution context
+        }
+        const result = await handlers[name](body);
+        if (!result.ok) context.error(`cubecache ${name}: ${result.status ? `${result.status} ` : ''}${result.error}`);
+        return { status: 200, jsonBody: result };
+      },
+    });
+  }
+}
+
+/** The FunctionArgument of an execution context (an empty object when PlayFab sends none, e.g. a scheduled task without arguments). */
+function functionArgument(executionContext) {
+  if (executionContext === null || typeof executionContext !== 'object' || Array.isArray(executionContext)) {
+    throw new Refusal({ ok: false, status: 0, field: 'FunctionArgument', error: 'the request body must be a PlayFab function execution context (a JSON object with FunctionArgument)' });
+  }
+  const args = executionContext.FunctionArgument;
+  if (args === undefined || args === null) return {};
+  if (typeof args !== 'object' || Array.isArray(args)) throw new Refusal({ ok: false, status: 0, field: 'FunctionArgument', error: 'FunctionArgument must be an object' });
+  return args;
+}
+
+/** The server's URL, the Authorization header and the timeout from the app settings; refuses naming what is missing or wrong. */
+function settingsFrom(env) {
+  const missing = SETTINGS.filter((name) => typeof env[name] !== 'string' || env[name].trim() === '');
+  if (missing.length > 0) {
+    throw new Refusal({ ok: false, status: 0, missing, error: `cubecache is not configured: set the function app setting${missing.length > 1 ? 's' : ''} ${missing.join(', ')}` });
+  }
+  const url = env.CUBECACHE_URL.trim().replace(/\/+$/, '');
+  if (!/^https?:\/\/[^/]+/i.test(url)) {
+    throw new Refusal({ ok: false, status: 0, error: `the app setting CUBECACHE_URL must be an http(s) URL such as https://cubecache.example.com, got ${JSON.stringify(url)}` });
+  }
+  let timeoutMs = DEFAULT_TIMEOUT_MS;
+  const rawTimeout = env.CUBECACHE_TIMEOUT_MS;
+  if (rawTimeout !== undefined && rawTimeout.trim() !== '') {
+    timeoutMs = Number(rawTimeout);
+    if (!/^\d+$/.test(rawTimeout.trim()) || timeoutMs < 100 || timeoutMs > MAX_TIMEOUT_MS) {
+      throw new Refusal({ ok: false, status: 0, error: `the app setting CUBECACHE_TIMEOUT_MS must be a whole number of milliseconds from 100 to ${MAX_TIMEOUT_MS} (PlayFab's limits), got ${JSON.stringify(rawTimeout)}` });
+    }
+  }
+  const authorization = `Basic ${Buffer.from(`${env.CUBECACHE_USER}:${env.CUBECACHE_PASSWORD}`, 'utf8').toString('base64')}`;
+  return { url, authorization, timeoutMs };
+}
+
+/** POSTs `payload` as JSON; {ok:true, body} for a 200 or 202 answer, else the error result. */
+async function callServer(fetch, settings, path, payload) {
+  const where = `${settings.url.replace(/\/\/[^/@]*@/, '//')}${path}`; // never a password from the URL in a message
+  let response;
+  let text;
+  try {
+    response = await fetch(settings.url + path, {
+      method: 'POST',
+      headers: { Authorization: settings.authorization, 'Content-Type': 'application/json' },
+      body: JSON.stringify(payload),
+      signal: AbortSignal.timeout(settings.timeoutMs),
+    });
+    text = await response.text();
+  } catch (err) {
+    const reason = err?.name === 'TimeoutError' ? `no answer within ${settings.timeoutMs} ms` : describe(err);
+    return { ok: false, status: 0, error: `no answer from cubecache at ${where}: ${reason}` };
+  }
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return unexpected(text);
+  }
+  if (response.status === 200 || response.status === 202) return { ok: true, body };
+  return errorResult(body) ?? unexpected(text);
+}
+
+/** The result for a server error body {"status":N,"error":"...", ...}, or undefined if `body` is not one. */
+function errorResult(body) {
+  if (body === null || typeof body !== 'object' || typeof body.status !== 'number' || typeof body.error !== 'string') return undefined;
+  const result = { ok: false, status: body.status, error: body.error };
+  if (body.status === 409 && typeof body.index === 'number' && isCell(body)) {
+    result.current = { index: body.index, category: body.category, rotation: body.rotation, sideA: body.sideA, sideB: body.sideB };
+    if (typeof body.element === 'number') result.element = body.element;
+  }
+  return result;
+}
+
+function describe(err) {
+  const cause = err?.cause;
+  const code = cause?.code ?? err?.code;
+  const message = err instanceof Error ? err.message : String(err);
+  return code ? `${message} (${code})` : message;
+}
+
+function refuse(field, error) {
+  throw new Refusal({ ok: false, status: 0, field, error });
+}
+
+/** A cell index: a whole number >= 0 (the server checks the upper bound, which only it knows). */
+function checkIndex(value, field) {
+  if (value === undefined || value === null) refuse(field, `${field} is missing`);
+  if (!Number.isSafeInteger(value) || value < 0) refuse(field, `${field} must be a whole number >= 0, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** A byte field: missing or null is 0 (as on the server), else a whole number 0..255. */
+function checkByte(value, field) {
+  if (value === undefined || value === null) return 0;
+  if (!Number.isInteger(value) || value < 0 || value > 255) refuse(field, `${field} must be a whole number from 0 to 255, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+/** A non-empty array of at most MAX_BATCH elements. */
+function checkList(value, field) {
+  if (value === undefined || value === null) refuse(field, `${field} is missing`);
+  if (!Array.isArray(value)) refuse(field, `${field} must be an array`);
+  if (value.length === 0) refuse(field, `${field} is empty`);
+  if (value.length > MAX_BATCH) refuse(field, `${field} holds ${value.length} elements; at most ${MAX_BATCH}`);
+  return value;
+}
+
+/** The /request command for a write of `cell` ({index, category, ..., expect?}); `where` prefixes field names. */
+function writeCommand(cell, where) {
+  const name = where ? where.slice(0, -1) : 'FunctionArgument';
+  if (cell === null || typeof cell !== 'object' || Array.isArray(cell)) refuse(name, `${name} must be an object {index, category, rotation, sideA, sideB}`);
+  const command = { action: 1, index: checkIndex(cell.index, `${where}index`) };
+  for (const field of BYTE_FIELDS) command[field] = checkByte(cell[field], `${where}${field}`);
+  if (cell.expect !== undefined && cell.expect !== null) {
+    if (typeof cell.expect !== 'object' || Array.isArray(cell.expect)) refuse(`${where}expect`, `${where}expect must be an object {category, rotation, sideA, sideB}`);
+    command.expect = {};
+    for (const field of BYTE_FIELDS) command.expect[field] = checkByte(cell.expect[field], `${where}expect.${field}`);
+  }
+  return command;
+}
+
+function cellResult(body, index) {
+  if (!isCell(body)) return unexpected(JSON.stringify(body));
+  return { ok: true, index, category: body.category, rotation: body.rotation, sideA: body.sideA, sideB: body.sideB };
+}
+
+function batchResult(body, commands) {
+  if (!Array.isArray(body) || body.length !== commands.length || !body.every(isCell)) return unexpected(JSON.stringify(body));
+  return { ok: true, cells: body.map((cell, i) => ({ index: commands[i].index, category: cell.category, rotation: cell.rotation, sideA: cell.sideA, sideB: cell.sideB })) };
+}
+
+function isCell(value) {
+  return value !== null && typeof value === 'object' && BYTE_FIELDS.every((field) => typeof value[field] === 'number');
+}
+
+function unexpected(text) {
+  return { ok: false, status: 0, error: `unexpected answer from cubecache: ${String(text).slice(0, 300)}` };
+}

@@ -1,0 +1,184 @@
+/**
+ * The shipped deploy files (.ebextensions, .platform, the IAM policy, package.json, the README) read as the
+ * platforms read them, each setting that a first deploy on real AWS depends on pinned against the code that
+ * relies on it: what the tests' Ceph and the local deploy play cannot see.
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { S3Client } from '@aws-sdk/client-s3';
+import { describe, test, type TestContext } from 'node:test';
+import { createApp } from '../lib/app.js';
+import { ConfigError, loadConfig } from '../lib/config.js';
+import { silentLog } from '../lib/log.js';
+import type { BlobStore } from '../lib/store.js';
+import { S3Store } from '../lib/store-s3.js';
+import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
+import { assertBootRefusal } from './support/app.js';
+import { optionSettings } from './support/ebextensions.js';
+
+const EB = optionSettings('.ebextensions/cubecache.config');
+const SHIPPED_ENV = EB['aws:elasticbeanstalk:application:environment']!;
+const README = readFileSync('README.md', 'utf8');
+
+describe('.ebextensions', () => {
+  test('leaves the load balancer on its default instance port (nginx, 80); the app listens on PORT 5000 behind nginx', () => {
+    const process = EB['aws:elasticbeanstalk:environment:process:default']!;
+    assert.equal(process.Port, undefined, 'process:default Port is the port the load balancer sends to: 5000 would skip nginx');
+    assert.equal(process.HealthCheckPath, '/healthcheck');
+    assert.equal(EB['aws:elasticbeanstalk:application']!['Application Healthcheck URL'], '/healthcheck');
+    assert.equal(SHIPPED_ENV.PORT, '5000');
+    assert.equal(loadConfig({ ...SHIPPED_ENV, S3_BUCKET: 'b' }, () => 'x').port, 5000);
+    assert.match(readFileSync('.platform/nginx/conf.d/cubecache.conf', 'utf8'), /^client_max_body_size 80M;$/m, 'nginx, which the traffic passes, takes a whole-world import');
+  });
+
+  test('the bundle carries no secret and no bucket, and refuses to start without a bucket (the app folder is replaced by every deploy)', () => {
+    for (const name of ['S3_BUCKET', 'AUTH_PASSWORD', 'AUTH_PASSWORD_PREVIOUS', 'AUTH_USER', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) {
+      assert.equal(SHIPPED_ENV[name], undefined, `${name} is set on the environment, not in the bundle`);
+    }
+    assert.equal(SHIPPED_ENV.REQUIRE_S3_BUCKET, 'true');
+    assert.throws(() => loadConfig(SHIPPED_ENV, () => 'x'), (err: unknown) => err instanceof ConfigError && err.variable === 'S3_BUCKET' && /set S3_BUCKET/.test(err.message));
+    assert.equal(loadConfig({ ...SHIPPED_ENV, S3_BUCKET: 'my-game-world' }, () => 'x').store.kind, 's3');
+  });
+
+  test('the shipped TRUST_PROXY lets no client forge its address, on a single instance or behind a load balancer', async (t) => {
+    const trustedProxies = loadConfig({ ...SHIPPED_ENV, S3_BUCKET: 'b' }, () => 'x').trustedProxies;
+    // What reaches the app: the client's own X-Forwarded-For, then each proxy's entry for the peer it saw.
+    const chains = {
+      'single instance (client → nginx)': (client: string, forged: string) => `${forged}, ${client}`,
+      'load balanced (client → load balancer → nginx)': (client: string, forged: string) => `${forged}, ${client}, 10.0.1.17`,
+    };
+    for (const [environment, chain] of Object.entries(chains)) {
+      await throttleFollowsTheRealAddress(t, trustedProxies, chain, environment, environment.startsWith('single'));
+    }
+    // The README's value for an environment with a load balancer tells clients apart, still unforgeably.
+    assert.ok(/`TRUST_PROXY=2`[^\n]*load balancer/.test(README), 'the README gives TRUST_PROXY=2 for a load balancer');
+    await throttleFollowsTheRealAddress(t, 2, chains['load balanced (client → load balancer → nginx)'], 'load balanced with TRUST_PROXY=2', true);
+  });
+});
+
+/**
+ * Two failed logins from one client (each with a different forged X-Forwarded-For) lock that client out, a
+ * third forged value does not get it back in; when `perClient`, another client is not locked out by it.
+ */
+async function throttleFollowsTheRealAddress(t: TestContext, trustedProxies: number, chain: (client: string, forged: string) => string, label: string, perClient: boolean) {
+  const s = await startServer(t, await openFileStore(t), { maxLoginFailures: 2, trustedProxies });
+  const as = (client: string, forged: string) => ({ 'X-Forwarded-For': chain(client, forged) });
+  for (const forged of ['198.51.100.1', '198.51.100.2']) {
+    assert.equal((await s.call('/request', { method: 'POST', body: {}, auth: { user: 'x', password: 'guess' }, headers: as('203.0.113.7', forged) })).status, 401, label);
+  }
+  assert.equal((await s.call('/request', { method: 'POST', body: {}, auth: AUTH, headers: as('203.0.113.7', '198.51.100.3') })).status, 429, `${label}: a new forged entry does not dodge the throttle`);
+  if (perClient) {
+    assert.equal((await s.call('/request', { method: 'POST', body: {}, auth: AUTH, headers: as('203.0.113.8', '203.0.113.7') })).status, 200, `${label}: another client is not locked out`);
+  }
+}
+
+describe('iam/instance-role-policy.json', () => {
+  interface Statement { Effect: string; Action: string | string[]; Resource: string | string[]; Condition?: unknown }
+  const policy = JSON.parse(readFileSync('iam/instance-role-policy.json', 'utf8')) as { Statement: Statement[] };
+  const list = (value: string | string[]) => (Array.isArray(value) ? value : [value]);
+  const BUCKET = 'arn:aws:s3:::YOUR-BUCKET';
+  /** True when a statement allows `action` on `resource` (IAM's * wildcard in resources). */
+  const allows = (action: string, resource: string) => policy.Statement.some((s) => s.Effect === 'Allow' && s.Condition === undefined
+    && list(s.Action).includes(action)
+    && list(s.Resource).some((pattern) => new RegExp(`^${pattern.split('*').map((p) => p.replace(/[.?+^$()[\]{}|\\]/g, '\\$&')).join('.*')}$`).test(resource)));
+
+  test('grants s3:ListBucket on the bucket with no condition, so that a GetObject of a missing key is a 404 and not a 403', () => {
+    assert.ok(allows('s3:ListBucket', BUCKET), JSON.stringify(policy));
+  });
+
+  test('allows every call the server makes with the shipped prefix and legacy key, from first boot to pruning, and nothing on other keys', async (t) => {
+    const { store } = await openFileStore(t);
+    const calls: Array<[string, string]> = [];
+    const recording: BlobStore = {
+      location: store.location,
+      get: (key) => { calls.push(['s3:GetObject', `${BUCKET}/${key}`]); return store.get(key); },
+      getStream: (key) => { calls.push(['s3:GetObject', `${BUCKET}/${key}`]); return store.getStream(key); },
+      cleanup: (prefix, before) => { calls.push(['s3:ListBucketMultipartUploads', BUCKET], ['s3:AbortMultipartUpload', `${BUCKET}/${prefix}x`]); return store.cleanup(prefix, before); },
+      put: (key, body) => { calls.push(['s3:PutObject', `${BUCKET}/${key}`], ['s3:AbortMultipartUpload', `${BUCKET}/${key}`]); return store.put(key, body); },
+      putIfAbsent: (key, body) => { calls.push(['s3:PutObject', `${BUCKET}/${key}`]); return store.putIfAbsent(key, body); },
+      list: (prefix) => { calls.push(['s3:ListBucket', BUCKET]); return store.list(prefix); },
+      delete: (key) => { calls.push(['s3:DeleteObject', `${BUCKET}/${key}`]); return store.delete(key); },
+    };
+    const options = { cells: TEST_CELLS, auth: AUTH, store: recording, prefix: SHIPPED_ENV.S3_PREFIX!, legacyKey: SHIPPED_ENV.S3_LEGACY_KEY!, backupRetain: 2, backupIntervalMs: 0, log: silentLog };
+    assert.equal(options.prefix, 'cubecache/');
+    assert.equal(options.legacyKey, 'data.bin');
+    await store.put('data.bin', new Uint8Array(TEST_CELLS * 4).fill(1)); // the Go server's world, read at first boot
+    const first = createApp(options);
+    t.after(() => first.close());
+    assert.deepEqual((await first.start(0, '127.0.0.1')).restoredFrom, { kind: 'legacy', key: 'data.bin' });
+    for (let i = 0; i < 4; i++) {
+      first.cube.write(i, { category: i + 2, rotation: 0, sideA: 0, sideB: 0 });
+      first.backups.record([{ start: i, bytes: Uint8Array.of(i + 2, 0, 0, 0) }]);
+      await first.backups.backup('test');
+    }
+    await first.close();
+    const second = createApp(options); // a restart: restore, claim, list the kept backups
+    t.after(() => second.close());
+    await second.start(0, '127.0.0.1');
+    await second.backups.list();
+    await second.close();
+    for (const action of ['s3:GetObject', 's3:PutObject', 's3:ListBucket', 's3:DeleteObject']) {
+      assert.ok(calls.some(([a]) => a === action), `the run exercised ${action}`);
+    }
+    for (const [action, resource] of calls) assert.ok(allows(action, resource), `the policy allows ${action} on ${resource}`);
+    assert.ok(!allows('s3:PutObject', `${BUCKET}/data.bin`) && !allows('s3:DeleteObject', `${BUCKET}/data.bin`), 'the legacy key is read-only');
+    assert.ok(!allows('s3:GetObject', `${BUCKET}/other/key`), 'nothing outside the prefix and the legacy key');
+  });
+
+  test('a 403 on the legacy key at first boot: the boot refuses, saying that a missing key reads as 403 without s3:ListBucket', async (t) => {
+    // An S3 endpoint that lists nothing and refuses every GetObject, as AWS does for a role without s3:ListBucket.
+    const s3 = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      if (req.method === 'GET' && url.searchParams.get('list-type') === '2') {
+        res.writeHead(200, { 'Content-Type': 'application/xml' });
+        res.end('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>world</Name><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>');
+        return;
+      }
+      res.writeHead(403, { 'Content-Type': 'application/xml' });
+      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>');
+    }).listen(0, '127.0.0.1');
+    await once(s3, 'listening');
+    t.after(() => new Promise((resolve) => s3.close(resolve)));
+    const client = new S3Client({
+      endpoint: `http://127.0.0.1:${(s3.address() as { port: number }).port}`, region: 'us-east-1', forcePathStyle: true,
+      credentials: { accessKeyId: 'AK', secretAccessKey: 'SK' }, maxAttempts: 1,
+      requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
+    });
+    t.after(() => client.destroy());
+    const app = createApp({ cells: TEST_CELLS, auth: AUTH, store: new S3Store(client, 'world'), prefix: 'cubecache/', legacyKey: 'data.bin', backupRetain: 2, backupIntervalMs: 0, log: silentLog });
+    t.after(() => app.close());
+    await assertBootRefusal(app, app.start(0, '127.0.0.1'), /AccessDenied \(HTTP 403\): S3 refused to read s3:\/\/world\/data\.bin.*403 instead of 404 when the instance role lacks s3:ListBucket/);
+    assert.ok(/403[^\n]*\n?[^\n]*legacy/i.test(README), 'the README says what a 403 on the legacy key means');
+  });
+});
+
+describe('platform versions', () => {
+  test('engines: Node 22 and newer, no upper bound; @types/node of the oldest supported major; the README recommends Node 24', () => {
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { engines: { node: string }; devDependencies: Record<string, string> };
+    assert.equal(pkg.engines.node, '>=22');
+    assert.match(pkg.devDependencies['@types/node']!, /^22\./);
+    assert.ok(/Node\.js 24 platform/.test(README), 'the README recommends the Node.js 24 platform');
+    assert.ok(!/Node\.js 20(?!\d)(?! reached)/.test(README), 'Node 20 is not offered');
+    const major = Number(process.versions.node.split('.')[0]);
+    assert.ok(major >= 20, `running on ${process.version}`);
+  });
+});
+
+describe('README: what a first deploy on real AWS needs', () => {
+  const deploy = README.slice(README.indexOf('## Deploying to AWS Elastic Beanstalk'));
+  test('each correction is there', () => {
+    for (const [what, pattern] of [
+      ['the instance profile is created in IAM first', /create the instance profile[^]*?IAM/i],
+      ['the health check path set in the console too', /health check path[^]*?console/i],
+      ['the load balancer idle timeout against a slow /s3dump', /idle timeout[^]*?60 s[^]*?s3dump/i],
+      ['which updates run two instances', /managed platform updates[^]*?rolling[^]*?immutable[^]*?traffic splitting/i],
+      ['what fencing does then', /fenc/i],
+      ['the password in Secrets Manager or SSM Parameter Store', /Secrets Manager[^]*?Parameter Store/],
+      ['TRUST_PROXY per environment type', /single[- ]instance[^\n]*`?TRUST_PROXY=1`?|`TRUST_PROXY=1`[^\n]*single[- ]instance/i],
+      ['REQUIRE_S3_BUCKET', /REQUIRE_S3_BUCKET/],
+      ['the Node 24 platform', /Node\.js 24/],
+    ] as const) assert.ok(pattern.test(deploy), what);
+  });
+});
