@@ -2,10 +2,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FencedError, UnknownBackupError, type Backups } from './backup.js';
 import { CELL_BYTES, type Cell, type Cube } from './cube.js';
-import { collectBody, HttpError, readBody, readJson, sendJson } from './http.js';
+import { collectBody, HttpError, readBody, readJson, sendJson, type BodyLimit } from './http.js';
 import { clientAddress, type LoginGuard } from './login-guard.js';
 import type { Metrics, Sample } from './metrics.js';
-import { encodeAnswer, MAX_BATCH, parseRequest, type CellCommand } from './protocol.js';
+import { encodeAnswer, isJsonSpace, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from './protocol.js';
 
 /** What handlers work with; built once per app. */
 export interface Ctx {
@@ -25,6 +25,16 @@ export interface Ctx {
 export const REQUEST_BODY_LIMIT = 4096;
 /** Bodies of /request holding a batch: MAX_BATCH commands of up to 256 bytes each. */
 export const BATCH_BODY_LIMIT = MAX_BATCH * 256;
+/** /request's limit, picked on the body's first byte that is not whitespace: only a batch may pass 4 KiB. */
+const REQUEST_LIMIT: BodyLimit = {
+  bytes: BATCH_BODY_LIMIT,
+  narrow(chunk) {
+    for (let i = 0; i < chunk.length; i++) {
+      if (!isJsonSpace(chunk[i]!)) return opensBatch(chunk[i]!) ? BATCH_BODY_LIMIT : REQUEST_BODY_LIMIT;
+    }
+    return undefined;
+  },
+};
 /** Bodies of the other JSON routes: a name or nothing. */
 const SMALL_BODY_LIMIT = 4096;
 /** Range reads are sent in copies of this size: consistent cells, bounded memory, and backpressure between them. */
@@ -64,7 +74,7 @@ export function requestFast(req: IncomingMessage, res: ServerResponse, ctx: Ctx,
     done();
     return;
   }
-  collectBody(req, BATCH_BODY_LIMIT, (err, body) => {
+  collectBody(req, REQUEST_LIMIT, (err, body) => {
     try {
       if (err) throw err;
       answerRequest(body!, res, ctx);
@@ -77,9 +87,8 @@ export function requestFast(req: IncomingMessage, res: ServerResponse, ctx: Ctx,
 
 /** Decodes a whole /request body, applies it and sends the answer; throws HttpError for the client's mistakes. */
 function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx): void {
-  const parsed = parseRequest(raw.toString('utf8'), ctx.cube.cells);
+  const parsed = parseRequest(raw, ctx.cube.cells);
   if (!parsed.batch) {
-    if (raw.length > REQUEST_BODY_LIMIT) throw new HttpError(413, `a single command's body is at most ${REQUEST_BODY_LIMIT} bytes`, { Connection: 'close' });
     const cmd = parsed.command;
     if (cmd.write) {
       if (cmd.expect && !ctx.cube.holds(cmd.index, cmd.expect)) throw conflict(ctx, cmd.index, ctx.cube.read(cmd.index), '');

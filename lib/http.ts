@@ -19,45 +19,65 @@ export class ClientGoneError extends Error {
 }
 
 /**
- * Collects the request body, at most `limit` bytes, and calls `done` once: with the body, or with a 413
- * HttpError (checked against Content-Length first), or with ClientGoneError if the client leaves.
+ * How much body a route takes: at most `bytes`; `narrow`, when given, sees each chunk until it picks a
+ * smaller limit from the body's first bytes (undefined: not yet), so a request is refused as soon as its
+ * kind is known, not once it is whole.
  */
-export function collectBody(req: IncomingMessage, limit: number, done: (err: Error | undefined, body?: Buffer) => void): void {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) {
-    done(tooLarge(limit));
+export type BodyLimit = number | { bytes: number; narrow: (chunk: Buffer) => number | undefined };
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Collects the request body within `limit` and calls `done` once: with the body, or with a 413 HttpError
+ * (checked against Content-Length first), or with ClientGoneError if the client leaves. Memory grows with
+ * what has arrived, never with what is declared, and is let go as soon as the body is abandoned.
+ */
+export function collectBody(req: IncomingMessage, limit: BodyLimit, done: (err: Error | undefined, body?: Buffer) => void): void {
+  let max = typeof limit === 'number' ? limit : limit.bytes;
+  let narrow = typeof limit === 'number' ? undefined : limit.narrow;
+  const header = req.headers['content-length'];
+  const declared = header === undefined ? undefined : Number(header);
+  if (declared !== undefined && declared > max) {
+    done(tooLarge(max));
     return;
   }
   if (req.destroyed && !req.complete) {
     done(new ClientGoneError()); // it left while this request waited its turn behind a pipelined one
     return;
   }
-  // With a declared length the body goes straight into one buffer: no second copy for large bodies.
-  const expected = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : undefined;
-  const chunks: Buffer[] = [];
-  const whole = expected !== undefined && expected > 0 ? Buffer.allocUnsafe(expected) : undefined;
+  let chunks: Buffer[] = [];
   let size = 0;
   let finished = false;
   const finish = (err: Error | undefined, body?: Buffer) => {
     if (finished) return;
     finished = true;
+    chunks = []; // an abandoned body's memory goes now, not when the socket does
     req.off('data', onData);
     req.off('end', onEnd);
     req.off('close', onClose);
     done(err, body);
   };
   const onData = (chunk: Buffer) => {
-    if (size + chunk.length > limit || (whole && size + chunk.length > whole.length)) {
-      finish(tooLarge(limit));
+    if (narrow) {
+      const narrowed = narrow(chunk);
+      if (narrowed !== undefined) {
+        narrow = undefined;
+        max = narrowed;
+        if (declared !== undefined && declared > max) {
+          finish(tooLarge(max));
+          return;
+        }
+      }
+    }
+    if (size + chunk.length > max) {
+      finish(tooLarge(max));
       return;
     }
-    if (whole) chunk.copy(whole, size);
-    else chunks.push(chunk);
+    chunks.push(chunk);
     size += chunk.length;
   };
   const onEnd = () => {
-    if (whole) finish(undefined, size === whole.length ? whole : whole.subarray(0, size));
-    else finish(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    finish(undefined, chunks.length === 1 ? chunks[0]! : chunks.length === 0 ? EMPTY : Buffer.concat(chunks, size));
   };
   const onClose = () => {
     if (!req.complete) finish(new ClientGoneError());
@@ -72,7 +92,7 @@ export function collectBody(req: IncomingMessage, limit: number, done: (err: Err
 function ignore(): void {}
 
 /** The request body as a promise (see collectBody). */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limit: BodyLimit): Promise<Buffer> {
   return new Promise((resolve, reject) => collectBody(req, limit, (err, body) => (err ? reject(err) : resolve(body!))));
 }
 
