@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { basicChecker, type Credentials } from './auth.js';
 import { Backups, type BackupInfo, type RestoredFrom } from './backup.js';
+import { capConnections } from './connections.js';
 import { Cube } from './cube.js';
 import * as handlers from './handlers.js';
 import { HttpError, sendError } from './http.js';
@@ -103,7 +104,10 @@ export function createApp(options: AppOptions): App {
   const guard = new LoginGuard({ maxFailures: options.maxLoginFailures ?? 20, windowMs: 60_000, blockMs: 60_000, now });
 
   const trustedProxies = options.trustedProxies ?? 0;
-  const ctx: handlers.Ctx = { cube, backups, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now };
+  const ctx: handlers.Ctx = {
+    cube, backups, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
+    stallMs: options.timeouts?.requestMs ?? 60_000,
+  };
 
   let inFlight = 0;
   const drained = new EventTarget();
@@ -141,12 +145,14 @@ export function createApp(options: AppOptions): App {
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     sendError(req, res, new HttpError(417, `unsupported Expect: ${String(req.headers.expect).slice(0, 100)}`), log);
   });
-  // Slow or stuck clients must not hold sockets: headers within 10 s, a whole request (a 64 MiB PUT /cells
-  // included) within 60 s. EB's nginx keeps idle upstream connections up to 60 s, hence 65 s keep-alive.
+  // Slow or stuck clients must not hold sockets: headers within 10 s (also a silent new connection's limit,
+  // against a working keep-alive one's 65 s), a whole request (a 64 MiB PUT /cells included) within 60 s, an
+  // answer that stops moving within 60 s (handlers' stallMs). EB's nginx keeps idle upstream connections up
+  // to 60 s, hence 65 s keep-alive.
   server.headersTimeout = options.timeouts?.headersMs ?? 10_000;
   server.requestTimeout = options.timeouts?.requestMs ?? 60_000;
   server.keepAliveTimeout = options.timeouts?.keepAliveMs ?? 65_000;
-  server.maxConnections = options.maxConnections ?? 1024;
+  capConnections(server, options.maxConnections ?? 1024, server.headersTimeout);
   server.on('clientError', answerClientError);
 
   let closing: Promise<FinalBackup> | undefined;

@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FencedError, UnknownBackupError, type Backups } from './backup.js';
 import { CELL_BYTES, type Cell, type Cube } from './cube.js';
-import { collectBody, HttpError, readBody, readJson, sendJson, type BodyLimit } from './http.js';
+import { collectBody, hasBody, HttpError, readBody, readJson, sendJson, type BodyLimit } from './http.js';
 import { clientAddress, type LoginGuard } from './login-guard.js';
 import type { Metrics, Sample } from './metrics.js';
 import { encodeAnswer, isJsonSpace, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from './protocol.js';
@@ -19,6 +19,8 @@ export interface Ctx {
   trustedProxies: number;
   startedAt: number;
   now: () => number;
+  /** An answer whose client reads none of it for this long is dropped (a whole-world GET /cells must not hold a slot forever). */
+  stallMs: number;
 }
 
 /** Bodies of /request holding one command: it is under 200 bytes; a few KiB leaves room for whitespace and unknown fields. */
@@ -44,14 +46,16 @@ const RANGE_CHUNK_BYTES = 256 * 1024;
 export function requireAuth(req: IncomingMessage, ctx: Ctx): void {
   const address = clientAddress(req, ctx.trustedProxies);
   const waitMs = ctx.guard.blocked(address);
+  // A stranger's body is not worth reading: answer and close, rather than drain a declared 64 MiB for a minute.
+  const close: Record<string, string> = hasBody(req) ? { Connection: 'close' } : {};
   if (waitMs > 0) {
     ctx.metrics.loginsThrottled++;
-    throw new HttpError(429, 'too many failed logins from this address; try again later', { 'Retry-After': String(Math.ceil(waitMs / 1000)) });
+    throw new HttpError(429, 'too many failed logins from this address; try again later', { 'Retry-After': String(Math.ceil(waitMs / 1000)), ...close });
   }
   if (!ctx.checkAuth(req.headers.authorization)) {
     ctx.metrics.authFailures++;
     ctx.guard.fail(address);
-    throw new HttpError(401, 'authentication required', { 'WWW-Authenticate': 'Basic realm="cubecache", charset="UTF-8"' });
+    throw new HttpError(401, 'authentication required', { 'WWW-Authenticate': 'Basic realm="cubecache", charset="UTF-8"', ...close });
   }
   ctx.guard.succeed(address);
 }
@@ -152,7 +156,7 @@ export async function readCells(req: IncomingMessage, res: ServerResponse, ctx: 
     if (res.destroyed) return;
     // A copy, so bytes queued on a slow socket are the cells as they were when read, not whatever is there later.
     const chunk = ctx.cube.bytes.slice(at, Math.min(to, at + RANGE_CHUNK_BYTES));
-    if (!res.write(chunk)) await drainOrClose(res);
+    if (!res.write(chunk)) await drainOrClose(res, ctx.stallMs);
   }
   res.end();
   ctx.metrics.cellsRead += count;
@@ -221,14 +225,16 @@ export async function metrics(req: IncomingMessage, res: ServerResponse, ctx: Ct
   res.end(text);
 }
 
-/** Resolves when `res` can take more data or has closed; leaves no listener behind either way. */
-function drainOrClose(res: ServerResponse): Promise<void> {
+/** Resolves when `res` can take more data or has closed; after `stallMs` without either it drops the connection. Leaves no listener or timer behind. */
+function drainOrClose(res: ServerResponse, stallMs: number): Promise<void> {
   return new Promise((resolve) => {
     const settle = () => {
+      clearTimeout(timer);
       res.off('drain', settle);
       res.off('close', settle);
       resolve();
     };
+    const timer = setTimeout(() => res.destroy(), stallMs); // 'close' follows and settles
     res.on('drain', settle);
     res.on('close', settle);
   });

@@ -27,6 +27,12 @@ export type BodyLimit = number | { bytes: number; narrow: (chunk: Buffer) => num
 
 const EMPTY = Buffer.alloc(0);
 
+/** True when the request declares a body (a non-zero Content-Length, or chunked). */
+export function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
 /**
  * Collects the request body within `limit` and calls `done` once: with the body, or with a 413 HttpError
  * (checked against Content-Length first), or with ClientGoneError if the client leaves. Memory grows with
