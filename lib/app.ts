@@ -7,7 +7,7 @@ import { Backups, type BackupInfo, type RestoredFrom } from './backup.js';
 import { capConnections } from './connections.js';
 import { Cube } from './cube.js';
 import * as handlers from './handlers.js';
-import { HttpError, sendError } from './http.js';
+import { HttpError, rawErrorAnswer, sendError } from './http.js';
 import type { Log } from './log.js';
 import { clientAddress, LoginGuard } from './login-guard.js';
 import { Metrics } from './metrics.js';
@@ -207,11 +207,7 @@ function answerClientError(err: NodeJS.ErrnoException, socket: import('node:stre
     socket.destroy();
     return;
   }
-  const [status, reason] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large']
-    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout']
-    : [400, 'Bad Request'];
-  const body = JSON.stringify({ status, error: reason.toLowerCase() });
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(rawErrorAnswer(err));
 }
 
 /** The route a URL names, or "other": metric labels stay a small fixed set whatever clients send. */

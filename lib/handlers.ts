@@ -1,8 +1,8 @@
 /** One function per route. Handlers get everything through ctx; they never read the environment or exit. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { FencedError, UnknownBackupError, type Backups } from './backup.js';
+import type { Backups } from './backup.js';
 import { CELL_BYTES, type Cell, type Cube } from './cube.js';
-import { collectBody, hasBody, HttpError, readBody, readJson, sendJson, type BodyLimit } from './http.js';
+import { collectBody, hasBody, HttpError, readBody, readJson, sendJson, upstream, type BodyLimit } from './http.js';
 import { clientAddress, type LoginGuard } from './login-guard.js';
 import type { Metrics, Sample } from './metrics.js';
 import { encodeAnswer, isJsonSpace, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from './protocol.js';
@@ -254,12 +254,8 @@ function queryInteger(query: URLSearchParams, name: string, fallback: number, mi
 export async function s3dump(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
   await readBody(req, SMALL_BODY_LIMIT); // the seed's clients send {}; its content does not matter
-  try {
-    const backup = await ctx.backups.backup('request');
-    sendJson(res, 200, { status: 200, backup });
-  } catch (err) {
-    throw backupHttpError(err);
-  }
+  const backup = await upstream(ctx.backups.backup('request'));
+  sendJson(res, 200, { status: 200, backup });
 }
 
 /** GET /healthcheck: 200 while the server can serve; `?backup=1` also answers 503 when unsaved changes have waited over three intervals. */
@@ -285,11 +281,7 @@ export async function healthcheck(req: IncomingMessage, res: ServerResponse, ctx
 /** GET /backups: the kept backups, newest first. */
 export async function listBackups(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  try {
-    sendJson(res, 200, { status: 200, backups: await ctx.backups.list() });
-  } catch (err) {
-    throw backupHttpError(err);
-  }
+  sendJson(res, 200, { status: 200, backups: await upstream(ctx.backups.list()) });
 }
 
 /** POST /restore {"name": "..."}: loads a kept backup into the running world and makes it the newest. */
@@ -298,12 +290,7 @@ export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ct
   const body = await readJson(req, SMALL_BODY_LIMIT);
   const name = typeof body === 'object' && body !== null ? (body as { name?: unknown }).name : undefined;
   if (typeof name !== 'string' || name === '') throw new HttpError(400, 'body must be {"name": "<backup name>"} (see GET /backups)');
-  try {
-    sendJson(res, 200, { status: 200, restored: await ctx.backups.restoreBackup(name) });
-  } catch (err) {
-    if (err instanceof UnknownBackupError) throw new HttpError(404, err.message);
-    throw backupHttpError(err);
-  }
+  sendJson(res, 200, { status: 200, restored: await upstream(ctx.backups.restoreBackup(name)) });
 }
 
 /** Why the strict health check fails, or undefined: unsaved changes older than three intervals, or fenced. */
@@ -314,12 +301,4 @@ function backupProblem(backup: ReturnType<Backups['status']>, now: number): stri
   const waitedMs = now - Date.parse(backup.unsavedSince);
   if (waitedMs <= limitMs) return undefined;
   return `unsaved changes for ${Math.round(waitedMs / 100) / 10} s (limit ${Math.round(limitMs / 100) / 10} s); last backup error: ${backup.lastError?.error ?? 'none'}`;
-}
-
-/** Maps a backup failure to its answer: fenced is a conflict, anything else a failure of the store behind us. */
-function backupHttpError(err: unknown): unknown {
-  if (err instanceof HttpError) return err;
-  if (err instanceof FencedError) return new HttpError(409, err.message);
-  const name = err instanceof Error ? err.name : 'error';
-  return new HttpError(502, `backup store failed (${name}); the server keeps serving and retries, see its log`);
 }
