@@ -60,22 +60,15 @@ export function requireAuth(req: IncomingMessage, ctx: Ctx): void {
   ctx.guard.succeed(address);
 }
 
-/** POST /request: read or write one cell (the seed's protocol), or a batch of commands applied as one step. */
-export function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
-  // `fail` then `done` on an error: the rejection wins, and dispatch answers it.
-  return new Promise((resolve, reject) => requestFast(req, res, ctx, reject, resolve));
-}
-
 /**
- * POST /request without promises, for the common case (see app.ts): the body is collected by callbacks;
- * `fail` gets a client error to answer, and `done` is called once the request is over.
+ * POST /request: read or write one cell (the seed's protocol), or a batch of commands applied as one step.
+ * The hot path, so no promise: the body is collected by callbacks, and `done` gets the error to answer, if any.
  */
-export function requestFast(req: IncomingMessage, res: ServerResponse, ctx: Ctx, fail: (err: unknown) => void, done: () => void): void {
+export function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
   try {
     requireAuth(req, ctx);
   } catch (err) {
-    fail(err);
-    done();
+    done(err);
     return;
   }
   collectBody(req, REQUEST_LIMIT, (err, body) => {
@@ -83,7 +76,8 @@ export function requestFast(req: IncomingMessage, res: ServerResponse, ctx: Ctx,
       if (err) throw err;
       answerRequest(body!, res, ctx);
     } catch (caught) {
-      fail(caught);
+      done(caught);
+      return;
     }
     done();
   });
