@@ -61,7 +61,7 @@ export async function startRedisPeer(cells = WORLD_CELLS): Promise<RedisPeer> {
     '--appendfsync', 'everysec', '--dir', dir, '--daemonize', 'no', '--protected-mode', 'yes'], dir);
   const cli = (...args: string[]) => spawnSync('/usr/bin/redis-cli', ['-h', '127.0.0.1', '-p', String(redisPort), ...args], { encoding: 'utf8' });
   await until('redis PONG', () => cli('PING').stdout.trim() === 'PONG');
-  const size = cli('SETRANGE', 'world', String(cells * 4 - 1), '\0');
+  const size = cli('SETRANGE', 'world', String(cells * 4 - 1), 'x');
   if (size.stdout.trim() !== String(cells * 4)) throw new Error(`redis peer: SETRANGE answered ${size.stdout}${size.stderr}`);
 
   const httpPort = await freePort();
