@@ -112,3 +112,52 @@ describe('POST /request', () => {
     assert.equal(s.app.cube.version, 0);
   });
 });
+
+describe('routing and errors', () => {
+  test('unknown path 404, wrong method 405 with Allow, every error a JSON body', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    const notFound = await s.call('/nope');
+    assert.equal(notFound.status, 404);
+    assert.deepEqual(notFound.json, { status: 404, error: 'no route /nope' });
+    const wrongMethod = await s.call('/request', { auth: AUTH });
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.allow, 'POST');
+    assert.equal(wrongMethod.json.status, 405);
+    const healthPost = await s.call('/healthcheck', { method: 'POST', body: {} });
+    assert.equal(healthPost.status, 405);
+    assert.equal(healthPost.headers.allow, 'GET, HEAD');
+  });
+
+  test('GET /healthcheck: 200 without credentials, with world size, uptime, restore source and last backup', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    const health = await s.call('/healthcheck');
+    assert.equal(health.status, 200);
+    assert.equal(health.json.status, 200);
+    assert.equal(health.json.cells, TEST_CELLS);
+    assert.equal(health.json.bytes, TEST_CELLS * 4);
+    assert.equal(typeof health.json.uptimeSeconds, 'number');
+    assert.deepEqual(health.json.backup.restoredFrom, { kind: 'empty' });
+    assert.equal(health.json.backup.lastBackup, null);
+    await s.post('/s3dump');
+    const after = await s.call('/healthcheck');
+    assert.equal(typeof after.json.backup.lastBackup.createdAt, 'string');
+    assert.equal(after.json.backup.backupsTotal, 1);
+    const head = await s.call('/healthcheck', { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.text, '');
+  });
+
+  test('POST /s3dump answers with the backup it wrote', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    await s.post('/request', { action: 1, index: 1, category: 1 });
+    const dump = await s.call('/s3dump', { method: 'POST', body: '{}', auth: AUTH });
+    assert.equal(dump.status, 200);
+    const { backup } = dump.json;
+    assert.match(backup.name, /^\d{8}T\d{9}Z-[0-9a-f]{8}$/);
+    assert.equal(backup.bytes, TEST_CELLS * 4);
+    assert.ok(backup.compressedBytes > 0 && backup.compressedBytes < backup.bytes);
+    assert.match(backup.sha256, /^[0-9a-f]{64}$/);
+    assert.equal(typeof backup.durationMs, 'number');
+    assert.equal((await s.call('/s3dump', { method: 'POST', body: '{}' })).status, 401);
+  });
+});
