@@ -104,7 +104,7 @@ describe('shipping changes', () => {
     for (let i = 20; i < 30; i++) assert.equal((await a.post('/request', write(i, i + 1))).status, 200);
     await waitFor('shipped after the snapshot', async () => !(await a.call('/healthcheck')).json.backup.unsavedChanges);
     const commits = await fixture.store.list(`${fixture.prefix}commits/`);
-    assert.ok(commits.length >= 3, `${commits.length} commits: a snapshot and change sets on both sides of it`);
+    assert.ok(commits.length >= 2, `${commits.length} commits: the snapshot and the change sets after it`);
     // Kill it without a shutdown: the memory log dies with it, the store must hold everything shipped.
     await a.app.server.close();
     const b = await startServer(t, fixture);
