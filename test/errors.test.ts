@@ -18,7 +18,7 @@ function breakable(store: BlobStore): { store: BlobStore; broken: { now: boolean
       get: (key) => (broken.now ? fail() : store.get(key)),
       getStream: (key) => (broken.now ? fail() : store.getStream(key)),
       cleanup: (prefix, before) => store.cleanup(prefix, before),
-      put: (key, body) => store.put(key, body),
+      put: (key, body) => (broken.now ? fail() : store.put(key, body)),
       putIfAbsent: (key, body) => store.putIfAbsent(key, body),
       list: (prefix) => (broken.now ? fail() : store.list(prefix)),
       delete: (key) => store.delete(key),
