@@ -412,8 +412,8 @@ export function wrkBinary(): string {
 export type Mode = 'read' | 'write' | 'mix';
 
 export interface ScriptOptions {
-  /** /request bodies: one command (batch 0) or arrays of `batch` commands. */
-  kind: 'request' | 'cells-get' | 'cells-put';
+  /** /request bodies: one command (batch 0) or arrays of `batch` commands; `webdis`: the same single-cell work as GETRANGE/SETRANGE on the Redis peer. */
+  kind: 'request' | 'cells-get' | 'cells-put' | 'webdis';
   mode?: Mode;
   batch?: number;
   /** Range size in cells for /cells. */
@@ -431,7 +431,7 @@ export function wrkScript(o: ScriptOptions): string {
   const cells = o.cells ?? WORLD_CELLS;
   const batch = o.batch ?? 0;
   const per = Math.max(1, batch);
-  const pool = o.kind === 'request' ? Math.max(4, Math.min(10_000, Math.floor(40_000 / per))) : o.kind === 'cells-get' ? 1000 : 4;
+  const pool = o.kind === 'request' || o.kind === 'webdis' ? Math.max(4, Math.min(10_000, Math.floor(40_000 / per))) : o.kind === 'cells-get' ? 1000 : 4;
   const lua = `
 local kind, mode, batch, cells, poolSize, rangeCells = "${o.kind}", "${o.mode ?? 'read'}", ${batch}, ${cells}, ${pool}, ${o.rangeCells ?? 0}
 local auth = "${AUTH_HEADER}"
@@ -462,6 +462,15 @@ function init(args)
         body = "[" .. table.concat(parts, ",") .. "]"
       end
       pool[k] = wrk.format("POST", "/request", { ["Authorization"] = auth, ["Content-Type"] = "application/json" }, body)
+    elseif kind == "webdis" then
+      local at = math.random(0, cells - 1) * 4
+      local path
+      if mode == "write" or (mode == "mix" and k % 2 == 0) then
+        path = string.format("/SETRANGE/world/%d/%%%02X%%%02X%%%02X%%%02X", at, math.random(0, 255), math.random(0, 3), math.random(0, 255), math.random(0, 255))
+      else
+        path = string.format("/GETRANGE/world/%d/%d", at, at + 3)
+      end
+      pool[k] = wrk.format("GET", path, { ["Authorization"] = auth })
     elseif kind == "cells-get" then
       local start = math.random(0, cells - rangeCells)
       pool[k] = wrk.format("GET", "/cells?start=" .. start .. "&count=" .. rangeCells, { ["Authorization"] = auth })

@@ -1,14 +1,16 @@
-/** The application: a world, its backups and one HTTP listener that dispatches on method and path. */
+/** The application: a world, its backups and one HTTP server (its listener is lib/listener.ts): wiring and lifecycle. */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { basicChecker, type Credentials } from './auth.js';
 import { Backups, type BackupsOptions, type FinalBackup, type RestoredFrom } from './backup/backups.js';
+import { capConnections } from './connections.js';
 import { Cube } from './cube.js';
-import * as handlers from './handlers.js';
-import { HttpError, sendError } from './http.js';
+import type * as handlers from './handlers.js';
+import { HttpError, rawErrorAnswer, sendError } from './http.js';
 import type { Log } from './log.js';
-import { clientAddress, LoginGuard } from './login-guard.js';
+import { createListener } from './listener.js';
+import { LoginGuard } from './login-guard.js';
 import { Metrics } from './metrics.js';
 import type { BlobStore } from './store.js';
 
@@ -62,41 +64,6 @@ export interface App {
   close(): Promise<FinalBackup>;
 }
 
-type Handler = (req: IncomingMessage, res: ServerResponse, ctx: handlers.Ctx) => Promise<void>;
-
-/** The request running on a connection, so a pipelined one waits for it. */
-const RUNNING = Symbol('cubecache.running');
-
-/** One request's turn on its connection; a promise is made only if a pipelined request has to wait for it. */
-class Turn {
-  finished = false;
-  private promise: Promise<void> | undefined;
-  private resolve: (() => void) | undefined;
-
-  finish(): void {
-    this.finished = true;
-    this.resolve?.();
-  }
-
-  wait(): Promise<void> {
-    if (this.finished) return Promise.resolve();
-    this.promise ??= new Promise((resolve) => { this.resolve = resolve; });
-    return this.promise;
-  }
-}
-
-/** path → method → handler. Wrong methods get 405 with Allow; unknown paths 404. */
-const ROUTES = new Map<string, Map<string, Handler>>([
-  ['/request', new Map([['POST', handlers.request]])],
-  ['/s3dump', new Map([['POST', handlers.s3dump]])],
-  ['/healthcheck', new Map([['GET', handlers.healthcheck], ['HEAD', handlers.healthcheck]])],
-  ['/backups', new Map([['GET', handlers.listBackups]])],
-  ['/restore', new Map([['POST', handlers.restore]])],
-  ['/cells', new Map([['GET', handlers.readCells], ['PUT', handlers.writeCells]])],
-  ['/stats', new Map([['GET', handlers.stats]])],
-  ['/metrics', new Map([['GET', handlers.metrics]])],
-]);
-
 /** Builds an app with fresh state; nothing listens or touches the store until start(). */
 export function createApp(options: AppOptions): App {
   const now = options.now ?? Date.now;
@@ -111,50 +78,33 @@ export function createApp(options: AppOptions): App {
   const guard = new LoginGuard({ maxFailures: options.maxLoginFailures ?? 20, windowMs: 60_000, blockMs: 60_000, now });
 
   const trustedProxies = options.trustedProxies ?? 0;
-  const ctx: handlers.Ctx = { cube, backups, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now };
+  const ctx: handlers.Ctx = {
+    cube, backups, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
+    stallMs: options.timeouts?.requestMs ?? 60_000,
+  };
 
   let inFlight = 0;
   const drained = new EventTarget();
-  // Check the timeouts every second (Node's default is every 30 s, which lets a slow client linger).
-  // node:http would refuse a missing Host with a bare 400; dispatch refuses it with a JSON one.
-  const server = createServer({ connectionsCheckingInterval: 1000, requireHostHeader: false }, (req, res) => {
-    inFlight++;
-    const started = performance.now();
-    // Pipelined requests on one connection run in order: a read must not overtake an earlier write still
-    // waiting for its body. Almost always nothing is running on the connection, and the request runs at once.
-    const socket = req.socket as typeof req.socket & { [RUNNING]?: Turn };
-    const before = socket[RUNNING];
-    const turn = new Turn();
-    socket[RUNNING] = turn;
-    const fail = (err: unknown) => sendError(req, res, err, log);
-    if (before && !before.finished) {
-      void before.wait().then(() => dispatch(req, res, ctx)).catch(fail).then(() => turn.finish());
-    } else if (req.method === 'POST' && req.url === '/request' && (req.headers.host !== undefined || req.httpVersionMinor === 0)) {
-      handlers.requestFast(req, res, ctx, fail, () => turn.finish()); // the hot path: no promises
-    } else {
-      void dispatch(req, res, ctx).catch(fail).then(() => turn.finish());
-    }
-    res.once('close', () => {
-      if (socket[RUNNING] === turn) socket[RUNNING] = undefined;
-      const seconds = (performance.now() - started) / 1000;
-      const route = routeLabel(req.url);
-      metrics.observe(route, res.statusCode, seconds);
-      if (options.logRequests) {
-        log.info('request', { method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10, client: clientAddress(req, trustedProxies) });
-      }
-      if (--inFlight === 0) drained.dispatchEvent(new Event('drained'));
-    });
+  const listener = createListener({
+    ctx, log, logRequests: options.logRequests ?? false,
+    opened: () => { inFlight++; },
+    closed: () => { if (--inFlight === 0) drained.dispatchEvent(new Event('drained')); },
   });
+  // Check the timeouts every second (Node's default is every 30 s, which lets a slow client linger).
+  // node:http would refuse a missing Host with a bare 400; the listener refuses it with a JSON one.
+  const server = createServer({ connectionsCheckingInterval: 1000, requireHostHeader: false }, listener);
   // A malformed Expect header, answered in JSON like every other error.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     sendError(req, res, new HttpError(417, `unsupported Expect: ${String(req.headers.expect).slice(0, 100)}`), log);
   });
-  // Slow or stuck clients must not hold sockets: headers within 10 s, a whole request (a 64 MiB PUT /cells
-  // included) within 60 s. EB's nginx keeps idle upstream connections up to 60 s, hence 65 s keep-alive.
+  // Slow or stuck clients must not hold sockets: headers within 10 s (also a silent new connection's limit,
+  // against a working keep-alive one's 65 s), a whole request (a 64 MiB PUT /cells included) within 60 s, an
+  // answer that stops moving within 60 s (handlers' stallMs). EB's nginx keeps idle upstream connections up
+  // to 60 s, hence 65 s keep-alive.
   server.headersTimeout = options.timeouts?.headersMs ?? 10_000;
   server.requestTimeout = options.timeouts?.requestMs ?? 60_000;
   server.keepAliveTimeout = options.timeouts?.keepAliveMs ?? 65_000;
-  server.maxConnections = options.maxConnections ?? 1024;
+  capConnections(server, options.maxConnections ?? 1024, server.headersTimeout);
   server.on('clientError', answerClientError);
 
   let closing: Promise<FinalBackup> | undefined;
@@ -210,28 +160,6 @@ function answerClientError(err: NodeJS.ErrnoException, socket: import('node:stre
     socket.destroy();
     return;
   }
-  const [status, reason] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large']
-    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout']
-    : [400, 'Bad Request'];
-  const body = JSON.stringify({ status, error: reason.toLowerCase() });
-  socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
-}
-
-/** The route a URL names, or "other": metric labels stay a small fixed set whatever clients send. */
-function routeLabel(url: string | undefined): string {
-  const path = (url ?? '/').split('?', 1)[0]!;
-  return ROUTES.has(path) ? path : 'other';
-}
-
-async function dispatch(req: IncomingMessage, res: ServerResponse, ctx: handlers.Ctx): Promise<void> {
-  const url = req.url ?? '/';
-  const query = url.indexOf('?');
-  const path = query < 0 ? url : url.slice(0, query);
-  if (req.headers.host === undefined && req.httpVersionMinor >= 1) throw new HttpError(400, 'an HTTP/1.1 request needs a Host header', { Connection: 'close' });
-  const route = ROUTES.get(path);
-  if (!route) throw new HttpError(404, `no route ${path}`);
-  const handler = route.get(req.method ?? '');
-  if (!handler) throw new HttpError(405, `method ${req.method} not allowed on ${path}`, { Allow: [...route.keys()].join(', ') });
-  await handler(req, res, ctx);
+  socket.end(rawErrorAnswer(err));
 }
 

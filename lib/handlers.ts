@@ -1,12 +1,12 @@
 /** One function per route. Handlers get everything through ctx; they never read the environment or exit. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { FencedError, UnknownBackupError, WritesRefusedError, type Backups } from './backup/backups.js';
+import { FencedError, type Backups } from './backup/backups.js';
 import type { Run } from './backup/change.js';
 import { CELL_BYTES, type Cell, type Cube } from './cube.js';
-import { collectBody, HttpError, readBody, readJson, sendJson } from './http.js';
+import { collectBody, hasBody, HttpError, readBody, readJson, sendJson, upstream, type BodyLimit } from './http.js';
 import { clientAddress, type LoginGuard } from './login-guard.js';
 import type { Metrics, Sample } from './metrics.js';
-import { encodeAnswer, MAX_BATCH, parseRequest, type CellCommand } from './protocol.js';
+import { encodeAnswer, isJsonSpace, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from './protocol.js';
 
 /** What handlers work with; built once per app. */
 export interface Ctx {
@@ -20,12 +20,24 @@ export interface Ctx {
   trustedProxies: number;
   startedAt: number;
   now: () => number;
+  /** An answer whose client reads none of it for this long is dropped (a whole-world GET /cells must not hold a slot forever). */
+  stallMs: number;
 }
 
 /** Bodies of /request holding one command: it is under 200 bytes; a few KiB leaves room for whitespace and unknown fields. */
 export const REQUEST_BODY_LIMIT = 4096;
 /** Bodies of /request holding a batch: MAX_BATCH commands of up to 256 bytes each. */
 export const BATCH_BODY_LIMIT = MAX_BATCH * 256;
+/** /request's limit, picked on the body's first byte that is not whitespace: only a batch may pass 4 KiB. */
+const REQUEST_LIMIT: BodyLimit = {
+  bytes: BATCH_BODY_LIMIT,
+  narrow(chunk) {
+    for (let i = 0; i < chunk.length; i++) {
+      if (!isJsonSpace(chunk[i]!)) return opensBatch(chunk[i]!) ? BATCH_BODY_LIMIT : REQUEST_BODY_LIMIT;
+    }
+    return undefined;
+  },
+};
 /** Bodies of the other JSON routes: a name or nothing. */
 const SMALL_BODY_LIMIT = 4096;
 /** Range reads are sent in copies of this size: consistent cells, bounded memory, and backpressure between them. */
@@ -35,43 +47,37 @@ const RANGE_CHUNK_BYTES = 256 * 1024;
 export function requireAuth(req: IncomingMessage, ctx: Ctx): void {
   const address = clientAddress(req, ctx.trustedProxies);
   const waitMs = ctx.guard.blocked(address);
+  // A stranger's body is not worth reading: answer and close, rather than drain a declared 64 MiB for a minute.
+  const close: Record<string, string> = hasBody(req) ? { Connection: 'close' } : {};
   if (waitMs > 0) {
     ctx.metrics.loginsThrottled++;
-    throw new HttpError(429, 'too many failed logins from this address; try again later', { 'Retry-After': String(Math.ceil(waitMs / 1000)) });
+    throw new HttpError(429, 'too many failed logins from this address; try again later', { 'Retry-After': String(Math.ceil(waitMs / 1000)), ...close });
   }
   if (!ctx.checkAuth(req.headers.authorization)) {
     ctx.metrics.authFailures++;
     ctx.guard.fail(address);
-    throw new HttpError(401, 'authentication required', { 'WWW-Authenticate': 'Basic realm="cubecache", charset="UTF-8"' });
+    throw new HttpError(401, 'authentication required', { 'WWW-Authenticate': 'Basic realm="cubecache", charset="UTF-8"', ...close });
   }
   ctx.guard.succeed(address);
 }
 
-/** POST /request: read or write one cell (the seed's protocol), or a batch of commands applied as one step. */
-export function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
-  // `fail` then `done` on an error: the rejection wins, and dispatch answers it.
-  return new Promise((resolve, reject) => requestFast(req, res, ctx, reject, resolve));
-}
-
 /**
- * POST /request without promises, for the common case (see app.ts): the body is collected by callbacks;
- * `fail` gets a client error to answer, and `done` is called once the request is over.
+ * POST /request: read or write one cell (the seed's protocol), or a batch of commands applied as one step.
+ * The hot path, so no promise: the body is collected by callbacks, and `done` gets the error to answer, if any.
  */
-export function requestFast(req: IncomingMessage, res: ServerResponse, ctx: Ctx, fail: (err: unknown) => void, done: () => void): void {
+export function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
   try {
     requireAuth(req, ctx);
   } catch (err) {
-    fail(err);
-    done();
+    done(err);
     return;
   }
-  collectBody(req, BATCH_BODY_LIMIT, (err, body) => {
+  collectBody(req, REQUEST_LIMIT, (err, body) => {
     try {
       if (err) throw err;
-      answerRequest(body!, res, ctx, fail, done);
+      answerRequest(body!, res, ctx, done);
     } catch (caught) {
-      fail(caught);
-      done();
+      done(caught);
     }
   });
 }
@@ -80,17 +86,19 @@ export function requestFast(req: IncomingMessage, res: ServerResponse, ctx: Ctx,
  * Decodes a whole /request body, applies it, logs its writes and sends the answer once the log has them
  * (then calls `done`); throws HttpError for the client's mistakes, before anything is written.
  */
-function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, fail: (err: unknown) => void, done: () => void): void {
-  const parsed = parseRequest(raw.toString('utf8'), ctx.cube.cells);
-  if (!parsed.batch && raw.length > REQUEST_BODY_LIMIT) throw new HttpError(413, `a single command's body is at most ${REQUEST_BODY_LIMIT} bytes`, { Connection: 'close' });
+function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
+  const parsed = parseRequest(raw, ctx.cube.cells);
   const commands = parsed.batch ? parsed.commands : [parsed.command];
   const answers = applyCommands(ctx, commands, parsed.batch ? (i) => `element ${i}: ` : () => '', parsed.batch);
   const body = parsed.batch ? `[${answers.map(encodeAnswer).join(',')}]` : encodeAnswer(answers[0]!);
   const wrote = commands.some((cmd) => cmd.write);
   // A read waits too when writes are still being logged: it must not show a value that a crash could lose.
   ctx.backups.afterWrite((err) => {
-    if (err && wrote) fail(new HttpError(503, `the change could not be written to the log (${err.message}); it may be applied once the log recovers, retry`));
-    else sendJson(res, 200, body);
+    if (err && wrote) {
+      done(new HttpError(503, `the change could not be written to the log (${err.message}); it may be applied once the log recovers, retry`));
+      return;
+    }
+    sendJson(res, 200, body);
     done();
   });
 }
@@ -152,7 +160,7 @@ export async function readCells(req: IncomingMessage, res: ServerResponse, ctx: 
     if (res.destroyed) return;
     // A copy, so bytes queued on a slow socket are the cells as they were when read, not whatever is there later.
     const chunk = ctx.cube.bytes.slice(at, Math.min(to, at + RANGE_CHUNK_BYTES));
-    if (!res.write(chunk)) await drainOrClose(res);
+    if (!res.write(chunk)) await drainOrClose(res, ctx.stallMs);
   }
   res.end();
   ctx.metrics.cellsRead += count;
@@ -229,14 +237,16 @@ export async function metrics(req: IncomingMessage, res: ServerResponse, ctx: Ct
   res.end(text);
 }
 
-/** Resolves when `res` can take more data or has closed; leaves no listener behind either way. */
-function drainOrClose(res: ServerResponse): Promise<void> {
+/** Resolves when `res` can take more data or has closed; after `stallMs` without either it drops the connection. Leaves no listener or timer behind. */
+function drainOrClose(res: ServerResponse, stallMs: number): Promise<void> {
   return new Promise((resolve) => {
     const settle = () => {
+      clearTimeout(timer);
       res.off('drain', settle);
       res.off('close', settle);
       resolve();
     };
+    const timer = setTimeout(() => res.destroy(), stallMs); // 'close' follows and settles
     res.on('drain', settle);
     res.on('close', settle);
   });
@@ -263,19 +273,15 @@ export async function s3dump(req: IncomingMessage, res: ServerResponse, ctx: Ctx
   const mode = new URL(req.url ?? '/', 'http://x').searchParams.get('async');
   if (mode === '1' || mode === 'true') {
     const before = ctx.backups.status();
-    if (before.fenced) throw backupHttpError(new FencedError('backups stopped: another server took over this prefix'));
+    if (before.fenced) throw new FencedError('backups stopped: another server took over this prefix');
     const requestedAt = new Date(ctx.now()).toISOString();
     // The outcome is logged by the backups (backup_failed) and shown in /healthcheck; nobody awaits it here.
     ctx.backups.backup('request').catch(() => undefined);
     sendJson(res, 202, { status: 202, backup: before.inProgress ? 'joined' : 'started', requestedAt, outcome: '/healthcheck' });
     return;
   }
-  try {
-    const backup = await ctx.backups.backup('request');
-    sendJson(res, 200, { status: 200, backup });
-  } catch (err) {
-    throw backupHttpError(err);
-  }
+  const backup = await upstream(ctx.backups.backup('request'));
+  sendJson(res, 200, { status: 200, backup });
 }
 
 /** GET /healthcheck: 200 while the server can serve; `?backup=1` also answers 503 when unsaved changes have waited over three intervals. */
@@ -301,11 +307,7 @@ export async function healthcheck(req: IncomingMessage, res: ServerResponse, ctx
 /** GET /backups: the kept backups, newest first. */
 export async function listBackups(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  try {
-    sendJson(res, 200, { status: 200, backups: await ctx.backups.list() });
-  } catch (err) {
-    throw backupHttpError(err);
-  }
+  sendJson(res, 200, { status: 200, backups: await upstream(ctx.backups.list()) });
 }
 
 /** POST /restore {"name": "..."}: loads a kept backup into the running world and makes it the newest. */
@@ -314,12 +316,7 @@ export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ct
   const body = await readJson(req, SMALL_BODY_LIMIT);
   const name = typeof body === 'object' && body !== null ? (body as { name?: unknown }).name : undefined;
   if (typeof name !== 'string' || name === '') throw new HttpError(400, 'body must be {"name": "<backup name>"} (see GET /backups)');
-  try {
-    sendJson(res, 200, { status: 200, restored: await ctx.backups.restoreBackup(name) });
-  } catch (err) {
-    if (err instanceof UnknownBackupError) throw new HttpError(404, err.message);
-    throw backupHttpError(err);
-  }
+  sendJson(res, 200, { status: 200, restored: await upstream(ctx.backups.restoreBackup(name)) });
 }
 
 /** Why the strict health check fails, or undefined: unsaved changes older than three cadences, the log failing, or fenced. */
@@ -330,13 +327,4 @@ function backupProblem(backup: ReturnType<Backups['status']>, limitMs: number, n
   const waitedMs = now - Date.parse(backup.unsavedSince);
   if (waitedMs <= limitMs) return undefined;
   return `unsaved changes for ${Math.round(waitedMs / 100) / 10} s (limit ${Math.round(limitMs / 100) / 10} s); last backup error: ${backup.lastShipError?.error ?? backup.lastError?.error ?? 'none'}`;
-}
-
-/** Maps a backup failure to its answer: fenced is a conflict, anything else a failure of the store behind us. */
-function backupHttpError(err: unknown): unknown {
-  if (err instanceof HttpError) return err;
-  if (err instanceof FencedError) return new HttpError(409, err.message);
-  if (err instanceof WritesRefusedError) return new HttpError(503, err.message);
-  const name = err instanceof Error ? err.name : 'error';
-  return new HttpError(502, `backup store failed (${name}); the server keeps serving and retries, see its log`);
 }

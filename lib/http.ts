@@ -1,5 +1,6 @@
-/** HTTP plumbing: one error type, bounded body reads, JSON answers, and the one place a status is chosen. */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+/** HTTP plumbing: one error type, bounded body reads, JSON answers, and the one table that turns errors into statuses. */
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { FencedError, UnknownBackupError, WritesRefusedError } from './backup/backups.js';
 import type { Log } from './log.js';
 
 /** An error that is the client's answer: its status and message are sent as they are. */
@@ -19,45 +20,71 @@ export class ClientGoneError extends Error {
 }
 
 /**
- * Collects the request body, at most `limit` bytes, and calls `done` once: with the body, or with a 413
- * HttpError (checked against Content-Length first), or with ClientGoneError if the client leaves.
+ * How much body a route takes: at most `bytes`; `narrow`, when given, sees each chunk until it picks a
+ * smaller limit from the body's first bytes (undefined: not yet), so a request is refused as soon as its
+ * kind is known, not once it is whole.
  */
-export function collectBody(req: IncomingMessage, limit: number, done: (err: Error | undefined, body?: Buffer) => void): void {
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) {
-    done(tooLarge(limit));
+export type BodyLimit = number | { bytes: number; narrow: (chunk: Buffer) => number | undefined };
+
+const EMPTY = Buffer.alloc(0);
+
+/** True when the request declares a body (a non-zero Content-Length, or chunked). */
+export function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+/**
+ * Collects the request body within `limit` and calls `done` once: with the body, or with a 413 HttpError
+ * (checked against Content-Length first), or with ClientGoneError if the client leaves. Memory grows with
+ * what has arrived, never with what is declared, and is let go as soon as the body is abandoned.
+ */
+export function collectBody(req: IncomingMessage, limit: BodyLimit, done: (err: Error | undefined, body?: Buffer) => void): void {
+  let max = typeof limit === 'number' ? limit : limit.bytes;
+  let narrow = typeof limit === 'number' ? undefined : limit.narrow;
+  const header = req.headers['content-length'];
+  const declared = header === undefined ? undefined : Number(header);
+  if (declared !== undefined && declared > max) {
+    done(tooLarge(max));
     return;
   }
   if (req.destroyed && !req.complete) {
     done(new ClientGoneError()); // it left while this request waited its turn behind a pipelined one
     return;
   }
-  // With a declared length the body goes straight into one buffer: no second copy for large bodies.
-  const expected = declared !== undefined && /^\d+$/.test(declared) ? Number(declared) : undefined;
-  const chunks: Buffer[] = [];
-  const whole = expected !== undefined && expected > 0 ? Buffer.allocUnsafe(expected) : undefined;
+  let chunks: Buffer[] = [];
   let size = 0;
   let finished = false;
   const finish = (err: Error | undefined, body?: Buffer) => {
     if (finished) return;
     finished = true;
+    chunks = []; // an abandoned body's memory goes now, not when the socket does
     req.off('data', onData);
     req.off('end', onEnd);
     req.off('close', onClose);
     done(err, body);
   };
   const onData = (chunk: Buffer) => {
-    if (size + chunk.length > limit || (whole && size + chunk.length > whole.length)) {
-      finish(tooLarge(limit));
+    if (narrow) {
+      const narrowed = narrow(chunk);
+      if (narrowed !== undefined) {
+        narrow = undefined;
+        max = narrowed;
+        if (declared !== undefined && declared > max) {
+          finish(tooLarge(max));
+          return;
+        }
+      }
+    }
+    if (size + chunk.length > max) {
+      finish(tooLarge(max));
       return;
     }
-    if (whole) chunk.copy(whole, size);
-    else chunks.push(chunk);
+    chunks.push(chunk);
     size += chunk.length;
   };
   const onEnd = () => {
-    if (whole) finish(undefined, size === whole.length ? whole : whole.subarray(0, size));
-    else finish(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    finish(undefined, chunks.length === 1 ? chunks[0]! : chunks.length === 0 ? EMPTY : Buffer.concat(chunks, size));
   };
   const onClose = () => {
     if (!req.complete) finish(new ClientGoneError());
@@ -72,7 +99,7 @@ export function collectBody(req: IncomingMessage, limit: number, done: (err: Err
 function ignore(): void {}
 
 /** The request body as a promise (see collectBody). */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export function readBody(req: IncomingMessage, limit: BodyLimit): Promise<Buffer> {
   return new Promise((resolve, reject) => collectBody(req, limit, (err, body) => (err ? reject(err) : resolve(body!))));
 }
 
@@ -104,28 +131,68 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(text);
 }
 
-/** Answers `err` as `{"status":N,"error":"..."}`: an HttpError as it is; anything else a 500 whose cause goes to the log only. */
+/** A failure of the store behind the server (S3, the data folder) while serving a request: see httpErrorOf. */
+export class UpstreamError extends Error {
+  constructor(override readonly cause: unknown) {
+    super('the backup store failed');
+    this.name = 'UpstreamError';
+  }
+}
+
+/** `promise`, with a rejection marked as the store's (UpstreamError) so the table answers it as a 502. */
+export function upstream<T>(promise: Promise<T>): Promise<T> {
+  return promise.catch((err: unknown) => {
+    throw new UpstreamError(err);
+  });
+}
+
+/**
+ * The one table from errors to answers. An HttpError is its own answer; the backup module's refusals are
+ * client errors; a marked store failure is a 502 and anything else a 500, both with `cause` set: the error
+ * to log, whose message never reaches the client. node:http's parser errors (clientError) map here too.
+ */
+export function httpErrorOf(err: unknown): { answer: HttpError; cause?: unknown } {
+  if (err instanceof HttpError) return { answer: err };
+  const inner = err instanceof UpstreamError ? err.cause : err;
+  if (inner instanceof HttpError) return { answer: inner };
+  if (inner instanceof FencedError) return { answer: new HttpError(409, inner.message) };
+  if (inner instanceof UnknownBackupError) return { answer: new HttpError(404, inner.message) };
+  if (inner instanceof WritesRefusedError) return { answer: new HttpError(503, inner.message) };
+  if (err instanceof UpstreamError) {
+    const name = inner instanceof Error ? inner.name : 'error';
+    return { answer: new HttpError(502, `backup store failed (${name}); the server keeps serving and retries, see its log`), cause: inner };
+  }
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'HPE_HEADER_OVERFLOW') return { answer: new HttpError(431, 'request header fields too large') };
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { answer: new HttpError(408, 'request timeout') };
+  if (typeof code === 'string' && code.startsWith('HPE_')) return { answer: new HttpError(400, 'bad request') };
+  return { answer: new HttpError(500, 'internal error'), cause: err };
+}
+
+/** Answers `err` as `{"status":N,"error":"..."}` by httpErrorOf; every 5xx is logged here with its cause. */
 export function sendError(req: IncomingMessage, res: ServerResponse, err: unknown, log: Log): void {
   if (err instanceof ClientGoneError) {
     res.destroy();
     return;
   }
-  let status = 500;
-  let message = 'internal error';
-  let headers: Record<string, string> = {};
-  let extra: Record<string, unknown> = {};
-  if (err instanceof HttpError) {
-    ({ status, message, headers, extra } = err);
-  } else {
-    log.error('request_failed', { method: req.method, path: req.url?.split('?')[0], err });
-  }
+  const { answer, cause } = httpErrorOf(err);
+  if (answer.status >= 500) log.error('request_failed', { method: req.method, path: req.url?.split('?')[0], status: answer.status, err: cause });
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  if (headers.Connection === 'close') {
+  if (answer.headers.Connection === 'close') {
     // Once the answer is out, drop the connection: the unread body must not be parsed as a request.
     res.on('finish', () => req.destroy());
   }
-  sendJson(res, status, { status, error: message, ...extra }, headers);
+  sendJson(res, answer.status, { status: answer.status, error: answer.message, ...answer.extra }, answer.headers);
+}
+
+/** The answer to an error node:http's parser raised before any request existed, as raw bytes (by httpErrorOf); the connection closes after it. */
+export function rawErrorAnswer(err: unknown): string {
+  // Whatever the parser refused, the bytes came from the client: never a 5xx.
+  const { answer: mapped } = httpErrorOf(err);
+  const answer = mapped.status >= 500 ? new HttpError(400, 'bad request') : mapped;
+  const body = JSON.stringify({ status: answer.status, error: answer.message });
+  return `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`;
 }

@@ -1,7 +1,7 @@
 /** Batches, conditional writes, binary ranges, stats, metrics and hardening, end to end. */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { memoryLog } from '../lib/log.js';
 import { MAX_BATCH } from '../lib/protocol.js';
@@ -118,13 +118,16 @@ describe('binary ranges', () => {
 
   test('a PUT whose client leaves mid-body changes nothing', async (t) => {
     const s = await startServer(t, await openFileStore(t));
+    const accepted = once(s.app.server, 'connection');
     const socket = connect(Number(new URL(s.url).port), '127.0.0.1');
     await once(socket, 'connect');
-    socket.write(`PUT /cells HTTP/1.1\r\nHost: x\r\nAuthorization: ${basicHeader(AUTH.user, AUTH.password)}\r\nContent-Length: 4096\r\n\r\n`);
+    const [serverSide] = (await accepted) as [Socket];
+    const head = `PUT /cells HTTP/1.1\r\nHost: x\r\nAuthorization: ${basicHeader(AUTH.user, AUTH.password)}\r\nContent-Length: 4096\r\n\r\n`;
+    socket.write(head);
     socket.write(Buffer.alloc(2048, 7));
-    await waitFor('the server to have read part of the body', async () => (await s.call('/healthcheck')).status === 200);
+    await waitFor('the server to have read part of the body', () => serverSide.bytesRead >= head.length + 2048);
     socket.destroy();
-    await once(socket, 'close');
+    await once(serverSide, 'close');
     assert.equal((await s.post('/request', { index: 0 })).json.category, 0);
     assert.equal(s.app.cube.version, 0);
   });
@@ -228,23 +231,6 @@ describe('hardening', () => {
     const waited = Date.now() - started;
     assert.ok(waited < 5000, `closed after ${waited} ms`);
     assert.match(received, /^$|^HTTP\/1\.1 408/);
-  });
-
-  test('connections over the cap are refused and the server keeps serving', async (t) => {
-    const s = await startServer(t, await openFileStore(t), { maxConnections: 2 });
-    const port = Number(new URL(s.url).port);
-    const held = await Promise.all([0, 1].map(async () => {
-      const socket = connect(port, '127.0.0.1');
-      await once(socket, 'connect');
-      return socket;
-    }));
-    await waitFor('both connections accepted', () => new Promise<boolean>((resolve) => s.app.server.getConnections((_, n) => resolve(n === 2))));
-    const extra = connect(port, '127.0.0.1');
-    extra.on('error', () => {});
-    await once(extra, 'close');
-    for (const socket of held) socket.destroy();
-    await waitFor('the held connections closed', () => new Promise<boolean>((resolve) => s.app.server.getConnections((_, n) => resolve(n === 0))));
-    assert.equal((await s.call('/healthcheck')).status, 200);
   });
 
   test('request logging is off by default; when on, one line a request without credentials', async (t) => {

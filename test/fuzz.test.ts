@@ -589,6 +589,10 @@ function headerSize(req: Req): number {
   return size;
 }
 
+/** True when the request as serialized declares a body (chunked, a non-empty body, or a framing header of its own). */
+const declaresBody = (req: Req) => req.chunks !== undefined || (req.body?.length ?? 0) > 0
+  || Object.keys(req.headers).some((name) => /^(content-length|transfer-encoding)$/i.test(name));
+
 const bodyOf = (req: Req) => req.body ?? (req.chunks ? Buffer.concat(req.chunks) : Buffer.alloc(0));
 
 /** What the server must answer to `req`, whatever the route: the routing rules, auth, then the handler's. */
@@ -617,12 +621,13 @@ function probe(what: string, req: Req, auth: AuthChoice, world: World): Probe {
     });
   }
   if (path === '/healthcheck') return { what: fullWhat, req, cells: [], writes: false, closes: false, judge: (res) => checkHealth(res, head) };
+  // A 401 (or 429) to a request that declares a body closes the connection: the stranger's body is never read.
   if (auth.kind === 'deny') {
-    return error([401], (res) => assert.match(String(res.headers['www-authenticate']), /^Basic realm=/, 'WWW-Authenticate'));
+    return error([401], (res) => assert.match(String(res.headers['www-authenticate']), /^Basic realm=/, 'WWW-Authenticate'), { closes: declaresBody(req) });
   }
   const handler = route(path, req, query, world);
   const judge = auth.kind === 'ok' ? handler.judge : (res: Res) => (res.status === 401 ? void assertError(res, [401]) : handler.judge(res));
-  return { what: fullWhat, req, ...handler, judge };
+  return { what: fullWhat, req, ...handler, closes: handler.closes || (auth.kind === 'either' && declaresBody(req)), judge };
 }
 
 type Handler = Pick<Probe, 'cells' | 'closes' | 'writes' | 'judge'>;

@@ -1,11 +1,28 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { HttpError } from '../lib/http.js';
-import { parseRawJson, RawNumber, RawObject } from '../lib/json.js';
-import { encodeAnswer, parseCellCommand } from '../lib/protocol.js';
+import { encodeAnswer, MAX_BATCH, parseRequest, type CellCommand, type RequestBody } from '../lib/protocol.js';
 
 const CELLS = 16_777_216;
 const zero = { category: 0, rotation: 0, sideA: 0, sideB: 0 };
+
+const parse = (body: string | Buffer): RequestBody => parseRequest(typeof body === 'string' ? Buffer.from(body) : body, CELLS);
+
+/** One command's body, decoded; fails the test if it decodes as a batch. */
+function parseCellCommand(body: string | Buffer, _cells: number): CellCommand {
+  const parsed = parse(body);
+  assert.equal(parsed.batch, false, 'one command, not a batch');
+  return (parsed as { command: CellCommand }).command;
+}
+
+function refused(body: string | Buffer, status: number, pattern: RegExp) {
+  assert.throws(() => parse(body), (err: unknown) => {
+    assert.ok(err instanceof HttpError, `expected HttpError, got ${String(err)}`);
+    assert.equal(err.status, status, `status for ${String(body).slice(0, 80)}: ${err.message}`);
+    assert.match(err.message, pattern);
+    return true;
+  }, `body ${String(body).slice(0, 80)}`);
+}
 
 function rejects(body: string, pattern: RegExp) {
   assert.throws(() => parseCellCommand(body, CELLS), (err: unknown) => {
@@ -51,7 +68,7 @@ describe('parseCellCommand', () => {
     rejects('{', /invalid JSON/);
     rejects('{"index":1}x', /invalid JSON/);
     rejects('{"index":1} {}', /invalid JSON/);
-    rejects('[]', /JSON object/);
+    rejects('[[]]', /element 0: a command must be a JSON object/);
     rejects('7', /JSON object/);
     rejects('"x"', /JSON object/);
     rejects('true', /JSON object/);
@@ -88,31 +105,99 @@ describe('encodeAnswer', () => {
   });
 });
 
-describe('parseRawJson', () => {
-  test('keeps number text and every member in order', () => {
-    const value = parseRawJson(' {"a":1.0,"a":-2e3,"b":[true,false,null,"x\\u0041"]} ');
-    assert.ok(value instanceof RawObject);
-    assert.deepEqual(value.members.map(([k]) => k), ['a', 'a', 'b']);
-    assert.equal((value.members[0]![1] as RawNumber).text, '1.0');
-    assert.equal((value.members[0]![1] as RawNumber).integer(), undefined);
-    assert.deepEqual(value.members[2]![1], [true, false, null, 'xA']);
-    assert.equal(new RawNumber('-12').integer(), -12);
-  });
-
-  test('agrees with JSON.parse on what is valid', () => {
+describe('parseRequest: the JSON grammar', () => {
+  test('agrees with JSON.parse on what is valid JSON', () => {
     const docs = ['{}', '[]', '[1,2]', '{"a":{"b":[]}}', '"\\n"', '-0.5e-3', 'null', '{"a":1,}', '[1,]', '01', '1.', '.5', '+1', '"\u0001"',
-      '{"a" 1}', 'tru', '[', '{"a":1', '"\\x"', '[1 2]', '{1:2}', 'nul', '\t[\n1\r]\n'];
+      '{"a" 1}', 'tru', '[', '{"a":1', '"\\x"', '[1 2]', '{1:2}', 'nul', '\t[\n1\r]\n', '{"a":-}', '{"a":1e}', '{"a":1e+}', '{"a":1.e3}',
+      '{"a":"\\u12"}', '{"a":"\\u00e9"}', '{"a":"é"}', '{"a":[null,true,false,{"b":"c"}]}', '{"a":nulls}', '{"a":truex}', '[{}{}]', '{"a":1}}',
+      '{"index":1 , "action" : 0 }', '[ null , {} ]', '{"a":"\u007f"}', '{"a":01}', '{"a":-01}', '{"a":-0}', '{"a":0.0e-0}', '[1]]'];
     for (const doc of docs) {
-      let expected = true;
-      try { JSON.parse(doc); } catch { expected = false; }
-      let actual = true;
-      try { parseRawJson(doc); } catch { actual = false; }
-      assert.equal(actual, expected, `document ${JSON.stringify(doc)}`);
+      let valid = true;
+      try { JSON.parse(doc); } catch { valid = false; }
+      let syntaxError = false;
+      try { parse(doc); } catch (err) { syntaxError = err instanceof HttpError && /invalid JSON/.test(err.message); }
+      assert.equal(!syntaxError, valid, `document ${JSON.stringify(doc)}`);
     }
   });
 
-  test('refuses nesting deeper than 64', () => {
-    assert.throws(() => parseRawJson('['.repeat(100) + ']'.repeat(100)), /too deep/);
-    assert.doesNotThrow(() => parseRawJson('['.repeat(60) + ']'.repeat(60)));
+  test('bytes that are not UTF-8 inside a string are characters, as JSON.parse of the decoded text has them', () => {
+    const body = Buffer.concat([Buffer.from('{"note":"'), Buffer.from([0xff, 0xc3, 0x28, 0xe2, 0x82]), Buffer.from('","index":4}')]);
+    assert.equal(parseCellCommand(body, CELLS).index, 4);
+    refused(Buffer.concat([Buffer.from('{"index":4}'), Buffer.from([0xc3, 0xa9])]), 400, /invalid JSON/);
+    refused(Buffer.from([0xef, 0xbb, 0xbf, 0x7b, 0x7d]), 400, /invalid JSON/); // a BOM is not JSON whitespace
+  });
+
+  test('a body of nothing but whitespace is empty, whatever the whitespace', () => {
+    for (const body of ['', ' \n\t\r', '\f', '\v ', '\u00a0', '\ufeff']) refused(body, 400, /empty body/);
+  });
+
+  test('refuses nesting deeper than 64 without overflowing the stack', () => {
+    refused('['.repeat(100) + ']'.repeat(100), 400, /too deep/);
+    refused('{"x":' + '['.repeat(200_000), 400, /too deep/);
+    assert.equal(parseCellCommand('{"x":' + '['.repeat(60) + ']'.repeat(60) + ',"index":2}', CELLS).index, 2);
+  });
+});
+
+describe('parseRequest: keys', () => {
+  test('a key with escapes is decoded before it is compared', () => {
+    assert.equal(parseCellCommand('{"\\u0069ndex":6}', CELLS).index, 6);
+    assert.equal(parseCellCommand('{"IN\\u0044EX":6,"inde\\u0078":7}', CELLS).index, 7);
+    assert.equal(parseCellCommand('{"index\\u0000":6}', CELLS).index, 0, 'a key that only starts like a field is another key');
+    assert.equal(parseCellCommand('{"indexx":6,"inde":5,"sidec":1}', CELLS).index, 0);
+    // Only ASCII letters fold: U+0130 (İ) lower-cases to "i̇", not "i".
+    assert.equal(parseCellCommand('{"\\u0130ndex":6}', CELLS).index, 0);
+  });
+
+  test('the last duplicate wins in a conditional write too, each occurrence checked', () => {
+    const cmd = parseCellCommand('{"action":1,"index":1,"expect":{"category":1},"EXPECT":{"Category":2,"category":3}}', CELLS);
+    assert.deepEqual(cmd.expect, { ...zero, category: 3 });
+    assert.equal(parseCellCommand('{"action":1,"expect":{"category":1},"expect":null}', CELLS).expect, undefined);
+    refused('{"expect":{"category":300},"expect":null}', 400, /^expect\.category must be between 0 and 255$/);
+    refused('{"expect":{"category":"1"}}', 400, /^expect\.category must be an integer$/);
+    refused('{"expect":[]}', 400, /^expect must be a JSON object$/);
+    assert.deepEqual(parseCellCommand('{"expect":{"category":300,"category":3,"index":-5,"action":"x"}}', CELLS).expect, { ...zero, category: 3 });
+  });
+});
+
+describe('parseRequest: numbers', () => {
+  test('action is checked against int64 exactly', () => {
+    assert.equal(parseCellCommand('{"action":9223372036854775807}', CELLS).write, false);
+    assert.equal(parseCellCommand('{"action":-9223372036854775808}', CELLS).write, false);
+    refused('{"action":9223372036854775808}', 400, /action is out of range/);
+    refused('{"action":-9223372036854775809}', 400, /action is out of range/);
+    refused(`{"action":${'9'.repeat(30)}}`, 400, /action is out of range/);
+    refused(`{"action":${'9'.repeat(100_000)}}`, 400, /action must be an integer/); // Infinity as a double, as before
+    assert.equal(parseCellCommand('{"action":1,"action":9007199254740993}', CELLS).write, false);
+    assert.equal(parseCellCommand('{"action":000000001}'.replace('000000001', '1'), CELLS).write, true);
+  });
+
+  test('long integers are read as JSON.parse reads them; too long for a double is not an integer', () => {
+    refused('{"index":1000000000000000000000}', 400, /index must be between/);
+    refused('{"category":-1000000000000000}', 400, /category must be between 0 and 255/);
+    refused(`{"index":${'1'.repeat(400)}}`, 400, /index must be an integer/);
+    assert.equal(parseCellCommand('{"index":0000}'.replace('0000', '0'), CELLS).index, 0);
+    assert.equal(parseCellCommand('{"index":16777215}', CELLS).index, 16_777_215);
+  });
+});
+
+describe('parseRequest: batches', () => {
+  test('an array is a batch, in order; null reads cell 0', () => {
+    const parsed = parse('[{"action":1,"index":1,"category":5}, null ,{"index":3}]');
+    assert.ok(parsed.batch);
+    assert.deepEqual(parsed.commands.map((c) => [c.write, c.index]), [[true, 1], [false, 0], [false, 3]]);
+    assert.deepEqual(parse('[]'), { batch: true, commands: [] });
+  });
+
+  test('errors come in the order of a parse-then-validate decoder', () => {
+    refused('[{"index":-1},{"index":"x"}', 400, /invalid JSON/); // a syntax error anywhere wins
+    refused('{"index":"x"} x', 400, /invalid JSON/);
+    refused('[{"index":1},{"index":-1},[1],7]', 400, /^element 1: index must be between/);
+    refused('[{"index":1},[{"index":1}]]', 400, /^element 1: a command must be a JSON object$/);
+    refused('[1,2]', 400, /^element 0: a command must be a JSON object$/);
+    refused('{"index":"x","category":300,"index":-1}', 400, /^index must be an integer$/);
+    refused('{"category":300,"index":-1}', 400, /^index must be between/); // the index before the bytes, as before
+    refused('{"sideB":300,"category":300}', 400, /^category must be between/);
+    refused(`[${'{},'.repeat(MAX_BATCH)}{"index":-1}]`, 413, /at most 4096 commands, got 4097/); // too many wins over a bad element
+    refused(`[${'{},'.repeat(MAX_BATCH)}{"index":-1}`, 400, /invalid JSON/);
   });
 });

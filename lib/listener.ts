@@ -1,0 +1,126 @@
+/**
+ * The one request listener: the route table and the Host rule, pipelined requests of a connection run in
+ * order, and each request's metrics and log line recorded where its answer is sent. Every route runs the
+ * same way, through a callback (`done`), so the hot path (POST /request) makes no promise and no route
+ * has a second dispatch of its own.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import * as handlers from './handlers.js';
+import { HttpError, sendError } from './http.js';
+import type { Log } from './log.js';
+import { clientAddress } from './login-guard.js';
+
+/** A route's handler: answers `req` and then calls `done` once, with the error to answer if it threw one. */
+type Handler = (req: IncomingMessage, res: ServerResponse, ctx: handlers.Ctx, done: (err?: unknown) => void) => void;
+
+/** An async handler as a Handler. */
+function viaPromise(handler: (req: IncomingMessage, res: ServerResponse, ctx: handlers.Ctx) => Promise<void>): Handler {
+  return (req, res, ctx, done) => {
+    handler(req, res, ctx).then(() => done(), done);
+  };
+}
+
+/** path → method → handler. Wrong methods get 405 with Allow; unknown paths 404. */
+const ROUTES = new Map<string, Map<string, Handler>>([
+  ['/request', new Map([['POST', handlers.request]])],
+  ['/s3dump', new Map([['POST', viaPromise(handlers.s3dump)]])],
+  ['/healthcheck', new Map([['GET', viaPromise(handlers.healthcheck)], ['HEAD', viaPromise(handlers.healthcheck)]])],
+  ['/backups', new Map([['GET', viaPromise(handlers.listBackups)]])],
+  ['/restore', new Map([['POST', viaPromise(handlers.restore)]])],
+  ['/cells', new Map([['GET', viaPromise(handlers.readCells)], ['PUT', viaPromise(handlers.writeCells)]])],
+  ['/stats', new Map([['GET', viaPromise(handlers.stats)]])],
+  ['/metrics', new Map([['GET', viaPromise(handlers.metrics)]])],
+]);
+
+/** What the listener needs besides the handlers' ctx. */
+export interface ListenerOptions {
+  ctx: handlers.Ctx;
+  log: Log;
+  logRequests: boolean;
+  /** Called when a request arrives and when its response has closed (the app's in-flight count). */
+  opened: () => void;
+  closed: () => void;
+}
+
+/** The request running on a connection, so a pipelined one waits for it. */
+const RUNNING = Symbol('cubecache.running');
+
+/** One request's turn on its connection; the next request's start is kept only if it has to wait. */
+class Turn {
+  finished = false;
+  private next: (() => void) | undefined;
+
+  finish(): void {
+    this.finished = true;
+    const next = this.next;
+    this.next = undefined;
+    next?.();
+  }
+
+  /** Runs `start` when this turn has finished (at once if it has). */
+  then(start: () => void): void {
+    if (this.finished) start();
+    else this.next = start;
+  }
+}
+
+/** The request listener for node:http's createServer (see the file comment). */
+export function createListener(options: ListenerOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const { ctx, log } = options;
+  return (req, res) => {
+    options.opened();
+    const started = performance.now();
+    // Pipelined requests on one connection run in order: a read must not overtake an earlier write still
+    // waiting for its body. Almost always nothing is running on the connection, and the request runs at once.
+    const socket = req.socket as typeof req.socket & { [RUNNING]?: Turn };
+    const before = socket[RUNNING];
+    const turn = new Turn();
+    socket[RUNNING] = turn;
+    res.once('close', () => {
+      if (socket[RUNNING] === turn) socket[RUNNING] = undefined;
+      options.closed();
+    });
+    const done = (err?: unknown) => {
+      if (err !== undefined) sendError(req, res, err, log);
+      const seconds = (performance.now() - started) / 1000;
+      const route = routeLabel(req.url);
+      ctx.metrics.observe(route, res.statusCode, seconds);
+      if (options.logRequests) {
+        log.info('request', { method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10, client: clientAddress(req, ctx.trustedProxies) });
+      }
+      turn.finish();
+    };
+    const run = () => {
+      let handler: Handler;
+      try {
+        handler = route(req);
+      } catch (err) {
+        done(err);
+        return;
+      }
+      handler(req, res, ctx, done);
+    };
+    if (before && !before.finished) before.then(run);
+    else run();
+  };
+}
+
+/** The handler for `req`, or the HttpError that answers it: a 400 for HTTP/1.1 without Host, 404, 405. */
+function route(req: IncomingMessage): Handler {
+  // node:http would refuse a missing Host with a bare 400 (requireHostHeader); this one is JSON like every error.
+  if (req.headers.host === undefined && req.httpVersionMinor >= 1) throw new HttpError(400, 'an HTTP/1.1 request needs a Host header', { Connection: 'close' });
+  const url = req.url ?? '/';
+  const query = url.indexOf('?');
+  const path = query < 0 ? url : url.slice(0, query);
+  const methods = ROUTES.get(path);
+  if (!methods) throw new HttpError(404, `no route ${path}`);
+  const handler = methods.get(req.method ?? '');
+  if (!handler) throw new HttpError(405, `method ${req.method} not allowed on ${path}`, { Allow: [...methods.keys()].join(', ') });
+  return handler;
+}
+
+/** The route a URL names, or "other": metric labels stay a small fixed set whatever clients send. */
+function routeLabel(url: string | undefined): string {
+  const path = (url ?? '/').split('?', 1)[0]!;
+  return ROUTES.has(path) ? path : 'other';
+}
