@@ -118,16 +118,9 @@ class Decoder {
     let action = 0, index = 0, category = 0, rotation = 0, sideA = 0, sideB = 0;
     let expect: Cell | undefined;
     let broken = false;
-    this.space();
-    if (buf[this.at] === RBRACE) this.at++;
-    else {
-      for (;;) {
-        this.space();
-        const field = this.key();
-        this.space();
-        if (buf[this.at] !== COLON) this.fail('expected ":"');
-        this.at++;
-        this.space();
+    if (this.openMembers()) {
+      do {
+        const field = this.memberKey();
         if (broken || field === UNKNOWN) this.skip(depth + 1); // unknown keys are ignored, whatever they hold
         else if (field === EXPECT) {
           if (buf[this.at] === 0x6e && this.literal('null')) expect = undefined;
@@ -158,11 +151,7 @@ class Decoder {
           else if (field === SIDE_A) sideA = value;
           else sideB = value;
         }
-        this.space();
-        const next = buf[this.at++];
-        if (next === RBRACE) break;
-        if (next !== COMMA) this.fail(next === undefined ? 'unexpected end of input' : 'expected "," or "}"', -1);
-      }
+      } while (this.nextMember());
     }
     if (broken) return undefined;
     if (index < 0 || index >= this.cells) {
@@ -185,16 +174,9 @@ class Decoder {
     this.at++;
     const cell: Cell = { category: 0, rotation: 0, sideA: 0, sideB: 0 };
     let broken = false;
-    this.space();
-    if (buf[this.at] === RBRACE) this.at++;
-    else {
-      for (;;) {
-        this.space();
-        const field = this.key();
-        this.space();
-        if (buf[this.at] !== COLON) this.fail('expected ":"');
-        this.at++;
-        this.space();
+    if (this.openMembers()) {
+      do {
+        const field = this.memberKey();
         if (broken || field < CATEGORY || field > SIDE_B) this.skip(depth + 1);
         else if (!(buf[this.at] === 0x6e && this.literal('null'))) {
           const value = this.integer(depth + 1);
@@ -206,14 +188,38 @@ class Decoder {
           else if (field === SIDE_A) cell.sideA = value;
           else cell.sideB = value;
         }
-        this.space();
-        const next = buf[this.at++];
-        if (next === RBRACE) break;
-        if (next !== COMMA) this.fail(next === undefined ? 'unexpected end of input' : 'expected "," or "}"', -1);
-      }
+      } while (this.nextMember());
     }
     if (broken || !this.bytesFit(cell, element, 'expect.')) return undefined;
     return cell;
+  }
+
+  /** After an object's `{`: skips whitespace; false (and past the `}`) when the object is empty. */
+  private openMembers(): boolean {
+    this.space();
+    if (this.buf[this.at] !== RBRACE) return true;
+    this.at++;
+    return false;
+  }
+
+  /** A member's key and its `:`, leaving the position at its value. */
+  private memberKey(): number {
+    this.space();
+    const field = this.key();
+    this.space();
+    if (this.buf[this.at] !== COLON) this.fail('expected ":"');
+    this.at++;
+    this.space();
+    return field;
+  }
+
+  /** After a member's value: true at a `,` (another member follows), false past the closing `}`. */
+  private nextMember(): boolean {
+    this.space();
+    const next = this.buf[this.at++];
+    if (next === RBRACE) return false;
+    if (next !== COMMA) this.fail(next === undefined ? 'unexpected end of input' : 'expected "," or "}"', -1);
+    return true;
   }
 
   private bytesFit(cell: Cell, element: number, where: string): boolean {
