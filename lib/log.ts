@@ -20,20 +20,6 @@ export function createLog(write: (line: string) => void = (line) => process.stdo
   };
 }
 
-/** A logger that drops everything (for tests that do not look at logs). */
-export const silentLog: Log = { info() {}, warn() {}, error() {} };
-
-/** A logger that keeps events in memory, for tests that assert on them. */
-export function memoryLog(): Log & { events: Array<{ level: string; event: string } & Fields> } {
-  const events: Array<{ level: string; event: string } & Fields> = [];
-  return {
-    events,
-    info: (event, fields) => { events.push({ level: 'info', event, ...fields }); },
-    warn: (event, fields) => { events.push({ level: 'warn', event, ...fields }); },
-    error: (event, fields) => { events.push({ level: 'error', event, ...fields }); },
-  };
-}
-
 function replaceErrors(_key: string, value: unknown): unknown {
   if (value instanceof Error) {
     const code = (value as { code?: unknown }).code;

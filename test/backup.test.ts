@@ -7,7 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { S3Client } from '@aws-sdk/client-s3';
 import { createApp } from '../lib/app.js';
 import { RestoreError } from '../lib/backup/backups.js';
-import { memoryLog, silentLog } from '../lib/log.js';
+import { memoryLog, silentLog } from './support/log.js';
 import { S3Store } from '../lib/store-s3.js';
 import { assertBootRefusal, AUTH, openFileStore, openS3Store, s3Bucket, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
 

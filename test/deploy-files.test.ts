@@ -11,7 +11,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { describe, test, type TestContext } from 'node:test';
 import { createApp } from '../lib/app.js';
 import { ConfigError, loadConfig } from '../lib/config.js';
-import { silentLog } from '../lib/log.js';
+import { silentLog } from './support/log.js';
 import type { BlobStore } from '../lib/store.js';
 import { S3Store } from '../lib/store-s3.js';
 import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FencedError, UnknownBackupError } from '../lib/backup/backups.js';
 import { HttpError, httpErrorOf, UpstreamError } from '../lib/http.js';
-import { memoryLog } from '../lib/log.js';
+import { memoryLog } from './support/log.js';
 import type { BlobStore } from '../lib/store.js';
 import { AUTH, openFileStore, startServer } from './support/app.js';
 

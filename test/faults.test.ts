@@ -11,7 +11,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { createApp, type App } from '../lib/app.js';
 import { decodeBackup } from '../lib/backup-format.js';
-import { memoryLog, silentLog } from '../lib/log.js';
+import { memoryLog, silentLog } from './support/log.js';
 import { createS3Client } from '../lib/s3-client.js';
 import { assertBootRefusal, AUTH, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
 import type { Fault } from './support/fault-proxy.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
-import { memoryLog } from '../lib/log.js';
+import { memoryLog } from './support/log.js';
 import { MAX_BATCH } from '../lib/protocol.js';
 import type { BlobStore } from '../lib/store.js';
 import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';

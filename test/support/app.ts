@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { createApp, type App, type AppOptions } from '../../lib/app.js';
 import { RestoreError } from '../../lib/backup/backups.js';
-import { silentLog } from '../../lib/log.js';
+import { silentLog } from './log.js';
 import type { BlobStore } from '../../lib/store.js';
 import { FileStore } from '../../lib/store-file.js';
 import { S3Store } from '../../lib/store-s3.js';
