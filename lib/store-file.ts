@@ -4,6 +4,7 @@ import { createReadStream } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { isCode, syncDir } from './fs-util.js';
 import type { BlobStore } from './store.js';
 
 const TEMP_SUFFIX = '.tmp';
@@ -68,26 +69,9 @@ export class FileStore implements BlobStore {
 
   async list(prefix: string): Promise<string[]> {
     const keys: string[] = [];
-    const walk = async (dir: string): Promise<void> => {
-      let entries;
-      try {
-        entries = await readdir(dir, { withFileTypes: true });
-      } catch (err) {
-        if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return;
-        throw err;
-      }
-      for (const entry of entries) {
-        const full = join(dir, entry.name);
-        if (entry.isDirectory()) await walk(full);
-        else if (entry.isFile() && !entry.name.endsWith(TEMP_SUFFIX)) {
-          const key = relative(this.root, full).split(sep).join('/');
-          if (key.startsWith(prefix)) keys.push(key);
-        }
-      }
-    };
-    // Walk only the folder the prefix names, not the whole store.
-    const slash = prefix.lastIndexOf('/');
-    await walk(slash < 0 ? this.root : this.path(prefix.slice(0, slash)));
+    await this.walk(prefix, async (key, name) => {
+      if (!name.endsWith(TEMP_SUFFIX)) keys.push(key);
+    });
     return keys.sort();
   }
 
@@ -99,26 +83,39 @@ export class FileStore implements BlobStore {
 
   async cleanup(prefix: string, before: Date): Promise<number> {
     let removed = 0;
-    const walk = async (dir: string): Promise<void> => {
-      const entries = await readdir(dir, { withFileTypes: true }).catch((err: unknown) => {
-        if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return [];
+    await this.walk(prefix, async (key, name) => {
+      if (!name.endsWith(TEMP_SUFFIX)) return;
+      const path = join(this.root, ...key.split('/'));
+      const info = await stat(path).catch(() => undefined);
+      if (info && info.mtime < before) {
+        await unlink(path).catch(() => undefined);
+        removed++;
+      }
+    });
+    return removed;
+  }
+
+  /** Calls `visit` with the key and file name of every file whose key starts with `prefix`, walking only the folder the prefix names. */
+  private async walk(prefix: string, visit: (key: string, name: string) => Promise<void>): Promise<void> {
+    const walkDir = async (dir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if (isCode(err, 'ENOENT') || isCode(err, 'ENOTDIR')) return;
         throw err;
-      });
+      }
       for (const entry of entries) {
         const full = join(dir, entry.name);
-        if (entry.isDirectory()) await walk(full);
-        else if (entry.name.endsWith(TEMP_SUFFIX) && relative(this.root, full).split(sep).join('/').startsWith(prefix)) {
-          const info = await stat(full).catch(() => undefined);
-          if (info && info.mtime < before) {
-            await unlink(full).catch(() => undefined);
-            removed++;
-          }
+        if (entry.isDirectory()) await walkDir(full);
+        else if (entry.isFile()) {
+          const key = relative(this.root, full).split(sep).join('/');
+          if (key.startsWith(prefix)) await visit(key, entry.name);
         }
       }
     };
     const slash = prefix.lastIndexOf('/');
-    await walk(slash < 0 ? this.root : this.path(prefix.slice(0, slash)));
-    return removed;
+    await walkDir(slash < 0 ? this.root : this.path(prefix.slice(0, slash)));
   }
 
   /** The file for `key`; keys that would escape the folder are refused. */
@@ -144,18 +141,4 @@ export class FileStore implements BlobStore {
     await file.close();
     return temp;
   }
-}
-
-/** Makes a rename or link in `dir` durable. */
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-function isCode(err: unknown, code: string): boolean {
-  return (err as { code?: unknown } | null)?.code === code;
 }

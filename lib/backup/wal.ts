@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { isCode, syncDir } from '../fs-util.js';
 import type { Log } from '../log.js';
 import { decodeFramePayload, encodeFramePayload, FormatError, type Change, type Run } from './change.js';
 import type { ChangeLog, LogCursor, UnshippedChanges } from './change-log.js';
@@ -396,7 +397,7 @@ export class WriteAheadLog implements ChangeLog {
         await syncDir(this.options.dir);
         return;
       } catch (err) {
-        if ((err as { code?: string }).code !== 'EEXIST') throw err;
+        if (!isCode(err, 'EEXIST')) throw err;
       }
       const [pid] = (await readFile(this.lockPath, 'utf8').catch(() => '')).split(' ');
       if (pid && /^\d+$/.test(pid) && isAlive(Number(pid))) {
@@ -422,7 +423,7 @@ async function readFrames(path: string, offset: number, limit: number | undefine
   try {
     handle = await open(path, 'r');
   } catch (err) {
-    if ((err as { code?: string }).code === 'ENOENT') return { payloads: [], bytes: 0, end: offset, more: false }; // released meanwhile
+    if (isCode(err, 'ENOENT')) return { payloads: [], bytes: 0, end: offset, more: false }; // released meanwhile
     throw err;
   }
   try {
@@ -485,15 +486,6 @@ function isAlive(pid: number): boolean {
     process.kill(pid, 0);
     return true;
   } catch (err) {
-    return (err as { code?: string }).code === 'EPERM';
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
+    return isCode(err, 'EPERM');
   }
 }
