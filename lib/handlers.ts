@@ -89,13 +89,13 @@ export function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx, don
 function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
   const parsed = parseRequest(raw, ctx.cube.cells);
   const commands = parsed.batch ? parsed.commands : [parsed.command];
-  const answers = applyCommands(ctx, commands, parsed.batch ? (i) => `element ${i}: ` : () => '', parsed.batch);
+  const answers = applyCommands(ctx, commands, parsed.batch);
   const body = parsed.batch ? `[${answers.map(encodeAnswer).join(',')}]` : encodeAnswer(answers[0]!);
   const wrote = commands.some((cmd) => cmd.write);
   // A read waits too when writes are still being logged: it must not show a value that a crash could lose.
   ctx.backups.afterWrite((err) => {
     if (err && wrote) {
-      done(new HttpError(503, `the change could not be written to the log (${err.message}); it may be applied once the log recovers, retry`));
+      done(notLogged(err));
       return;
     }
     sendJson(res, 200, body);
@@ -108,7 +108,7 @@ function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: 
  * commands leave it) before anything is written, so a conflict writes nothing; the writes are recorded as
  * one change. Returns each command's answer.
  */
-function applyCommands(ctx: Ctx, commands: CellCommand[], where: (i: number) => string, batch: boolean): Cell[] {
+function applyCommands(ctx: Ctx, commands: CellCommand[], batch: boolean): Cell[] {
   const pending = new Map<number, Cell>();
   const answers = new Array<Cell>(commands.length);
   let writes = 0;
@@ -116,15 +116,14 @@ function applyCommands(ctx: Ctx, commands: CellCommand[], where: (i: number) => 
     const cmd = commands[i]!;
     const current = pending.get(cmd.index) ?? ctx.cube.read(cmd.index);
     if (cmd.write) {
-      if (cmd.expect && !sameCell(current, cmd.expect)) throw conflict(ctx, cmd.index, current, where(i), batch ? { element: i } : {});
+      if (cmd.expect && !sameCell(current, cmd.expect)) throw conflict(ctx, cmd.index, current, batch ? `element ${i}: ` : '', batch ? { element: i } : {});
       pending.set(cmd.index, cmd.cell);
       answers[i] = cmd.cell;
       writes++;
     } else answers[i] = current;
   }
   if (writes > 0) {
-    const refused = ctx.backups.refusal();
-    if (refused) throw new HttpError(503, refused.message);
+    assertWritable(ctx);
     const runs: Run[] = [];
     for (const cmd of commands) {
       if (!cmd.write) continue;
@@ -179,8 +178,7 @@ export async function writeCells(req: IncomingMessage, res: ServerResponse, ctx:
   if (body.length % CELL_BYTES !== 0) throw new HttpError(400, `the body must be whole cells (a multiple of ${CELL_BYTES} bytes), got ${body.length} bytes`);
   const cells = body.length / CELL_BYTES;
   if (cells > 0) {
-    const refused = ctx.backups.refusal();
-    if (refused) throw new HttpError(503, refused.message);
+    assertWritable(ctx);
     ctx.cube.writeRange(start, body);
     ctx.backups.record([{ start, bytes: body }]);
     await logged(ctx);
@@ -189,9 +187,20 @@ export async function writeCells(req: IncomingMessage, res: ServerResponse, ctx:
   sendJson(res, 200, { status: 200, start, cells });
 }
 
+/** 503 while writes are refused (the log cannot be written, or another server took over): checked before anything changes. */
+function assertWritable(ctx: Ctx): void {
+  const refused = ctx.backups.refusal();
+  if (refused) throw new HttpError(503, refused.message);
+}
+
 /** Resolves once the log holds every change recorded so far; 503 if it cannot be written. */
 function logged(ctx: Ctx): Promise<void> {
-  return new Promise((resolve, reject) => ctx.backups.afterWrite((err) => (err ? reject(new HttpError(503, `the change could not be written to the log (${err.message}); retry`)) : resolve())));
+  return new Promise((resolve, reject) => ctx.backups.afterWrite((err) => (err ? reject(notLogged(err)) : resolve())));
+}
+
+/** The answer to a change the log could not write: its outcome is unknown until the log recovers. */
+function notLogged(err: Error): HttpError {
+  return new HttpError(503, `the change could not be written to the log (${err.message}); it may be applied once the log recovers, retry`);
 }
 
 /** GET /stats: cells in use, cells per category, bytes written since the last backup. */
