@@ -289,11 +289,9 @@ export class Backups {
   async backup(reason: string): Promise<BackupInfo & { durationMs?: number }> {
     if (this.commits.fenced) throw this.commits.fencedError();
     while (this.running) {
-      const before = this.running;
-      await before.catch(() => undefined);
-      if (this.running === before) this.running = undefined;
+      await this.running.catch(() => undefined);
       // The snapshot just finished holds everything this caller wrote before asking, unless the world changed since.
-      if (!this.running && this.state.lastBackup && this.cube.version === this.saved.version && !this.legacyBase) return this.state.lastBackup;
+      if (!this.running && this.state.lastBackup && !this.changedSinceSnapshot()) return this.state.lastBackup;
     }
     if (this.commits.fenced) throw this.commits.fencedError();
     const run = this.snapshot(reason);
@@ -333,16 +331,8 @@ export class Backups {
         this.snapshotDue = true;
         return;
       }
-      const commit = await this.commits.append({
-        kind: 'snapshot', reason: 'restore', name: ref.name, key: ref.key, createdAt: ref.createdAt, cells: this.cube.cells, bytes: ref.bytes,
-        compressedBytes: ref.compressedBytes, sha256: ref.sha256, lineage: this.changeLog.lineage, lsn: Math.max(this.storeLsn, lsn), snapshotLsn: lsn,
-        replayFrom: 0, history: this.snapshots.filter((s) => s.name !== name).slice(0, this.options.retain),
-      } as Omit<SnapshotCommit, 'format' | 'seq' | 'writer' | 'committedAt'>) as SnapshotCommit;
-      this.storeLsn = Math.max(this.storeLsn, lsn);
-      this.saved = { version: this.cube.version, bytesWritten: this.cube.bytesWritten };
-      this.snapshots = [refOf(commit), ...this.snapshots.filter((s) => s.name !== name)];
+      const commit = await this.commitSnapshot(ref, 'restore', lsn, 0, this.cube);
       this.state.lastBackup = publicInfo(commit);
-      this.settleUnsavedSince();
     }).catch((err: unknown) => {
       this.snapshotDue = true;
       this.log.warn('restore_commit_failed', { err, message: 'the restored world is in the write-ahead log; the next snapshot commits it' });
@@ -397,9 +387,14 @@ export class Backups {
     if (this.snapshotDue) await this.backup('compaction');
   }
 
+  /** True when the world holds changes the newest snapshot lacks (or still rests on the legacy object). */
+  private changedSinceSnapshot(): boolean {
+    return this.legacyBase || this.cube.version !== this.saved.version;
+  }
+
   private async scheduledSnapshot(): Promise<void> {
     if (this.commits.fenced) return;
-    if (this.cube.version === this.saved.version && !this.legacyBase) {
+    if (!this.changedSinceSnapshot()) {
       this.state.skippedUnchanged++;
       return;
     }
@@ -470,8 +465,6 @@ export class Backups {
       const cow = this.cube.snapshot(); // the world at this instant (copy-on-write slices)
       this.firstWriteAfterSnapshotMs = null;
       const lsn = this.changeLog.lastLsn;
-      const lineage = this.changeLog.lineage;
-      const wasLegacy = this.legacyBase;
       this.snapshotDue = false;
       let uploaded;
       try {
@@ -482,15 +475,7 @@ export class Backups {
       const info = await this.mutex.run(async () => {
         // Shipments committed since the instant may hold changes the snapshot lacks: boot replays from the first.
         const replayFrom = this.recentShips.find((s) => s.toLsn > lsn)?.seq ?? 0;
-        const commit = await this.commits.append({
-          kind: 'snapshot', reason, ...uploaded, cells: this.cube.cells, lineage, lsn: Math.max(this.storeLsn, lsn), snapshotLsn: lsn, replayFrom,
-          history: this.snapshots.slice(0, this.options.retain),
-        } as Omit<SnapshotCommit, 'format' | 'seq' | 'writer' | 'committedAt'>) as SnapshotCommit;
-        this.storeLsn = Math.max(this.storeLsn, lsn);
-        if (cow.version > this.saved.version) this.saved = { version: cow.version, bytesWritten: cow.bytesWritten };
-        if (wasLegacy) this.legacyBase = false;
-        this.snapshots.unshift(refOf(commit));
-        this.unsavedSinceMs = this.dirty ? (this.firstWriteAfterSnapshotMs ?? this.now()) : null;
+        const commit = await this.commitSnapshot(uploaded, reason, lsn, replayFrom, cow);
         return publicInfo(commit);
       });
       const durationMs = this.now() - started;
@@ -513,6 +498,25 @@ export class Backups {
   }
 
   /** Prunes in the background, one prune at a time (deleting old objects is no reason to delay the next commit). */
+  /**
+   * Commits the snapshot object `info` as the world at `lsn` (holding the mutex): the store then holds the log
+   * up to there, and `world` (its version and bytes written) is saved. The kept list moves `info` to the front.
+   */
+  private async commitSnapshot(info: BackupInfo & { key: string }, reason: string, lsn: number, replayFrom: number, world: { version: number; bytesWritten: number }): Promise<SnapshotCommit> {
+    const others = this.snapshots.filter((s) => s.name !== info.name);
+    const { name, key, createdAt, bytes, compressedBytes, sha256 } = info;
+    const commit = await this.commits.append({
+      kind: 'snapshot', reason, name, key, createdAt, bytes, compressedBytes, sha256, cells: this.cube.cells, lineage: this.changeLog.lineage,
+      lsn: Math.max(this.storeLsn, lsn), snapshotLsn: lsn, replayFrom, history: others.slice(0, this.options.retain),
+    } as Omit<SnapshotCommit, 'format' | 'seq' | 'writer' | 'committedAt'>) as SnapshotCommit;
+    this.storeLsn = Math.max(this.storeLsn, lsn);
+    if (world.version > this.saved.version) this.saved = { version: world.version, bytesWritten: world.bytesWritten };
+    this.legacyBase = false; // a snapshot holds the whole world, the legacy base included
+    this.snapshots = [refOf(commit), ...others];
+    this.unsavedSinceMs = this.dirty ? (this.firstWriteAfterSnapshotMs ?? this.now()) : null;
+    return commit;
+  }
+
   private pruneSoon(): void {
     if (this.pruning) {
       this.pruneAgain = true; // the running prune started before the newest snapshot
@@ -631,7 +635,7 @@ function advice(err: unknown): string {
 }
 
 /** An error in one line: its name, HTTP status and message (never a secret: the SDK's errors carry none). */
-export function describe(err: unknown): string {
+function describe(err: unknown): string {
   if (!(err instanceof Error)) return String(err);
   const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   const code = (err as { code?: string }).code;
