@@ -53,7 +53,9 @@ for (const name of entries) {
   entry.writeUInt32LE(0x02014b50, 0);
   entry.writeUInt16LE((3 << 8) | 20, 4); // made on Unix, so the mode below is honoured
   writeShared(entry, 6);
-  entry.writeUInt32LE(((0o100644) << 16) >>> 0, 38);
+  // Platform hooks must be executable (older Amazon Linux 2 platforms do not add the bit themselves).
+  const mode = name.startsWith('.platform/hooks/') || name.startsWith('.platform/confighooks/') ? 0o100755 : 0o100644;
+  entry.writeUInt32LE((mode << 16) >>> 0, 38);
   entry.writeUInt32LE(offset, 42);
   central.push(entry, nameBytes);
   offset += local.length + nameBytes.length + packed.length;

@@ -33,6 +33,16 @@ describe('.ebextensions', () => {
     assert.match(readFileSync('.platform/nginx/conf.d/cubecache.conf', 'utf8'), /^client_max_body_size 80M;$/m, 'nginx, which the traffic passes, takes a whole-world import');
   });
 
+  test('the write-ahead log lives outside /var/app, in the folder the platform hook makes for every deploy and configuration change', () => {
+    const config = loadConfig({ ...SHIPPED_ENV, S3_BUCKET: 'b' }, () => 'x');
+    assert.deepEqual(config.wal, { dir: '/var/lib/cubecache/wal', sync: 'write' });
+    const hook = readFileSync('.platform/hooks/prebuild/01-cubecache-state.sh', 'utf8');
+    assert.equal(readFileSync('.platform/confighooks/prebuild/01-cubecache-state.sh', 'utf8'), hook, 'configuration deployments run the same hook');
+    assert.match(hook, /CUBECACHE_STATE_DIR:-\/var\/lib\/cubecache\}/);
+    assert.ok(config.wal!.dir.startsWith('/var/lib/cubecache/'), 'inside the folder the hook makes');
+    assert.match(hook, /chown -R webapp:webapp/, 'owned by the user the Node.js platform runs the app as');
+  });
+
   test('the bundle carries no secret and no bucket, and refuses to start without a bucket (the app folder is replaced by every deploy)', () => {
     for (const name of ['S3_BUCKET', 'AUTH_PASSWORD', 'AUTH_PASSWORD_PREVIOUS', 'AUTH_USER', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY']) {
       assert.equal(SHIPPED_ENV[name], undefined, `${name} is set on the environment, not in the bundle`);

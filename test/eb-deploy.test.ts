@@ -10,7 +10,7 @@ import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -51,7 +51,7 @@ test('the bundle deploys as Elastic Beanstalk deploys it and answers its health 
   assert.ok(!/test\/|bench\/|node_modules\//.test(listing), 'no tests, benchmarks or modules in the bundle');
   assert.ok(!/\.map\s/.test(listing), 'no source maps (production node does not read them)');
   assert.ok(!/cloudscript\//.test(listing), 'no PlayFab modules (they deploy to PlayFab and Azure, not here)');
-  for (const file of ['Procfile', 'Buildfile', 'package.json', 'package-lock.json', 'dist/server.js', '.ebextensions/cubecache.config', '.platform/nginx/conf.d/cubecache.conf']) {
+  for (const file of ['Procfile', 'Buildfile', 'package.json', 'package-lock.json', 'dist/server.js', '.ebextensions/cubecache.config', '.platform/nginx/conf.d/cubecache.conf', '.platform/hooks/prebuild/01-cubecache-state.sh', '.platform/confighooks/prebuild/01-cubecache-state.sh']) {
     assert.ok(existsSync(join(app, file)), `the bundle holds ${file}`);
   }
 
@@ -80,9 +80,20 @@ test('the bundle deploys as Elastic Beanstalk deploys it and answers its health 
 
   // The environment as Elastic Beanstalk builds it: the bundle's properties, then the environment's own.
   const bundled = environmentProperties(join(app, '.ebextensions/cubecache.config'));
+  // The write-ahead log lives outside the app folder, in the folder the prebuild hook makes; here under a temp root.
+  assert.match(bundled.WAL_DIR ?? '', /^\/var\/lib\/cubecache\//);
+  const stateRoot = await mkdtemp(join(tmpdir(), 'cubecache-eb-state-'));
+  t.after(() => rm(stateRoot, { recursive: true, force: true }));
+  const stateDir = join(stateRoot, 'var/lib/cubecache');
+  // Python's zipfile does not restore modes: the hook's executable bit is read from the archive itself.
+  const { stdout: mode } = await run('python3', ['-c', 'import sys, zipfile; print(oct(zipfile.ZipFile(sys.argv[1]).getinfo(sys.argv[2]).external_attr >> 16))', zip, '.platform/hooks/prebuild/01-cubecache-state.sh']);
+  assert.equal(mode.trim(), '0o100755', 'the platform hook is executable in the bundle');
+  const hook = await run('bash', [join(app, '.platform/hooks/prebuild/01-cubecache-state.sh')], { cwd: app, env: { ...process.env, PATH, CUBECACHE_STATE_DIR: stateDir } });
+  assert.match(hook.stdout, /state folder .* ready/);
+  const walDir = join(stateRoot, bundled.WAL_DIR!);
   const { server, bucket, client } = await s3Bucket();
   const properties = {
-    ...bundled, PATH, PORT: String(await freePort()), CUBE_CELLS: '4096', AUTH_USER: 'eb', AUTH_PASSWORD: 'eb-password', AWS_REGION: 'us-east-1',
+    ...bundled, WAL_DIR: walDir, PATH, PORT: String(await freePort()), CUBE_CELLS: '4096', AUTH_USER: 'eb', AUTH_PASSWORD: 'eb-password', AWS_REGION: 'us-east-1',
     // The test S3 server stands in for S3 (on AWS the endpoint is the default and credentials the instance role's).
     AWS_ENDPOINT_URL_S3: server.endpoint, S3_FORCE_PATH_STYLE: 'true', AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
     AWS_REQUEST_CHECKSUM_CALCULATION: 'WHEN_REQUIRED', AWS_RESPONSE_CHECKSUM_VALIDATION: 'WHEN_REQUIRED',
@@ -114,4 +125,6 @@ test('the bundle deploys as Elastic Beanstalk deploys it and answers its health 
   const listed = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${bundled.S3_PREFIX}commits/` }));
   assert.ok((listed.KeyCount ?? 0) >= 1, 'the final backup is in the bucket, under the bundle\'s prefix');
   assert.ok(!deployed.output().includes('eb-password') && !deployed.output().includes(server.secretAccessKey), 'no secret in the log');
+  assert.ok((await readdir(walDir)).some((name) => name.endsWith('.wal')), 'the log was kept in the state folder');
+  assert.ok(!existsSync(join(app, 'data')), 'and nothing in the app folder');
 });
