@@ -177,6 +177,8 @@ export async function startCubecache(name: string, options: StartOptions = {}): 
     ...options.env,
   };
   if (!env.S3_BUCKET && !env.DATA_DIR) env.DATA_DIR = mkdtempSync(join(workDir(), 'data-'));
+  // Each server its own write-ahead log (never ./data/wal of the checkout, and never one shared by two runs).
+  if (env.WAL_DIR === undefined) env.WAL_DIR = join(mkdtempSync(join(workDir(), 'wal-')), 'wal');
   return spawnProcess(name, [...nodeArgs, ...command.args], env, options);
 }
 

@@ -1,0 +1,195 @@
+/**
+ * Durability costs, each against its baseline in the same run:
+ *  1. the write-ahead log on the write path: single-cell writes (wrk) with the log off, on (`write`) and on
+ *     (`strict`), rounds rotated; target: `write` >= 0.9x off;
+ *  2. shipping's event-loop stalls: the longest stall while changes ship every second under a steady
+ *     1,000 writes/s (not saturating), against the same load with shipping off; target: <= 20 ms;
+ *  3. boot with 10 minutes of shipped changes at 100 writes/s (600 change sets, 60,000 changes) after a
+ *     64 MiB snapshot, against a boot from the snapshot alone; folder store and S3 (Ceph where installed);
+ *  4. restore peak memory (VmHWM) of a boot from a snapshot of random bytes, 64 MiB and 1 GiB worlds, beyond
+ *     the same server booted with an empty world; target: <= world size + 64 MiB.
+ *
+ *   npm run bench:durability      BENCH_SECONDS=5 BENCH_ROUNDS=3 BENCH_BIG=0 (skip the 1 GiB world)
+ */
+import { S3Client } from '@aws-sdk/client-s3';
+import { mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
+import { encodeBackup } from '../lib/backup-format.js';
+import type { Change } from '../lib/backup/change.js';
+import { packChangeSet } from '../lib/backup/change-set.js';
+import { CommitLog } from '../lib/backup/commit-log.js';
+import { createLog } from '../lib/log.js';
+import type { BlobStore } from '../lib/store.js';
+import { FileStore } from '../lib/store-file.js';
+import { S3Store } from '../lib/store-s3.js';
+import {
+  AUTH_HEADER, ensureBuilt, fmt, fmtInt, fmtMiB, fmtMs, main, makeWorld, median, memory, MiB, RUN_SECONDS, runWrk, sleep,
+  startCubecache, startS3, table, verdicts, workDir, wrkBinary, wrkErrors, wrkScript, type ServerProc, type Verdict, type WrkResult,
+} from './support.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const BIG = process.env.BENCH_BIG !== '0';
+const silent = createLog(() => {});
+
+await main('bench:durability: the write-ahead log, shipping, boot replay and restore memory', async () => {
+  wrkBinary();
+  console.log(`cubecache runs as: ${ensureBuilt().how}`);
+  const v: Verdict[] = [];
+
+  // 1. The log on the write path.
+  const configs: Array<[string, Record<string, string>]> = [
+    ['log off', { WAL_DIR: '', SHIP_INTERVAL_SECONDS: '0' }],
+    ['log on, write', { WAL_SYNC: 'write' }],
+    ['log on, strict', { WAL_SYNC: 'strict' }],
+  ];
+  const servers = new Map<string, ServerProc>();
+  for (const [name, env] of configs) servers.set(name, await startCubecache(name, { env }));
+  const script = wrkScript({ kind: 'request', mode: 'write' });
+  for (const s of servers.values()) await runWrk(`${s.url}/request`, script, 2); // warm-up
+  const results = new Map<string, WrkResult[]>(configs.map(([name]) => [name, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = configs.map(([name]) => name);
+    for (let k = 0; k < round; k++) order.push(order.shift()!);
+    for (const name of order) {
+      const r = await runWrk(`${servers.get(name)!.url}/request`, script, RUN_SECONDS);
+      const errors = wrkErrors(r);
+      if (errors) console.log(`!! ${name}: ${errors}`);
+      results.get(name)!.push(r);
+    }
+  }
+  const rps = (name: string) => median(results.get(name)!.map((r) => r.rps));
+  const p99 = (name: string) => median(results.get(name)!.map((r) => r.p99));
+  table(`Single-cell writes, wrk ${RUN_SECONDS} s x ${ROUNDS} rounds (medians)`, ['server', 'writes/s', 'p99', 'ratio to log off'],
+    configs.map(([name]) => [name, fmtInt(rps(name)), fmtMs(p99(name)), `${fmt(rps(name) / rps('log off'), 2)}x`]));
+  v.push({ target: 'writes with the log on (write) >= 0.9x the log off', measured: `${fmt(rps('log on, write') / rps('log off'), 2)}x`, pass: rps('log on, write') / rps('log off') >= 0.9 });
+  for (const s of servers.values()) await s.stop();
+
+  // 2. Shipping's stalls under a steady load.
+  const stalls: Array<[string, number]> = [];
+  for (const [name, env] of [['shipping off', { SHIP_INTERVAL_SECONDS: '0' }], ['shipping every 1 s', { SHIP_INTERVAL_SECONDS: '1' }]] as const) {
+    const server = await startCubecache(name, { env, probe: true });
+    await server.loopWindow();
+    await steadyWrites(server.url, 1000, 10_000);
+    stalls.push([name, (await server.loopWindow()).maxMs]);
+    await server.stop();
+  }
+  table('Longest event-loop stall, 10 s of 1,000 single-cell writes/s (64 MiB world, folder store)', ['server', 'max stall'], stalls.map(([n, ms]) => [n, fmtMs(ms)]));
+  v.push({ target: 'no event-loop stall over 20 ms from shipping', measured: fmtMs(stalls[1]![1]), pass: stalls[1]![1] <= 20 });
+
+  // 3. Boot with 10 minutes of changes at 100 writes/s.
+  const s3 = await startS3();
+  const s3Client = new S3Client({
+    endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
+    credentials: { accessKeyId: s3.env.AWS_ACCESS_KEY_ID!, secretAccessKey: s3.env.AWS_SECRET_ACCESS_KEY! },
+  });
+  const dataDir = mkdtempSync(join(workDir(), 'boot-'));
+  const stores: Array<[string, BlobStore, Record<string, string>]> = [
+    ['folder', new FileStore(dataDir), { DATA_DIR: dataDir }],
+    [`S3 (${s3.kind})`, new S3Store(s3Client, s3.env.S3_BUCKET!), s3.env],
+  ];
+  const world = makeWorld('sparse').bytes;
+  const bootRows: Array<Array<string>> = [];
+  let replayMs = 0;
+  for (const [label, store, env] of stores) {
+    await seed(store, 'snapshot-only/', world, 0, 0);
+    await seed(store, 'ten-minutes/', world, 600, 100);
+    const alone = await bootMs(label, { ...env, S3_PREFIX: 'snapshot-only/' });
+    const replayed = await bootMs(label, { ...env, S3_PREFIX: 'ten-minutes/' });
+    bootRows.push([label, fmtMs(alone), fmtMs(replayed), fmtMs(replayed - alone)]);
+    replayMs = Math.max(replayMs, replayed - alone);
+  }
+  table('Boot (spawn to listening) from a 64 MiB sparse snapshot, alone and with 600 change sets (10 min at 100 writes/s)', ['store', 'snapshot alone', 'with 10 min of changes', 'replay'], bootRows);
+  v.push({ target: 'replaying 10 minutes of changes at 100 writes/s adds under 5 s to a boot', measured: fmtMs(replayMs), pass: replayMs < 5000 });
+
+  // 4. Restore peak memory.
+  const memRows: Array<Array<string>> = [];
+  for (const cells of BIG ? [16_777_216, 268_435_456] : [16_777_216]) {
+    const bytes = cells * 4;
+    const folder = mkdtempSync(join(workDir(), 'memory-'));
+    const store = new FileStore(folder);
+    const random = makeWorld('random', cells).bytes;
+    await seed(store, 'world/', random, 0, 0);
+    const env = { DATA_DIR: folder, CUBE_CELLS: String(cells) };
+    const empty = await peakBoot({ ...env, S3_PREFIX: 'empty/' });
+    const full = await peakBoot({ ...env, S3_PREFIX: 'world/' });
+    const beyond = full - empty;
+    memRows.push([fmtMiB(bytes), fmtMiB(empty), fmtMiB(full), fmtMiB(beyond), fmtMiB(bytes + 64 * MiB)]);
+    v.push({ target: `restore of a ${fmtMiB(bytes)} world peaks at <= world + 64 MiB beyond the idle process`, measured: fmtMiB(beyond), pass: beyond <= bytes + 64 * MiB });
+  }
+  table('Boot peak memory (VmHWM) from a snapshot of random bytes, folder store', ['world', 'empty world', 'restored world', 'beyond the empty one', 'target'], memRows);
+  verdicts(v);
+});
+
+/** `count` writes a second to random cells for `ms`, from a few keep-alive connections; resolves when done. */
+async function steadyWrites(url: string, perSecond: number, ms: number): Promise<void> {
+  const { Agent, request } = await import('node:http');
+  const agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  const started = performance.now();
+  let sent = 0;
+  const one = () => new Promise<void>((resolve, reject) => {
+    const body = JSON.stringify({ action: 1, index: Math.floor(Math.random() * 16_777_216), category: 1 + (sent++ % 200) });
+    const req = request(`${url}/request`, { method: 'POST', agent, headers: { Authorization: AUTH_HEADER, 'Content-Length': Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve());
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+  while (performance.now() - started < ms) {
+    const due = Math.floor(((performance.now() - started) / 1000) * perSecond) - sent;
+    const batch: Array<Promise<void>> = [];
+    for (let i = 0; i < due; i++) batch.push(one());
+    await Promise.all(batch);
+    await sleep(5);
+  }
+  agent.destroy();
+}
+
+/** A prefix holding a snapshot of `world` and then `sets` change sets of `perSet` single-cell changes each, committed as a server would. */
+async function seed(store: BlobStore, prefix: string, world: Uint8Array, sets: number, perSet: number): Promise<void> {
+  const commits = new CommitLog(store, prefix, silent, Date.now);
+  const name = `${new Date().toISOString().replace(/[-:.]/g, '')}-bench`;
+  const key = `${prefix}backups/${name}.gz`;
+  const encoded = encodeBackup(world);
+  await store.put(key, encoded.body);
+  const info = encoded.result();
+  const lineage = 'be0cbe0cbe0cbe0c';
+  await commits.append({ kind: 'snapshot', reason: 'bench', name, key, createdAt: new Date().toISOString(), cells: world.byteLength / 4, bytes: info.bytes, compressedBytes: info.compressedBytes, sha256: info.sha256, lineage, lsn: 0, snapshotLsn: 0, replayFrom: 0, history: [] } as never);
+  let lsn = 0;
+  const at = Date.now() - sets * 1000;
+  const cells = world.byteLength / 4;
+  for (let s = 0; s < sets; s++) {
+    const changes: Change[] = [];
+    for (let i = 0; i < perSet; i++) {
+      lsn++;
+      changes.push({ lsn, at: at + s * 1000 + i * 10, by: i % 4 ? '0123456789ABCDEF' : '', runs: [{ start: Math.floor(Math.random() * cells), bytes: Uint8Array.of(1 + (i % 200), 0, 1, 2) }] });
+    }
+    const packed = await packChangeSet(changes);
+    await commits.append({
+      kind: 'changes', reason: 'bench', name: `${s}`, lineage, lsn, fromLsn: changes[0]!.lsn, toLsn: lsn, count: perSet, firstAt: new Date(changes[0]!.at).toISOString(),
+      lastAt: new Date(changes.at(-1)!.at).toISOString(), bytes: packed.bytes, compressedBytes: packed.body.byteLength, sha256: packed.sha256, inline: packed.body.toString('base64'),
+    } as never);
+  }
+}
+
+/** Milliseconds from spawn to `listening` of a server booting with `env` (a fresh log folder each time), median of 3. */
+async function bootMs(label: string, env: Record<string, string>): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const server = await startCubecache(`boot-${label}`, { env: { ...env, SHIP_INTERVAL_SECONDS: '0' } });
+    const listening = await server.waitForEvent('listening');
+    times.push(listening.at - server.spawnedAt);
+    await server.stop();
+  }
+  return median(times);
+}
+
+/** The peak resident memory (VmHWM) of a boot with `env`, read once it listens. */
+async function peakBoot(env: Record<string, string>): Promise<number> {
+  const server = await startCubecache('boot-memory', { env: { ...env, SHIP_INTERVAL_SECONDS: '0' } });
+  await server.waitForEvent('listening');
+  await sleep(200);
+  const { hwm } = memory(server.pid);
+  await server.stop();
+  return hwm;
+}
