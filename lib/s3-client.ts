@@ -10,8 +10,8 @@ export interface S3ClientTimeouts {
   requestMs: number;
 }
 
-/** Production timeouts: a dead endpoint fails in seconds; a 64 MiB GET at 1 MB/s still fits. */
-export const S3_TIMEOUTS: S3ClientTimeouts = { connectMs: 5_000, idleMs: 30_000, requestMs: 120_000 };
+/** Production timeouts: a dead endpoint fails in seconds, a stalled one (no byte for 10 s) within about 30 s over the SDK's three attempts; a 64 MiB GET at 1 MB/s still fits. */
+export const S3_TIMEOUTS: S3ClientTimeouts = { connectMs: 5_000, idleMs: 10_000, requestMs: 120_000 };
 
 /**
  * An S3Client whose endpoint, region and credentials come the SDK's standard ways (AWS_ENDPOINT_URL_S3,

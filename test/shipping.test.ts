@@ -10,6 +10,8 @@ import { AUTH, openFileStore, startServer, TEST_CELLS, type StoreFixture } from 
 import { waitFor } from './support/http.js';
 import { silentLog } from './support/log.js';
 import { rig } from './support/s3-rig.js';
+import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { createS3Client } from '../lib/s3-client.js';
 
 async function walDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'cubecache-wal-'));
@@ -109,5 +111,83 @@ describe('shipping changes', () => {
     await a.app.server.close();
     const b = await startServer(t, fixture);
     for (let i = 0; i < 30; i++) assert.equal((await b.post('/request', { index: i })).json.category, i + 1, `cell ${i}`);
+  });
+
+  test('a commit whose reply is lost: the retry finds it landed, the change set is in the store once, nothing acknowledged is lost', async (t) => {
+    const r = await rig(t);
+    const wal = { dir: await walDir(t), sync: 'write' as const };
+    const s = await startServer(t, r.proxied, { wal, shipIntervalMs: 100 });
+    assert.equal((await s.post('/request', write(1, 1))).status, 200);
+    await waitFor('shipped', async () => !(await s.call('/healthcheck')).json.backup.unsavedChanges);
+    const before = (await r.direct.store.list(`${r.direct.prefix}commits/`)).length;
+    r.proxy.set({ kind: 'lose-replies', count: 1 }); // the commit lands, its reply is lost; the SDK's retry then finds the key taken
+    for (let i = 2; i <= 10; i++) assert.equal((await s.post('/request', write(i, i))).status, 200);
+    await waitFor('the lost reply', () => r.proxy.counts.faulted >= 1);
+    await waitFor('shipped once the replies come back', async () => !(await s.call('/healthcheck')).json.backup.unsavedChanges);
+    await s.app.close();
+    const keys = await r.direct.store.list(`${r.direct.prefix}commits/`);
+    const names = [];
+    for (const key of keys.slice(before)) names.push(JSON.parse(Buffer.from((await r.direct.store.get(key))!).toString()).name);
+    assert.equal(new Set(names).size, names.length, `no change set committed twice: ${names.join(', ')}`);
+    await rm(wal.dir, { recursive: true, force: true }); // from the store alone
+    const b = await startServer(t, r.direct, { wal: { dir: await walDir(t), sync: 'write' } });
+    for (let i = 1; i <= 10; i++) assert.equal((await b.post('/request', { index: i })).json.category, i);
+  });
+
+  test('a stalled S3: shipping fails in bounded time, shutdown ends within its deadline, and the log keeps the changes for the next start', async (t) => {
+    const timeouts = { connectMs: 1000, idleMs: 500, requestMs: 1000 }; // production's, scaled down
+    const r = await rig(t, (server, endpoint) => createS3Client({
+      forcePathStyle: true, timeouts,
+      extra: {
+        endpoint, region: 'us-east-1', maxAttempts: 2, credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+        requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
+      },
+    }));
+    const wal = { dir: await walDir(t), sync: 'write' as const };
+    const s = await startServer(t, r.proxied, { wal, shipIntervalMs: 100 });
+    r.proxy.set({ kind: 'stall' });
+    for (let i = 1; i <= 5; i++) assert.equal((await s.post('/request', write(i, i))).status, 200, 'acknowledged: the log has it');
+    await waitFor('a failed shipment', async () => (await s.call('/healthcheck')).json.backup.shipConsecutiveFailures >= 1, 10_000);
+    const started = Date.now();
+    const final = await s.app.close();
+    assert.equal(final.outcome, 'failed');
+    assert.ok(Date.now() - started < 30_000, `shutdown took ${Date.now() - started} ms`);
+    r.proxy.set({ kind: 'pass' });
+    const b = await startServer(t, r.proxied, { wal, shipIntervalMs: 100 });
+    for (let i = 1; i <= 5; i++) assert.equal((await b.post('/request', { index: i })).json.category, i, `cell ${i} from the log`);
+    await waitFor('shipped after the restart', async () => !(await b.call('/healthcheck')).json.backup.unsavedChanges);
+  });
+
+  test('a disk that cannot take the log: writes answer 503 and change nothing, reads go on, health says why, and writes resume when it can', async (t) => {
+    const fixture = await openFileStore(t);
+    let fault: Error | undefined;
+    const s = await startServer(t, fixture, { wal: { dir: await walDir(t), sync: 'write', writeFault: () => fault } });
+    assert.equal((await s.post('/request', write(1, 1))).status, 200);
+    fault = Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+    const failed = await s.post('/request', write(2, 2));
+    assert.equal(failed.status, 503, failed.text);
+    assert.match(failed.json.error, /could not be written to the log/);
+    const refused = await s.post('/request', write(3, 3));
+    assert.equal(refused.status, 503);
+    assert.match(refused.json.error, /write-ahead log cannot be written \(ENOSPC\)/);
+    assert.equal((await s.post('/request', { index: 3 })).json.category, 0, 'a refused write changes nothing');
+    assert.equal((await s.post('/request', { index: 1 })).status, 200, 'reads go on');
+    const health = await s.call('/healthcheck?backup=1');
+    assert.equal(health.status, 503);
+    assert.match(health.json.error, /write-ahead log cannot be written/);
+    fault = undefined;
+    await waitFor('writes taken again', async () => (await s.post('/request', write(4, 4))).status === 200);
+    assert.equal((await s.call('/healthcheck?backup=1')).status, 200);
+  });
+
+  test('an incomplete multipart upload left under the prefix by a crash is aborted at boot', async (t) => {
+    const r = await rig(t);
+    const key = `${r.direct.prefix}backups/20200101T000000000Z-crashed.gz`;
+    const created = await r.direct.client.send(new CreateMultipartUploadCommand({ Bucket: r.direct.bucket, Key: key }));
+    t.after(() => r.direct.client.send(new AbortMultipartUploadCommand({ Bucket: r.direct.bucket, Key: key, UploadId: created.UploadId })).catch(() => undefined));
+    const uploads = async () => (await r.direct.client.send(new ListMultipartUploadsCommand({ Bucket: r.direct.bucket, Prefix: r.direct.prefix }))).Uploads ?? [];
+    assert.equal((await uploads()).length, 1);
+    await startServer(t, r.direct);
+    await waitFor('the upload aborted', async () => (await uploads()).length === 0);
   });
 });

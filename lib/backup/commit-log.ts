@@ -124,8 +124,10 @@ export class CommitLog {
       this.cache.delete(seq);
       const holder = await this.read(seq).catch(() => undefined);
       if (holder?.writer === this.writer) {
-        this.lastSeq = seq; // an earlier attempt of ours that we took for failed had landed
-        continue;
+        this.lastSeq = seq;
+        // This very commit had landed, its answer lost (a retry then found the key taken): done.
+        if (holder.kind === fields.kind && (holder as { name?: string }).name === (fields as { name?: string }).name) return holder;
+        continue; // an earlier attempt of ours that we took for failed had landed: the next seq is ours
       }
       this.fenced = { seq, writer: holder?.writer };
       this.log.error('backups_fenced', { seq, otherWriter: holder?.writer, message: 'another server committed to this prefix; this server stops committing so as not to overwrite its world, and refuses writes' });

@@ -19,7 +19,9 @@ export type Fault =
   /** Forward, but reset a connection once it has carried `bytes` bytes client→server (per connection). */
   | { kind: 'reset-after'; bytes: number }
   /** Forward, delaying every chunk in each direction by `ms` (chunks stay pipelined: latency, not a bandwidth cap). */
-  | { kind: 'delay'; ms: number };
+  | { kind: 'delay'; ms: number }
+  /** Forward each request whole, but reset the client as soon as the server starts answering: the work is done, the reply is lost. `count`: only the first so many replies. */
+  | { kind: 'lose-replies'; count?: number };
 
 /** A running proxy: point a client at `endpoint`, change faults with set(), close() when done. */
 export interface FaultProxy {
@@ -60,6 +62,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   let fault: Fault = { kind: 'pass' };
   const conns = new Set<Conn>();
   const counts = { connections: 0, faulted: 0, bytesUp: 0 };
+  let lostReplies = 0;
 
   // allowHalfOpen: each direction is ended on its own, so a delayed answer still reaches a client that has sent FIN.
   const server: Server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) => {
@@ -85,11 +88,12 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       case 'delay':
         counts.faulted++;
         return forward(conn, Infinity, fault.ms);
+      case 'lose-replies': return forward(conn, Infinity, 0, fault);
     }
   });
 
-  /** Pipes client ⇄ target, resetting after `limit` bytes upstream and delaying each chunk, end and close by `delayMs`. */
-  function forward(conn: Conn, limit: number, delayMs: number): void {
+  /** Pipes client ⇄ target, resetting after `limit` bytes upstream and delaying each chunk, end and close by `delayMs`; `loseReplies`: resets the client at the first byte of an answer instead of passing it. */
+  function forward(conn: Conn, limit: number, delayMs: number, loseReplies?: { count?: number }): void {
     const { client } = conn;
     const upstream = connect({ host: targetHost, port: targetPort, allowHalfOpen: true });
     conn.upstream = upstream;
@@ -121,7 +125,16 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       counts.bytesUp += chunk.length;
       later(() => upstream.write(chunk));
     });
-    upstream.on('data', (chunk: Buffer) => later(() => client.write(chunk)));
+    upstream.on('data', (chunk: Buffer) => {
+      if (loseReplies && (loseReplies.count === undefined || lostReplies < loseReplies.count)) {
+        lostReplies++;
+        loseReplies = undefined; // one reply per connection: the next attempt comes on a new one
+        counts.faulted++;
+        drop(conn, true);
+        return;
+      }
+      later(() => client.write(chunk));
+    });
     client.on('end', () => later(() => upstream.end()));
     upstream.on('end', () => later(() => client.end()));
     // One side gone: after what it sent has been passed on, finish the other side (reset it if this one failed).
@@ -184,6 +197,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     get fault() { return fault; },
     set(next) {
       fault = next;
+      lostReplies = 0;
       for (const conn of [...conns]) {
         if (conn.fault.kind === 'stall' || next.kind !== 'pass') drop(conn, true);
       }
