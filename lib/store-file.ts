@@ -81,16 +81,14 @@ export class FileStore implements BlobStore {
     });
   }
 
-  async cleanup(prefix: string, before: Date): Promise<number> {
+  async cleanup(prefix: string, stale: (key: string) => boolean): Promise<number> {
     let removed = 0;
-    await this.walk(prefix, async (key, name) => {
+    await this.walk(prefix, async (temp, name) => {
       if (!name.endsWith(TEMP_SUFFIX)) return;
-      const path = join(this.root, ...key.split('/'));
-      const info = await stat(path).catch(() => undefined);
-      if (info && info.mtime < before) {
-        await unlink(path).catch(() => undefined);
-        removed++;
-      }
+      const key = temp.replace(/\.[0-9a-f]+\.tmp$/, ''); // `<key>.<random>.tmp`, see writeTemp
+      if (!stale(key)) return;
+      await unlink(join(this.root, ...temp.split('/'))).catch(() => undefined);
+      removed++;
     });
     return removed;
   }

@@ -87,14 +87,14 @@ export class S3Store implements BlobStore {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
   }
 
-  async cleanup(prefix: string, before: Date): Promise<number> {
+  async cleanup(prefix: string, stale: (key: string) => boolean): Promise<number> {
     let removed = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
       const out = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
       for (const upload of out.Uploads ?? []) {
-        if (!upload.Key || !upload.UploadId || (upload.Initiated && upload.Initiated >= before)) continue;
+        if (!upload.Key || !upload.UploadId || !stale(upload.Key)) continue;
         await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }));
         removed++;
       }

@@ -14,6 +14,6 @@ export interface BlobStore {
   list(prefix: string): Promise<string[]>;
   /** Removes the object; removing a missing one is not an error. */
   delete(key: string): Promise<void>;
-  /** Removes what interrupted writes under `prefix` begun before `before` left behind (temp files, incomplete multipart uploads); returns how many. */
-  cleanup(prefix: string, before: Date): Promise<number>;
+  /** Removes what interrupted writes under `prefix` left behind (temp files, incomplete multipart uploads) for the keys `stale` picks; returns how many. */
+  cleanup(prefix: string, stale: (key: string) => boolean): Promise<number>;
 }

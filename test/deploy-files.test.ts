@@ -105,7 +105,7 @@ describe('iam/instance-role-policy.json', () => {
       location: store.location,
       get: (key) => { calls.push(['s3:GetObject', `${BUCKET}/${key}`]); return store.get(key); },
       getStream: (key) => { calls.push(['s3:GetObject', `${BUCKET}/${key}`]); return store.getStream(key); },
-      cleanup: (prefix, before) => { calls.push(['s3:ListBucketMultipartUploads', BUCKET], ['s3:AbortMultipartUpload', `${BUCKET}/${prefix}x`]); return store.cleanup(prefix, before); },
+      cleanup: (prefix, stale) => { calls.push(['s3:ListBucketMultipartUploads', BUCKET], ['s3:AbortMultipartUpload', `${BUCKET}/${prefix}x`]); return store.cleanup(prefix, stale); },
       put: (key, body) => { calls.push(['s3:PutObject', `${BUCKET}/${key}`], ['s3:AbortMultipartUpload', `${BUCKET}/${key}`]); return store.put(key, body); },
       putIfAbsent: (key, body) => { calls.push(['s3:PutObject', `${BUCKET}/${key}`]); return store.putIfAbsent(key, body); },
       list: (prefix) => { calls.push(['s3:ListBucket', BUCKET]); return store.list(prefix); },

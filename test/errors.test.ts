@@ -17,7 +17,7 @@ function breakable(store: BlobStore): { store: BlobStore; broken: { now: boolean
       location: store.location,
       get: (key) => (broken.now ? fail() : store.get(key)),
       getStream: (key) => (broken.now ? fail() : store.getStream(key)),
-      cleanup: (prefix, before) => store.cleanup(prefix, before),
+      cleanup: (prefix, stale) => store.cleanup(prefix, stale),
       put: (key, body) => (broken.now ? fail() : store.put(key, body)),
       putIfAbsent: (key, body) => store.putIfAbsent(key, body),
       list: (prefix) => (broken.now ? fail() : store.list(prefix)),

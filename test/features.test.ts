@@ -275,7 +275,7 @@ function gatedStore(store: BlobStore) {
       location: store.location,
       get: (key: string) => store.get(key),
       getStream: (key: string) => store.getStream(key),
-      cleanup: (prefix: string, before: Date) => store.cleanup(prefix, before),
+      cleanup: (prefix: string, stale: (key: string) => boolean) => store.cleanup(prefix, stale),
       putIfAbsent: (key: string, body: Uint8Array) => store.putIfAbsent(key, body),
       list: (prefix: string) => store.list(prefix),
       delete: (key: string) => store.delete(key),

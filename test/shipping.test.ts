@@ -1,6 +1,6 @@
 /** Changes shipped to the store every cadence: outages, a second writer, an unwritable log, leftovers of a crash. */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
@@ -81,19 +81,18 @@ describe('shipping changes', () => {
     await app.close();
   });
 
-  test('a temp file left by a crashed upload is removed at boot; a fresh one (another writer\'s, in flight) is not', async (t) => {
+  test('a temp file left by a crashed upload is removed at boot; one begun after the boot (another writer\'s, in flight) is not', async (t) => {
     const fixture: StoreFixture & { dir: string } = await openFileStore(t);
     const folder = join(fixture.dir, fixture.prefix, 'backups');
-    await startServer(t, fixture).then((s) => s.app.close());
-    await import('node:fs/promises').then((fs) => fs.mkdir(folder, { recursive: true }));
-    const stale = join(folder, '20200101T000000000Z-deadbeef.gz.abcdef.tmp');
-    await writeFile(stale, 'half an upload');
-    await utimes(stale, new Date('2020-01-01'), new Date('2020-01-01'));
+    await mkdir(folder, { recursive: true });
+    const stale = '20200101T000000000Z-deadbeef.gz.abcdef.tmp';
+    await writeFile(join(folder, stale), 'half an upload');
+    // Named, as uploads are, by the time it began (this server's clock): a minute after the boot.
+    const fresh = `${new Date(Date.now() + 60_000).toISOString().replace(/[-:.]/g, '')}-feedface.gz.123456.tmp`;
+    await writeFile(join(folder, fresh), 'uploading');
     const s = await startServer(t, fixture);
-    const fresh = join(folder, 'in-flight.gz.123456.tmp');
-    await writeFile(fresh, 'uploading');
-    await waitFor('the stale temp file removed', async () => !(await readdir(folder)).includes('20200101T000000000Z-deadbeef.gz.abcdef.tmp'));
-    assert.ok((await readdir(folder)).includes('in-flight.gz.123456.tmp'));
+    await waitFor('the stale temp file removed', async () => !(await readdir(folder)).includes(stale));
+    assert.ok((await readdir(folder)).includes(fresh));
     await s.app.close();
   });
 

@@ -224,7 +224,11 @@ export class Backups {
       });
       if (!claimed) throw new Error('another server committed to this prefix while this one started; start again');
       this.log.info('world_restored', { from: this.state.restoredFrom.kind, ...this.state.restoredFrom, changeSets: chain.length, changesApplied: applied, logReplayed: replayed, store: where, lineage: this.changeLog.lineage });
-      void this.store.cleanup(this.options.prefix, bootAt).then(
+      // Objects are named by the time their upload began (this server's clock, not the store's): leftovers of
+      // uploads begun before this boot are a dead process's; later ones may be another writer's, in flight.
+      const bootName = compactTime(bootAt);
+      const stale = (key: string) => /^\d{8}T\d{9}Z-/.test(key.slice(key.lastIndexOf('/') + 1)) && key.slice(key.lastIndexOf('/') + 1) < bootName;
+      void this.store.cleanup(this.options.prefix, stale).then(
         (removed) => { if (removed > 0) this.log.info('store_cleaned', { removed, message: 'removed what interrupted uploads left behind' }); },
         (err: unknown) => this.log.warn('store_cleanup_failed', { err }),
       );
