@@ -1,12 +1,13 @@
 /** One function per route. Handlers get everything through ctx; they never read the environment or exit. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { FencedError, type Backups } from './backup/backups.js';
+import { FencedError, type Backups, type CellRange } from './backup/backups.js';
 import type { Run } from './backup/change.js';
 import { CELL_BYTES, type Cell, type Cube } from './cube.js';
 import { collectBody, hasBody, HttpError, readBody, readJson, sendJson, upstream, type BodyLimit } from './http.js';
 import { clientAddress, type LoginGuard } from './login-guard.js';
 import type { Metrics, Sample } from './metrics.js';
-import { encodeAnswer, isJsonSpace, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from './protocol.js';
+import { parseBasic } from './auth.js';
+import { encodeAnswer, isJsonSpace, MAX_BATCH, opensBatch, parseInstant, parseRequest, type CellCommand } from './protocol.js';
 
 /** What handlers work with; built once per app. */
 export interface Ctx {
@@ -89,6 +90,10 @@ export function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx, don
 function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
   const parsed = parseRequest(raw, ctx.cube.cells);
   const commands = parsed.batch ? parsed.commands : [parsed.command];
+  if (commands.some((cmd) => cmd.at !== undefined)) {
+    answerPast(commands, parsed.batch, res, ctx).then(() => done(), done);
+    return;
+  }
   const answers = applyCommands(ctx, commands, parsed.batch);
   const body = parsed.batch ? `[${answers.map(encodeAnswer).join(',')}]` : encodeAnswer(answers[0]!);
   const wrote = commands.some((cmd) => cmd.write);
@@ -101,6 +106,21 @@ function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: 
     sendJson(res, 200, body);
     done();
   });
+}
+
+/** Answers reads of the past (every command reads; those with `at` as the cells were then, the others as they are). */
+async function answerPast(commands: CellCommand[], batch: boolean, res: ServerResponse, ctx: Ctx): Promise<void> {
+  if (commands.some((cmd) => cmd.write)) throw new HttpError(400, 'a batch that reads the past holds reads only');
+  const byInstant = new Map<number, CellCommand[]>();
+  for (const cmd of commands) if (cmd.at !== undefined) byInstant.set(cmd.at, [...(byInstant.get(cmd.at) ?? []), cmd]);
+  const past = new Map<CellCommand, Cell>();
+  for (const [at, reads] of byInstant) {
+    const cells = await upstream(ctx.backups.cellsAt(at, reads.map((cmd) => ({ start: cmd.index, count: 1 }))));
+    reads.forEach((cmd, i) => past.set(cmd, { category: cells[i]![0]!, rotation: cells[i]![1]!, sideA: cells[i]![2]!, sideB: cells[i]![3]! }));
+  }
+  const answers = commands.map((cmd) => past.get(cmd) ?? ctx.cube.read(cmd.index));
+  ctx.metrics.cellsRead += commands.length;
+  sendJson(res, 200, batch ? `[${answers.map(encodeAnswer).join(',')}]` : encodeAnswer(answers[0]!));
 }
 
 /**
@@ -152,13 +172,17 @@ export async function readCells(req: IncomingMessage, res: ServerResponse, ctx: 
   const query = new URL(req.url ?? '/', 'http://x').searchParams;
   const start = queryInteger(query, 'start', 0, 0, ctx.cube.cells);
   const count = queryInteger(query, 'count', ctx.cube.cells - start, 0, ctx.cube.cells - start);
+  const at = queryInstant(query, 'at');
+  // The past is rebuilt whole before the answer starts (an error is still a JSON 4xx); the present is read as it goes.
+  const past = at === undefined ? undefined : (await upstream(ctx.backups.cellsAt(at, [{ start, count }])))[0]!;
   res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': count * CELL_BYTES, 'Cache-Control': 'no-store' });
-  const from = start * CELL_BYTES;
+  const source = past ?? ctx.cube.bytes;
+  const from = past ? 0 : start * CELL_BYTES;
   const to = from + count * CELL_BYTES;
-  for (let at = from; at < to; at += RANGE_CHUNK_BYTES) {
+  for (let offset = from; offset < to; offset += RANGE_CHUNK_BYTES) {
     if (res.destroyed) return;
     // A copy, so bytes queued on a slow socket are the cells as they were when read, not whatever is there later.
-    const chunk = ctx.cube.bytes.slice(at, Math.min(to, at + RANGE_CHUNK_BYTES));
+    const chunk = source.slice(offset, Math.min(to, offset + RANGE_CHUNK_BYTES));
     if (!res.write(chunk)) await drainOrClose(res, ctx.stallMs);
   }
   res.end();
@@ -261,6 +285,15 @@ function drainOrClose(res: ServerResponse, stallMs: number): Promise<void> {
   });
 }
 
+/** A query parameter naming an instant (ISO 8601), in ms; undefined when absent, 400 when it names none. */
+function queryInstant(query: URLSearchParams, name: string): number | undefined {
+  const raw = query.get(name);
+  if (raw === null) return undefined;
+  const at = parseInstant(raw);
+  if (at === undefined) throw new HttpError(400, `${name} must be an ISO 8601 instant, e.g. 2026-12-01T14:03:00Z`);
+  return at;
+}
+
 /** A query parameter that must be a whole number in [min, max]; `fallback` when absent. */
 function queryInteger(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
   const raw = query.get(name);
@@ -316,16 +349,52 @@ export async function healthcheck(req: IncomingMessage, res: ServerResponse, ctx
 /** GET /backups: the kept backups, newest first. */
 export async function listBackups(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  sendJson(res, 200, { status: 200, backups: await upstream(ctx.backups.list()) });
+  sendJson(res, 200, { status: 200, backups: await upstream(ctx.backups.list()), history: ctx.backups.history() ?? null });
 }
 
-/** POST /restore {"name": "..."}: loads a kept backup into the running world and makes it the newest. */
+/**
+ * POST /restore: `{"name"}` loads a kept backup into the running world and makes it the newest;
+ * `{"at", "start"?, "count"?, "ranges"?}` puts the whole world, or only those cells, back as they were at
+ * that instant, as one change by the operator (`by` in the query, else the authenticated user).
+ */
 export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  const body = await readJson(req, SMALL_BODY_LIMIT);
-  const name = typeof body === 'object' && body !== null ? (body as { name?: unknown }).name : undefined;
-  if (typeof name !== 'string' || name === '') throw new HttpError(400, 'body must be {"name": "<backup name>"} (see GET /backups)');
+  const body = await readJson(req, RESTORE_BODY_LIMIT);
+  const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
+  if (fields.at !== undefined) {
+    const at = typeof fields.at === 'string' ? parseInstant(fields.at) : undefined;
+    if (at === undefined) throw new HttpError(400, 'at must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"');
+    const ranges = restoreRanges(fields, ctx.cube.cells);
+    const by = new URL(req.url ?? '/', 'http://x').searchParams.get('by') ?? parseBasic(req.headers.authorization)?.user ?? '';
+    const cells = await upstream(ctx.backups.restoreAt(at, ranges, by));
+    sendJson(res, 200, { status: 200, restored: { at: new Date(at).toISOString(), cells, ranges: ranges?.length ?? 1 } });
+    return;
+  }
+  const name = fields.name;
+  if (typeof name !== 'string' || name === '') throw new HttpError(400, 'body must be {"name": "<backup name>"} (see GET /backups) or {"at": "<instant>"} with "start" and "count" or "ranges" for part of the world');
   sendJson(res, 200, { status: 200, restored: await upstream(ctx.backups.restoreBackup(name)) });
+}
+
+/** Bodies of /restore: a name, or an instant with up to MAX_RESTORE_RANGES ranges. */
+const RESTORE_BODY_LIMIT = 1024 * 1024;
+/** The most ranges one restore takes (a box of 256 x 256 cells across is 65,536 short ranges). */
+const MAX_RESTORE_RANGES = 65_536;
+
+/** The ranges a restore to an instant names: `start`/`count`, or `ranges`; undefined for the whole world. 400 for any that does not fit. */
+function restoreRanges(fields: Record<string, unknown>, cells: number): CellRange[] | undefined {
+  const one = (value: unknown, where: string): CellRange => {
+    const { start, count } = (typeof value === 'object' && value !== null ? value : {}) as { start?: unknown; count?: unknown };
+    if (!Number.isSafeInteger(start) || (start as number) < 0 || (start as number) >= cells) throw new HttpError(400, `${where}start must be a whole number between 0 and ${cells - 1}`);
+    if (!Number.isSafeInteger(count) || (count as number) < 1 || (start as number) + (count as number) > cells) throw new HttpError(400, `${where}count must be a whole number from 1 to ${cells - (start as number)} (the cells left from start)`);
+    return { start: start as number, count: count as number };
+  };
+  if (fields.ranges !== undefined) {
+    if (fields.start !== undefined || fields.count !== undefined) throw new HttpError(400, 'give either start and count, or ranges');
+    if (!Array.isArray(fields.ranges) || fields.ranges.length === 0 || fields.ranges.length > MAX_RESTORE_RANGES) throw new HttpError(400, `ranges must be an array of 1 to ${MAX_RESTORE_RANGES} {"start", "count"}`);
+    return fields.ranges.map((r, i) => one(r, `ranges[${i}].`));
+  }
+  if (fields.start !== undefined || fields.count !== undefined) return [one(fields, '')];
+  return undefined;
 }
 
 /** Why the strict health check fails, or undefined: unsaved changes older than three cadences, the log failing, or fenced. */

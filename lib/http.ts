@@ -1,6 +1,6 @@
 /** HTTP plumbing: one error type, bounded body reads, JSON answers, and the one table that turns errors into statuses. */
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
-import { FencedError, UnknownBackupError, WritesRefusedError } from './backup/backups.js';
+import { FencedError, OutsideHistoryError, UnknownBackupError, WritesRefusedError } from './backup/backups.js';
 import type { Log } from './log.js';
 
 /** An error that is the client's answer: its status and message are sent as they are. */
@@ -158,6 +158,7 @@ export function httpErrorOf(err: unknown): { answer: HttpError; cause?: unknown 
   if (inner instanceof FencedError) return { answer: new HttpError(409, inner.message) };
   if (inner instanceof UnknownBackupError) return { answer: new HttpError(404, inner.message) };
   if (inner instanceof WritesRefusedError) return { answer: new HttpError(503, inner.message) };
+  if (inner instanceof OutsideHistoryError) return { answer: new HttpError(400, inner.message) };
   if (err instanceof UpstreamError) {
     const name = inner instanceof Error ? inner.name : 'error';
     return { answer: new HttpError(502, `backup store failed (${name}); the server keeps serving and retries, see its log`), cause: inner };

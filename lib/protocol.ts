@@ -12,8 +12,8 @@
 import type { Cell } from './cube.js';
 import { HttpError } from './http.js';
 
-/** One validated command: a write of `cell` at `index` (only if the cell holds `expect`, when given), or a read of it. */
-export interface CellCommand { write: boolean; index: number; cell: Cell; expect?: Cell }
+/** One validated command: a write of `cell` at `index` (only if the cell holds `expect`, when given), or a read of it (as it was at the instant `at`, ms since the epoch, when given). */
+export interface CellCommand { write: boolean; index: number; cell: Cell; expect?: Cell; at?: number }
 
 /** A /request body: one command (the seed's protocol) or a batch of them (a JSON array). */
 export type RequestBody = { batch: false; command: CellCommand } | { batch: true; commands: CellCommand[] };
@@ -38,6 +38,13 @@ export function isJsonSpace(byte: number): boolean {
   return byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
 }
 
+/** The instant an ISO 8601 text names (date, time to the minute or finer, and Z or an offset), in ms since the epoch; undefined if it names none. */
+export function parseInstant(text: string): number | undefined {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/.test(text)) return undefined;
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? undefined : ms;
+}
+
 /** The answer to a command: the cell after the request, as the seed writes it. */
 export function encodeAnswer(cell: Cell): string {
   return `{"status":200,"category":${cell.category},"rotation":${cell.rotation},"sideA":${cell.sideA},"sideB":${cell.sideB}}`;
@@ -47,8 +54,8 @@ const QUOTE = 0x22, BACKSLASH = 0x5c, COMMA = 0x2c, COLON = 0x3a, MINUS = 0x2d, 
 const LBRACE = 0x7b, RBRACE = 0x7d, LBRACKET = 0x5b, RBRACKET = 0x5d, ZERO = 0x30, NINE = 0x39;
 
 // Field ids; their names as the error texts spell them.
-const ACTION = 0, INDEX = 1, CATEGORY = 2, ROTATION = 3, SIDE_A = 4, SIDE_B = 5, EXPECT = 6, UNKNOWN = -1;
-const NAMES = ['action', 'index', 'category', 'rotation', 'sideA', 'sideB', 'expect'];
+const ACTION = 0, INDEX = 1, CATEGORY = 2, ROTATION = 3, SIDE_A = 4, SIDE_B = 5, EXPECT = 6, AT = 7, UNKNOWN = -1;
+const NAMES = ['action', 'index', 'category', 'rotation', 'sideA', 'sideB', 'expect', 'at'];
 const BY_LOWER_NAME = new Map(NAMES.map((name, id) => [name.toLowerCase(), id]));
 // The seed's action is a Go int (int64): anything outside is an error there too.
 const INT64_MIN = -(2n ** 63n);
@@ -117,12 +124,22 @@ class Decoder {
     this.at++;
     let action = 0, index = 0, category = 0, rotation = 0, sideA = 0, sideB = 0;
     let expect: Cell | undefined;
+    let at: number | undefined;
     let broken = false;
     if (this.openMembers()) {
       do {
         const field = this.memberKey();
         if (broken || field === UNKNOWN) this.skip(depth + 1); // unknown keys are ignored, whatever they hold
-        else if (field === EXPECT) {
+        else if (field === AT) {
+          if (buf[this.at] === 0x6e && this.literal('null')) at = undefined;
+          else {
+            at = this.instant(depth + 1);
+            if (at === undefined) {
+              this.note(element, 'at must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"');
+              broken = true;
+            }
+          }
+        } else if (field === EXPECT) {
           if (buf[this.at] === 0x6e && this.literal('null')) expect = undefined;
           else {
             expect = this.cell(depth + 1, element);
@@ -160,7 +177,13 @@ class Decoder {
     }
     const cell = { category, rotation, sideA, sideB };
     if (!this.bytesFit(cell, element, '')) return undefined;
-    return expect ? { write: action === 1, index, cell, expect } : { write: action === 1, index, cell };
+    if (at !== undefined && action === 1) {
+      this.note(element, 'at is for reads: a write changes the world as it is now (POST /restore puts back the past)');
+      return undefined;
+    }
+    const command: CellCommand = expect ? { write: action === 1, index, cell, expect } : { write: action === 1, index, cell };
+    if (at !== undefined) command.at = at;
+    return command;
   }
 
   /** The expected value of a conditional write: an object of the four byte fields (missing or null ones are 0); undefined once it broke a rule. */
@@ -323,6 +346,8 @@ class Decoder {
         if (this.is(start, 'index')) return INDEX;
         if (this.is(start, 'side')) return (buf[start + 4]! | 0x20) === 0x61 ? SIDE_A : (buf[start + 4]! | 0x20) === 0x62 ? SIDE_B : UNKNOWN;
         return UNKNOWN;
+      case 2:
+        return this.is(start, 'at') ? AT : UNKNOWN;
       case 6:
         return this.is(start, 'action') ? ACTION : this.is(start, 'expect') ? EXPECT : UNKNOWN;
       case 8:
@@ -330,6 +355,19 @@ class Decoder {
       default:
         return UNKNOWN;
     }
+  }
+
+  /** A string value at `at` naming an instant (see parseInstant), consumed; undefined for anything else (consumed too). */
+  private instant(depth: number): number | undefined {
+    const buf = this.buf;
+    if (buf[this.at] !== QUOTE) {
+      this.skip(depth);
+      return undefined;
+    }
+    const open = this.at;
+    this.string();
+    const text = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + open, this.at - open).toString('utf8')) as string;
+    return parseInstant(text);
   }
 
   /** True when the bytes at `start` spell the lower-case ASCII `word` in any case (b | 0x20 maps only 'A'-'Z' onto 'a'-'z'). */

@@ -16,11 +16,13 @@ import { CommitLog, FencedError, UnreadableCommitError, type ChangesCommit, type
 import { MemoryLog } from './memory-log.js';
 import { pruneCommits, type SnapshotRef } from './retention.js';
 import { every, Mutex } from './schedule.js';
+import { cellsAt, historySpan, mergeRanges, type CellRange, type HistorySource } from './history.js';
 import { loadSnapshot, writeSnapshot, type BackupInfo } from './snapshot.js';
 import { LogCorruptError, LogLockedError, WriteAheadLog, type WalSync } from './wal.js';
 
 export type { BackupInfo } from './snapshot.js';
 export { FencedError } from './commit-log.js';
+export { OutsideHistoryError, type CellRange } from './history.js';
 
 /** Where the running world came from at boot. */
 export type RestoredFrom = { kind: 'backup'; name: string } | { kind: 'legacy'; key: string } | { kind: 'empty' };
@@ -346,6 +348,51 @@ export class Backups {
     return publicInfo(ref);
   }
 
+  /** The span of history that can be read and restored, and its granularity; undefined before the first snapshot. */
+  history(): { earliest: string; latest: string; granularity: 'change' | 'snapshot' } | undefined {
+    const span = historySpan({ snapshots: this.snapshots, now: this.now() });
+    return span && { ...span, granularity: this.options.shipIntervalMs > 0 || this.wal ? 'change' : 'snapshot' };
+  }
+
+  /** The cells of `ranges` as they were at `at` (ms): one buffer per range. OutsideHistoryError outside history(). */
+  async cellsAt(at: number, ranges: CellRange[]): Promise<Uint8Array[]> {
+    await this.pruned(); // a prune running may be deleting the snapshot this read starts from
+    const merged = mergeRanges(ranges);
+    const parts = await cellsAt(this.historySource(), at, merged);
+    // Each asked range out of the merged one that holds it.
+    return ranges.map((r) => {
+      const i = merged.findIndex((m) => m.start <= r.start && r.start + r.count <= m.start + m.count);
+      const offset = (r.start - merged[i]!.start) * CELL_BYTES;
+      return parts[i]!.subarray(offset, offset + r.count * CELL_BYTES);
+    });
+  }
+
+  /**
+   * Restores `ranges` (or, undefined, the whole world) to what they were at `at`, as one change logged,
+   * shipped and fenced like any other, made by `by`; every other cell keeps its newest value. Resolves once
+   * the log holds it, with the number of cells restored.
+   */
+  async restoreAt(at: number, ranges: CellRange[] | undefined, by: string): Promise<number> {
+    const refused = this.refusal();
+    if (refused) throw refused;
+    const wanted = mergeRanges(ranges ?? [{ start: 0, count: this.cube.cells }]);
+    const past = await this.cellsAt(at, wanted);
+    const again = this.refusal();
+    if (again) throw again;
+    // One step, no await between: no request interleaves with the restore.
+    const runs = wanted.map((r, i) => ({ start: r.start, bytes: past[i]! }));
+    for (const run of runs) this.cube.writeRange(run.start, run.bytes);
+    this.record(runs, by);
+    await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the restore is applied but the write-ahead log could not write it yet (${err.message})`)) : resolve())));
+    const cells = wanted.reduce((n, r) => n + r.count, 0);
+    this.log.info('world_restored', { from: 'history', at: new Date(at).toISOString(), ranges: wanted.length, cells, by });
+    return cells;
+  }
+
+  private historySource(): HistorySource {
+    return { store: this.store, commits: this.commits, cells: this.cube.cells, snapshots: this.snapshots, changeLog: this.changeLog, storeLsn: this.storeLsn, now: this.now() };
+  }
+
   /** Resolves when no prune is running (for tests and shutdown). */
   async pruned(): Promise<void> {
     while (this.pruning) await this.pruning;
@@ -467,12 +514,14 @@ export class Backups {
     const started = this.now();
     try {
       const cow = this.cube.snapshot(); // the world at this instant (copy-on-write slices)
+      // Taken after the instant: every change in the snapshot was made at or before it (time travel relies on it).
+      const createdAt = new Date(this.now());
       this.firstWriteAfterSnapshotMs = null;
       const lsn = this.changeLog.lastLsn;
       this.snapshotDue = false;
       let uploaded;
       try {
-        uploaded = await writeSnapshot(this.store, this.options.prefix, cow, new Date(started));
+        uploaded = await writeSnapshot(this.store, this.options.prefix, cow, createdAt);
       } finally {
         cow.release();
       }

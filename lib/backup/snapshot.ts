@@ -24,6 +24,28 @@ export async function writeSnapshot(store: BlobStore, prefix: string, snapshot: 
  * `target` stays at a few MiB of buffers, whatever the world's size.
  */
 export async function loadSnapshot(store: BlobStore, key: string, target: Uint8Array, sha256: string, what: string): Promise<void> {
+  await streamSnapshot(store, key, sha256, target.byteLength, what, (chunk, at) => target.set(chunk, at));
+}
+
+/**
+ * Streams the snapshot object `key` (a world of `bytes` bytes) and copies the cells of each range of
+ * `ranges` (sorted, disjoint, in cells) into the matching buffer of `out`; verified as loadSnapshot is.
+ */
+export async function loadSnapshotRanges(store: BlobStore, key: string, sha256: string, bytes: number, ranges: Array<{ start: number; count: number }>, out: Uint8Array[], what: string): Promise<void> {
+  let next = 0; // the first range not wholly behind the stream
+  await streamSnapshot(store, key, sha256, bytes, what, (chunk, at) => {
+    const end = at + chunk.length;
+    while (next < ranges.length && (ranges[next]!.start + ranges[next]!.count) * 4 <= at) next++;
+    for (let i = next; i < ranges.length && ranges[i]!.start * 4 < end; i++) {
+      const from = Math.max(at, ranges[i]!.start * 4);
+      const to = Math.min(end, (ranges[i]!.start + ranges[i]!.count) * 4);
+      out[i]!.set(chunk.subarray(from - at, to - at), from - ranges[i]!.start * 4);
+    }
+  });
+}
+
+/** Streams and verifies a snapshot object of `bytes` bytes, handing each decompressed chunk and its offset to `take`. */
+async function streamSnapshot(store: BlobStore, key: string, sha256: string, bytes: number, what: string, take: (chunk: Buffer, at: number) => void): Promise<void> {
   const body = await store.getStream(key);
   if (body === undefined) throw new CorruptBackupError(`${what}: its object ${key} is missing`);
   const gunzip = createGunzip({ chunkSize: 1024 * 1024 });
@@ -36,8 +58,8 @@ export async function loadSnapshot(store: BlobStore, key: string, target: Uint8A
   feeding.catch((err: unknown) => gunzip.destroy(err as Error));
   try {
     for await (const chunk of gunzip as AsyncIterable<Buffer>) {
-      if (at + chunk.length > target.byteLength) throw new CorruptBackupError(`${what} holds more than ${target.byteLength} bytes`);
-      target.set(chunk, at);
+      if (at + chunk.length > bytes) throw new CorruptBackupError(`${what} holds more than ${bytes} bytes`);
+      take(chunk, at);
       hash.update(chunk);
       at += chunk.length;
     }
@@ -49,7 +71,7 @@ export async function loadSnapshot(store: BlobStore, key: string, target: Uint8A
     if ((err as { code?: string }).code?.startsWith('Z_')) throw new CorruptBackupError(`${what} is not a valid gzip stream (${(err as Error).message})`);
     throw err;
   }
-  if (at !== target.byteLength) throw new CorruptBackupError(`${what} holds ${at} bytes, expected ${target.byteLength}`);
+  if (at !== bytes) throw new CorruptBackupError(`${what} holds ${at} bytes, expected ${bytes}`);
   const actual = hash.digest('hex');
   if (actual !== sha256) throw new CorruptBackupError(`${what} has SHA-256 ${actual}, expected ${sha256}`);
 }
