@@ -20,6 +20,7 @@
  *   readCell   {index}                                              -> {ok, index, category, rotation, sideA, sideB}
  *   writeCell  {index, category, rotation, sideA, sideB, expect?}   -> {ok, index, category, rotation, sideA, sideB}
  *   readCells  {indexes: [index, ...]}                              -> {ok, cells: [{index, category, ...}, ...]}
+ *   readCellsAt {indexes: [index, ...], at: "2026-12-01T14:03:00Z"} -> the same, as the cells were at that instant
  *   writeCells {cells: [{index, category, ..., expect?}, ...]}      -> {ok, cells: [{index, category, ...}, ...]}
  *   s3dump     {}                                                   -> {ok, backup: 'started' or 'joined', requestedAt, outcome: '/healthcheck'}
  * Missing byte fields are 0, as on the server. `expect` ({category, rotation, sideA, sideB}) makes a write
@@ -58,6 +59,21 @@ handlers.readCells = function (args) {
     var commands = [];
     for (var i = 0; i < indexes.length; i++) {
       commands.push({ action: 0, index: cubecacheIndex(indexes[i], 'indexes[' + i + ']') });
+    }
+    var answer = cubecacheCall('/request', commands);
+    return answer.ok ? cubecacheBatchResult(answer.body, commands) : answer;
+  });
+};
+
+// The past: the cells as they were at an instant (ISO 8601), e.g. to look before a moderator restores a region.
+handlers.readCellsAt = function (args) {
+  return cubecacheGuard('readCellsAt', function () {
+    var at = args && args.at;
+    if (typeof at !== 'string' || at === '') cubecacheBadArgument('at', 'at must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"');
+    var indexes = cubecacheList(args && args.indexes, 'indexes');
+    var commands = [];
+    for (var i = 0; i < indexes.length; i++) {
+      commands.push({ action: 0, index: cubecacheIndex(indexes[i], 'indexes[' + i + ']'), at: at });
     }
     var answer = cubecacheCall('/request', commands);
     return answer.ok ? cubecacheBatchResult(answer.body, commands) : answer;

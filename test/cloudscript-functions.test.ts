@@ -91,6 +91,19 @@ describe('cloudscript/functions (CloudScript Functions)', () => {
     assert.equal(counter.calls - before, 2, 'one request per batch');
   });
 
+  test('readCellsAt: the cells as they were at an instant, in one request; a missing instant is refused before calling', async (t) => {
+    const { s, handlers, counter } = await setUp(t);
+    assert.equal((await s.post('/s3dump')).status, 200); // history starts at a snapshot
+    await s.post('/request', { action: 1, index: 4, category: 4 });
+    const then = new Date().toISOString();
+    await waitFor('the clock to pass the instant', () => new Date().toISOString() > then, 1000, 1);
+    await s.post('/request', { action: 1, index: 4, category: 44 });
+    assert.deepEqual(await handlers.readCellsAt!(executeFunction({ indexes: [4, 5], at: then })), { ok: true, cells: [{ index: 4, category: 4, rotation: 0, sideA: 0, sideB: 0 }, { index: 5, category: 0, rotation: 0, sideA: 0, sideB: 0 }] });
+    const before = counter.calls;
+    assert.equal((await handlers.readCellsAt!(executeFunction({ indexes: [4] }))).field, 'at');
+    assert.equal(counter.calls, before, 'refused before calling');
+  });
+
   test('a conflict is ok:false with status 409 and the current cell; wrong credentials 401; the server\'s 400 passed on', async (t) => {
     const { s, handlers } = await setUp(t);
     await s.post('/request', { action: 1, index: 5, category: 3 });
@@ -196,7 +209,7 @@ describe('cloudscript/functions (CloudScript Functions)', () => {
     const registered = new Map<string, HttpOptions>();
     functions.register({ http: (name, options) => { registered.set(name, options); } }, settings(s));
     assert.deepEqual([...registered.keys()], functions.OPERATIONS);
-    assert.deepEqual([...registered.keys()], ['readCell', 'writeCell', 'readCells', 'writeCells', 's3dump']);
+    assert.deepEqual([...registered.keys()], ['readCell', 'writeCell', 'readCells', 'readCellsAt', 'writeCells', 's3dump']);
     for (const options of registered.values()) {
       assert.deepEqual(options.methods, ['POST']);
       assert.equal(options.authLevel, 'function');

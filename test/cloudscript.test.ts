@@ -156,6 +156,24 @@ describe('cloudscript/cubecache.js', () => {
     assert.equal((await s.post('/request', { index: 4095 })).json.category, 255, 'really on the server');
   });
 
+  test('readCellsAt: the cells as they were at an instant, in one request; a missing instant is refused before calling', async (t) => {
+    const { s, sandbox } = await setUp(t);
+    assert.equal((await s.post('/s3dump')).status, 200); // history starts at a snapshot
+    await s.post('/request', [{ action: 1, index: 1, category: 1 }, { action: 1, index: 2, category: 2 }]);
+    const then = new Date().toISOString();
+    await waitFor('the clock to pass the instant', () => new Date().toISOString() > then, 1000, 1);
+    await s.post('/request', [{ action: 1, index: 1, category: 9 }, { action: 1, index: 3, category: 9 }]);
+    const past = await sandbox.run('readCellsAt', { indexes: [1, 2, 3], at: then });
+    assert.equal(past.requests.length, 1);
+    assert.deepEqual(past.result, { ok: true, cells: [{ index: 1, category: 1, rotation: 0, sideA: 0, sideB: 0 }, { index: 2, category: 2, rotation: 0, sideA: 0, sideB: 0 }, { index: 3, category: 0, rotation: 0, sideA: 0, sideB: 0 }] });
+    const missing = await sandbox.run('readCellsAt', { indexes: [1] });
+    assert.equal(missing.result.field, 'at');
+    assert.equal(missing.requests.length, 0);
+    const early = await sandbox.run('readCellsAt', { indexes: [1], at: '2020-01-01T00:00:00Z' });
+    assert.equal(early.result.status, 400);
+    assert.match(early.result.error, /outside the history kept/);
+  });
+
   test('a conditional write that conflicts: ok:false, 409, the current cell, nothing written', async (t) => {
     const { s, sandbox } = await setUp(t);
     await s.post('/request', { action: 1, index: 5, category: 3, rotation: 0, sideA: 1, sideB: 0 });

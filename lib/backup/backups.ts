@@ -82,7 +82,7 @@ export class Backups {
   private readonly now: () => number;
   private readonly commits: CommitLog;
   private readonly mutex = new Mutex();
-  private changeLog: ChangeLog = new MemoryLog(1, false);
+  private changeLog: ChangeLog = new MemoryLog(1);
   private wal: WriteAheadLog | undefined;
   /** The store holds every change of the log's lineage up to this lsn. */
   private storeLsn = 0;
@@ -215,7 +215,7 @@ export class Backups {
         this.storeLsn = this.wal.lineage === storeLineage ? storeLsn : 0;
         if (recovery.cut) this.state.lastError = { at: bootAt.toISOString(), error: `a torn write-ahead log tail was cut (${recovery.cut.bytes} bytes kept in ${recovery.cut.keptIn})` };
       } else {
-        this.changeLog = new MemoryLog(1, this.options.shipIntervalMs > 0);
+        this.changeLog = new MemoryLog(1);
         this.storeLsn = 0;
       }
       this.state.replayed = replayed;
@@ -351,7 +351,8 @@ export class Backups {
   /** The span of history that can be read and restored, and its granularity; undefined before the first snapshot. */
   history(): { earliest: string; latest: string; granularity: 'change' | 'snapshot' } | undefined {
     const span = historySpan({ snapshots: this.snapshots, now: this.now() });
-    return span && { ...span, granularity: this.options.shipIntervalMs > 0 || this.wal ? 'change' : 'snapshot' };
+    // Without shipping the store keeps snapshots only: an instant between two older ones reads as the earlier snapshot.
+    return span && { ...span, granularity: this.options.shipIntervalMs > 0 ? 'change' : 'snapshot' };
   }
 
   /** The cells of `ranges` as they were at `at` (ms): one buffer per range. OutsideHistoryError outside history(). */

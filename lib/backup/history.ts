@@ -66,6 +66,7 @@ export async function cellsAt(source: HistorySource, at: number, ranges: CellRan
   // (and the release of its log segment) in between leaves each change in one of the two, at worst in both,
   // and both are applied in lsn order, which gives the same cells.
   const local = await source.changeLog.unshipped(undefined, source.storeLsn, Number.MAX_SAFE_INTEGER);
+  if (local.gap) throw new OutsideHistoryError('the changes since the last snapshot are not all kept (the write-ahead log is off and more than 64 MiB changed): take a snapshot (POST /s3dump), or turn WAL_DIR on');
   const ref = source.snapshots.find((s) => Date.parse(s.createdAt) <= at)!;
   const snapshot = (await source.commits.read(ref.seq)) as SnapshotCommit;
   const out = ranges.map((r) => new Uint8Array(r.count * CELL_BYTES));

@@ -16,14 +16,13 @@ export class MemoryLog implements ChangeLog {
   private bytes = 0;
   private gapUntil = 0;
 
-  /** `firstLsn`: the lsn the first change gets; `keep`: false when nothing ever reads changes back (no shipping). */
-  constructor(firstLsn: number, private readonly keep: boolean, private readonly maxBytes = 64 * 1024 * 1024) {
+  /** `firstLsn`: the lsn the first change gets. Changes are kept until released (shipped or snapshotted), at most `maxBytes` of cells. */
+  constructor(firstLsn: number, private readonly maxBytes = 64 * 1024 * 1024) {
     this.lastLsn = firstLsn - 1;
   }
 
   append(at: number, by: string, runs: Run[]): Change {
     const change: Change = { lsn: ++this.lastLsn, at, by, runs };
-    if (!this.keep) return change;
     this.changes.push(change);
     this.bytes += changeBytes(change);
     if (this.bytes > this.maxBytes) {

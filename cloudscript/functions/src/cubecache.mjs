@@ -20,7 +20,7 @@
  */
 
 /** The operations, each registered as an HTTP function of the same name. */
-export const OPERATIONS = ['readCell', 'writeCell', 'readCells', 'writeCells', 's3dump'];
+export const OPERATIONS = ['readCell', 'writeCell', 'readCells', 'readCellsAt', 'writeCells', 's3dump'];
 
 /**
  * How long one call to the server may take by default, and at most: PlayFab gives a function run by a
@@ -60,6 +60,13 @@ export function createHandlers(env, { fetch = globalThis.fetch } = {}) {
     },
     async readCells(args) {
       const commands = checkList(args.indexes, 'indexes').map((index, i) => ({ action: 0, index: checkIndex(index, `indexes[${i}]`) }));
+      const answer = await call('/request', commands);
+      return answer.ok ? batchResult(answer.body, commands) : answer;
+    },
+    // The past: the cells as they were at an instant (ISO 8601), e.g. to look before a moderator restores a region.
+    async readCellsAt(args) {
+      if (typeof args.at !== 'string' || args.at === '') throw new Refusal({ ok: false, status: 0, error: 'at must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"', field: 'at' });
+      const commands = checkList(args.indexes, 'indexes').map((index, i) => ({ action: 0, index: checkIndex(index, `indexes[${i}]`), at: args.at }));
       const answer = await call('/request', commands);
       return answer.ok ? batchResult(answer.body, commands) : answer;
     },
