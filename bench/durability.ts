@@ -7,7 +7,10 @@
  *  3. boot with 10 minutes of shipped changes at 100 writes/s (600 change sets, 60,000 changes) after a
  *     64 MiB snapshot, against a boot from the snapshot alone; folder store and S3 (Ceph where installed);
  *  4. restore peak memory (VmHWM) of a boot from a snapshot of random bytes, 64 MiB and 1 GiB worlds, beyond
- *     the same server booted with an empty world; target: <= world size + 64 MiB.
+ *     the same server booted with an empty world; target: <= world size + 64 MiB;
+ *  5. time travel over one hour of history at 100 writes/s (3,600 change sets, a snapshot every 10 minutes):
+ *     restoring a 20x20x20 region ten minutes back, the same region just before a snapshot (the most change
+ *     sets to replay), and the whole world one hour back; folder store and S3.
  *
  *   npm run bench:durability      BENCH_SECONDS=5 BENCH_ROUNDS=3 BENCH_BIG=0 (skip the 1 GiB world)
  */
@@ -23,12 +26,14 @@ import type { BlobStore } from '../lib/store.js';
 import { FileStore } from '../lib/store-file.js';
 import { S3Store } from '../lib/store-s3.js';
 import {
-  AUTH_HEADER, ensureBuilt, fmt, fmtInt, fmtMiB, fmtMs, main, makeWorld, median, memory, MiB, RUN_SECONDS, runWrk, sleep,
+  AUTH_HEADER, ensureBuilt, fmt, fmtInt, fmtMiB, fmtMs, httpJson, main, makeWorld, median, memory, MiB, RUN_SECONDS, runWrk, sleep,
   startCubecache, startS3, table, verdicts, workDir, wrkBinary, wrkErrors, wrkScript, type ServerProc, type Verdict, type WrkResult,
 } from './support.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const BIG = process.env.BENCH_BIG !== '0';
+/** Which parts to run (1-5), e.g. BENCH_PARTS=3,5; all by default. */
+const PARTS = new Set((process.env.BENCH_PARTS ?? '1,2,3,4,5').split(',').map(Number));
 const silent = createLog(() => {});
 
 await main('bench:durability: the write-ahead log, shipping, boot replay and restore memory', async () => {
@@ -37,50 +42,54 @@ await main('bench:durability: the write-ahead log, shipping, boot replay and res
   const v: Verdict[] = [];
 
   // 1. The log on the write path.
-  const configs: Array<[string, Record<string, string>]> = [
-    ['log off', { WAL_DIR: '', SHIP_INTERVAL_SECONDS: '0' }],
-    ['log on, write', { WAL_SYNC: 'write' }],
-    ['log on, strict', { WAL_SYNC: 'strict' }],
-  ];
-  const servers = new Map<string, ServerProc>();
-  for (const [name, env] of configs) servers.set(name, await startCubecache(name, { env }));
-  const script = wrkScript({ kind: 'request', mode: 'write' });
-  for (const s of servers.values()) await runWrk(`${s.url}/request`, script, 2); // warm-up
-  const results = new Map<string, WrkResult[]>(configs.map(([name]) => [name, []]));
-  for (let round = 0; round < ROUNDS; round++) {
-    const order = configs.map(([name]) => name);
-    for (let k = 0; k < round; k++) order.push(order.shift()!);
-    for (const name of order) {
-      const r = await runWrk(`${servers.get(name)!.url}/request`, script, RUN_SECONDS);
-      const errors = wrkErrors(r);
-      if (errors) console.log(`!! ${name}: ${errors}`);
-      results.get(name)!.push(r);
+  if (PARTS.has(1)) {
+    const configs: Array<[string, Record<string, string>]> = [
+      ['log off', { WAL_DIR: '', SHIP_INTERVAL_SECONDS: '0' }],
+      ['log on, write', { WAL_SYNC: 'write' }],
+      ['log on, strict', { WAL_SYNC: 'strict' }],
+    ];
+    const servers = new Map<string, ServerProc>();
+    for (const [name, env] of configs) servers.set(name, await startCubecache(name, { env }));
+    const script = wrkScript({ kind: 'request', mode: 'write' });
+    for (const s of servers.values()) await runWrk(`${s.url}/request`, script, 2); // warm-up
+    const results = new Map<string, WrkResult[]>(configs.map(([name]) => [name, []]));
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = configs.map(([name]) => name);
+      for (let k = 0; k < round; k++) order.push(order.shift()!);
+      for (const name of order) {
+        const r = await runWrk(`${servers.get(name)!.url}/request`, script, RUN_SECONDS);
+        const errors = wrkErrors(r);
+        if (errors) console.log(`!! ${name}: ${errors}`);
+        results.get(name)!.push(r);
+      }
     }
+    const rps = (name: string) => median(results.get(name)!.map((r) => r.rps));
+    const p99 = (name: string) => median(results.get(name)!.map((r) => r.p99));
+    table(`Single-cell writes, wrk ${RUN_SECONDS} s x ${ROUNDS} rounds (medians)`, ['server', 'writes/s', 'p99', 'ratio to log off'],
+      configs.map(([name]) => [name, fmtInt(rps(name)), fmtMs(p99(name)), `${fmt(rps(name) / rps('log off'), 2)}x`]));
+    v.push({ target: 'writes with the log on (write) >= 0.9x the log off', measured: `${fmt(rps('log on, write') / rps('log off'), 2)}x`, pass: rps('log on, write') / rps('log off') >= 0.9 });
+    for (const s of servers.values()) await s.stop();
   }
-  const rps = (name: string) => median(results.get(name)!.map((r) => r.rps));
-  const p99 = (name: string) => median(results.get(name)!.map((r) => r.p99));
-  table(`Single-cell writes, wrk ${RUN_SECONDS} s x ${ROUNDS} rounds (medians)`, ['server', 'writes/s', 'p99', 'ratio to log off'],
-    configs.map(([name]) => [name, fmtInt(rps(name)), fmtMs(p99(name)), `${fmt(rps(name) / rps('log off'), 2)}x`]));
-  v.push({ target: 'writes with the log on (write) >= 0.9x the log off', measured: `${fmt(rps('log on, write') / rps('log off'), 2)}x`, pass: rps('log on, write') / rps('log off') >= 0.9 });
-  for (const s of servers.values()) await s.stop();
 
   // 2. Shipping's stalls under a steady load.
-  const stalls: Array<[string, number]> = [];
-  for (const [name, env] of [['shipping off', { SHIP_INTERVAL_SECONDS: '0' }], ['shipping every 1 s', { SHIP_INTERVAL_SECONDS: '1' }]] as const) {
-    const server = await startCubecache(name, { env, probe: true });
-    await server.loopWindow();
-    await steadyWrites(server.url, 1000, 10_000);
-    stalls.push([name, (await server.loopWindow()).maxMs]);
-    await server.stop();
+  if (PARTS.has(2)) {
+    const stalls: Array<[string, number]> = [];
+    for (const [name, env] of [['shipping off', { SHIP_INTERVAL_SECONDS: '0' }], ['shipping every 1 s', { SHIP_INTERVAL_SECONDS: '1' }]] as const) {
+      const server = await startCubecache(name, { env, probe: true });
+      await server.loopWindow();
+      await steadyWrites(server.url, 1000, 10_000);
+      stalls.push([name, (await server.loopWindow()).maxMs]);
+      await server.stop();
+    }
+    table('Longest event-loop stall, 10 s of 1,000 single-cell writes/s (64 MiB world, folder store)', ['server', 'max stall'], stalls.map(([n, ms]) => [n, fmtMs(ms)]));
+    v.push({ target: 'no event-loop stall over 20 ms from shipping', measured: fmtMs(stalls[1]![1]), pass: stalls[1]![1] <= 20 });
   }
-  table('Longest event-loop stall, 10 s of 1,000 single-cell writes/s (64 MiB world, folder store)', ['server', 'max stall'], stalls.map(([n, ms]) => [n, fmtMs(ms)]));
-  v.push({ target: 'no event-loop stall over 20 ms from shipping', measured: fmtMs(stalls[1]![1]), pass: stalls[1]![1] <= 20 });
 
   // 3. Boot with 10 minutes of changes at 100 writes/s.
   const s3 = await startS3();
   const s3Client = new S3Client({
-    endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
-    credentials: { accessKeyId: s3.env.AWS_ACCESS_KEY_ID!, secretAccessKey: s3.env.AWS_SECRET_ACCESS_KEY! },
+      endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
+      credentials: { accessKeyId: s3.env.AWS_ACCESS_KEY_ID!, secretAccessKey: s3.env.AWS_SECRET_ACCESS_KEY! },
   });
   const dataDir = mkdtempSync(join(workDir(), 'boot-'));
   const stores: Array<[string, BlobStore, Record<string, string>]> = [
@@ -90,35 +99,107 @@ await main('bench:durability: the write-ahead log, shipping, boot replay and res
   const world = makeWorld('sparse').bytes;
   const bootRows: Array<Array<string>> = [];
   let replayMs = 0;
-  for (const [label, store, env] of stores) {
-    await seed(store, 'snapshot-only/', world, 0, 0);
-    await seed(store, 'ten-minutes/', world, 600, 100);
-    const alone = await bootMs(label, { ...env, S3_PREFIX: 'snapshot-only/' });
-    const replayed = await bootMs(label, { ...env, S3_PREFIX: 'ten-minutes/' });
-    bootRows.push([label, fmtMs(alone), fmtMs(replayed), fmtMs(replayed - alone)]);
-    replayMs = Math.max(replayMs, replayed - alone);
+  if (PARTS.has(3)) {
+    for (const [label, store, env] of stores) {
+      await seed(store, 'snapshot-only/', world, 0, 0);
+      await seed(store, 'ten-minutes/', world, 600, 100);
+      const alone = await bootMs(label, { ...env, S3_PREFIX: 'snapshot-only/' });
+      const replayed = await bootMs(label, { ...env, S3_PREFIX: 'ten-minutes/' });
+      bootRows.push([label, fmtMs(alone), fmtMs(replayed), fmtMs(replayed - alone)]);
+      replayMs = Math.max(replayMs, replayed - alone);
+    }
+    table('Boot (spawn to listening) from a 64 MiB sparse snapshot, alone and with 600 change sets (10 min at 100 writes/s)', ['store', 'snapshot alone', 'with 10 min of changes', 'replay'], bootRows);
+    v.push({ target: 'replaying 10 minutes of changes at 100 writes/s adds under 5 s to a boot', measured: fmtMs(replayMs), pass: replayMs < 5000 });
   }
-  table('Boot (spawn to listening) from a 64 MiB sparse snapshot, alone and with 600 change sets (10 min at 100 writes/s)', ['store', 'snapshot alone', 'with 10 min of changes', 'replay'], bootRows);
-  v.push({ target: 'replaying 10 minutes of changes at 100 writes/s adds under 5 s to a boot', measured: fmtMs(replayMs), pass: replayMs < 5000 });
 
   // 4. Restore peak memory.
   const memRows: Array<Array<string>> = [];
-  for (const cells of BIG ? [16_777_216, 268_435_456] : [16_777_216]) {
-    const bytes = cells * 4;
-    const folder = mkdtempSync(join(workDir(), 'memory-'));
-    const store = new FileStore(folder);
-    const random = makeWorld('random', cells).bytes;
-    await seed(store, 'world/', random, 0, 0);
-    const env = { DATA_DIR: folder, CUBE_CELLS: String(cells) };
-    const empty = await peakBoot({ ...env, S3_PREFIX: 'empty/' });
-    const full = await peakBoot({ ...env, S3_PREFIX: 'world/' });
-    const beyond = full - empty;
-    memRows.push([fmtMiB(bytes), fmtMiB(empty), fmtMiB(full), fmtMiB(beyond), fmtMiB(bytes + 64 * MiB)]);
-    v.push({ target: `restore of a ${fmtMiB(bytes)} world peaks at <= world + 64 MiB beyond the idle process`, measured: fmtMiB(beyond), pass: beyond <= bytes + 64 * MiB });
+  if (PARTS.has(4)) {
+    for (const cells of BIG ? [16_777_216, 268_435_456] : [16_777_216]) {
+      const bytes = cells * 4;
+      const folder = mkdtempSync(join(workDir(), 'memory-'));
+      const store = new FileStore(folder);
+      const random = makeWorld('random', cells).bytes;
+      await seed(store, 'world/', random, 0, 0);
+      const env = { DATA_DIR: folder, CUBE_CELLS: String(cells) };
+      const empty = await peakBoot({ ...env, S3_PREFIX: 'empty/' });
+      const full = await peakBoot({ ...env, S3_PREFIX: 'world/' });
+      const beyond = full - empty;
+      memRows.push([fmtMiB(bytes), fmtMiB(empty), fmtMiB(full), fmtMiB(beyond), fmtMiB(bytes + 64 * MiB)]);
+      v.push({ target: `restore of a ${fmtMiB(bytes)} world peaks at <= world + 64 MiB beyond the idle process`, measured: fmtMiB(beyond), pass: beyond <= bytes + 64 * MiB });
+    }
+    table('Boot peak memory (VmHWM) from a snapshot of random bytes, folder store', ['world', 'empty world', 'restored world', 'beyond the empty one', 'target'], memRows);
   }
-  table('Boot peak memory (VmHWM) from a snapshot of random bytes, folder store', ['world', 'empty world', 'restored world', 'beyond the empty one', 'target'], memRows);
+
+  // 5. Time travel over an hour of history.
+  const travelRows: Array<Array<string>> = [];
+  if (PARTS.has(5)) {
+    for (const [label, store, env] of stores) {
+      const prefix = 'one-hour/';
+      const timeline = await seedHour(store, prefix, world);
+      const server = await startCubecache(`travel-${label}`, { env: { ...env, S3_PREFIX: prefix, SHIP_INTERVAL_SECONDS: '1' } });
+      await server.waitForEvent('listening');
+      const box: Array<{ start: number; count: number }> = [];
+      for (let z = 0; z < 20; z++) for (let y = 0; y < 20; y++) box.push({ start: 100 + 256 * (100 + y) + 65536 * (10 + z), count: 20 });
+      const restore = async (at: number, ranges?: typeof box) => {
+        const started = performance.now();
+        const answer = await httpJson(`${server.url}/restore`, { body: JSON.stringify(ranges ? { at: new Date(at).toISOString(), ranges } : { at: new Date(at).toISOString() }) });
+        if (answer.status !== 200) throw new Error(`restore answered ${answer.status} ${JSON.stringify(answer.json)}`);
+        return performance.now() - started;
+      };
+      const regionRecent = await restore(Date.now() - 10 * 60_000, box);
+      const regionWorst = await restore(timeline.lastSnapshotAt - 1000, box);
+      const whole = await restore(timeline.start + 30_000);
+      travelRows.push([label, fmtMs(regionRecent), fmtMs(regionWorst), fmtMs(whole)]);
+      await server.stop();
+    }
+    table('Restore to an instant, one hour of history at 100 writes/s (3,600 change sets, a 64 MiB sparse world, a snapshot every 10 min)',
+      ['store', '20x20x20 region, 10 min back', 'the region, 599 change sets to replay', 'whole world, 1 h back'], travelRows);
+  }
   verdicts(v);
 });
+
+/**
+ * A prefix holding an hour of history ending now: 3,600 change sets of 100 single-cell changes, one a second,
+ * and a snapshot every 10 minutes of the world as those changes leave it, committed as a server would.
+ */
+async function seedHour(store: BlobStore, prefix: string, base: Uint8Array): Promise<{ start: number; lastSnapshotAt: number }> {
+  const commits = new CommitLog(store, prefix, silent, Date.now);
+  const model = base.slice();
+  const cells = model.byteLength / 4;
+  const lineage = 'be0cbe0cbe0cbe0d';
+  const start = Date.now() - 3_600_000 - 5000;
+  let lsn = 0;
+  let lastSnapshotAt = start;
+  const refs: Array<Record<string, unknown>> = [];
+  for (let s = 0; s < 3600; s++) {
+    const at = start + s * 1000;
+    if (s % 600 === 0) {
+      const createdAt = new Date(at - 1);
+      const name = `${createdAt.toISOString().replace(/[-:.]/g, '')}-b${String(s).padStart(7, '0')}`;
+      const key = `${prefix}backups/${name}.gz`;
+      const encoded = encodeBackup(model);
+      await store.put(key, encoded.body);
+      const info = encoded.result();
+      const commit = await commits.append({ kind: 'snapshot', reason: 'bench', name, key, createdAt: createdAt.toISOString(), cells, bytes: info.bytes, compressedBytes: info.compressedBytes, sha256: info.sha256, lineage, lsn, snapshotLsn: lsn, replayFrom: 0, history: [...refs] } as never);
+      refs.unshift({ seq: commit.seq, name, key, createdAt: createdAt.toISOString(), bytes: info.bytes, compressedBytes: info.compressedBytes, sha256: info.sha256, replayFrom: 0 });
+      lastSnapshotAt = createdAt.getTime();
+    }
+    const changes: Change[] = [];
+    for (let i = 0; i < 100; i++) {
+      const index = Math.floor(Math.random() * cells);
+      const bytes = Uint8Array.of(1 + (i % 200), 0, 1, 2);
+      model.set(bytes, index * 4);
+      changes.push({ lsn: ++lsn, at: at + i * 10, by: i % 4 ? '0123456789ABCDEF' : '', runs: [{ start: index, bytes }] });
+    }
+    const packed = await packChangeSet(changes);
+    await commits.append({
+      kind: 'changes', reason: 'bench', name: `${s}`, lineage, lsn, fromLsn: changes[0]!.lsn, toLsn: lsn, count: changes.length, firstAt: new Date(changes[0]!.at).toISOString(),
+      lastAt: new Date(changes.at(-1)!.at).toISOString(), bytes: packed.bytes, compressedBytes: packed.body.byteLength, sha256: packed.sha256, inline: packed.body.toString('base64'),
+    } as never);
+  }
+  return { start, lastSnapshotAt };
+}
 
 /** `count` writes a second to random cells for `ms`, from a few keep-alive connections; resolves when done. */
 async function steadyWrites(url: string, perSecond: number, ms: number): Promise<void> {

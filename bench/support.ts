@@ -84,7 +84,8 @@ export function ensureBuilt(): ServerCommand {
   if (serverCommand) return serverCommand;
   if (process.env.BENCH_SERVER === 'tsx') return (serverCommand = { args: ['--expose-gc', '--import', 'tsx', 'server.ts'], how: 'node --import tsx server.ts (BENCH_SERVER=tsx)' });
   const out = join(ROOT, 'dist', 'server.js');
-  const sources = [join(ROOT, 'server.ts'), ...readdirSync(join(ROOT, 'lib')).filter((f) => f.endsWith('.ts')).map((f) => join(ROOT, 'lib', f))];
+  // Every source the build compiles: server.ts and lib/ with its folders (lib/backup/...).
+  const sources = [join(ROOT, 'server.ts'), ...(readdirSync(join(ROOT, 'lib'), { recursive: true }) as string[]).filter((f) => f.endsWith('.ts')).map((f) => join(ROOT, 'lib', f))];
   const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
   const stale = !existsSync(out) || statSync(out).mtimeMs < newest;
   if (stale) {

@@ -90,9 +90,13 @@ export class CommitLog {
     return commit;
   }
 
-  /** The commits at `seqs` (newest first), read a few at a time ahead of the caller; stops when the caller does. */
-  async *newestFirst(seqs: number[]): AsyncGenerator<Commit> {
-    const order = [...seqs].sort((a, b) => b - a);
+  /** The commits at `seqs`, newest first (see inOrder). */
+  newestFirst(seqs: number[]): AsyncGenerator<Commit> {
+    return this.inOrder([...seqs].sort((a, b) => b - a));
+  }
+
+  /** The commits at `order`, in that order, read a few at a time ahead of the caller; stops when the caller does. */
+  async *inOrder(order: number[]): AsyncGenerator<Commit> {
     const reads: Array<Promise<Commit>> = [];
     const settle = (p: Promise<Commit>) => { p.catch(() => undefined); return p; };
     for (let i = 0; i < Math.min(READ_AHEAD, order.length); i++) reads.push(settle(this.read(order[i]!)));

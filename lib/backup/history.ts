@@ -79,8 +79,7 @@ export async function cellsAt(source: HistorySource, at: number, ranges: CellRan
   // The change sets after the snapshot (from the first one it may lack), oldest first, until one begins after `at`.
   const from = snapshot.replayFrom > 0 ? Math.min(snapshot.replayFrom, snapshot.seq) : snapshot.seq + 1;
   const seqs = (await source.commits.seqs()).filter((seq) => seq >= from && seq !== snapshot.seq);
-  for (const seq of seqs) {
-    const commit = await source.commits.read(seq);
+  for await (const commit of source.commits.inOrder(seqs)) {
     if (commit.kind !== 'changes') continue;
     if (Date.parse(commit.firstAt) > at) break;
     for (const change of await readChangeSet(source.store, commit, source.cells)) if (!covered(change, commit.lineage)) apply(change);
