@@ -61,6 +61,15 @@ test('a log of another lineage is moved aside, never replayed, and a new lineage
   assert.equal((await readdir(recovery.setAside!)).filter((n) => n.endsWith('.wal')).length, 1);
 });
 
+test('an empty log of another lineage (a start that wrote nothing) is dropped, not moved aside', async (t) => {
+  const dir = await folder(t);
+  const first = await reopen(t, dir, undefined);
+  await first.wal.close();
+  const { recovery } = await reopen(t, dir, 'ffffffffffffffff', 9);
+  assert.equal(recovery.setAside, undefined);
+  assert.deepEqual((await readdir(dir)).filter((n) => n.startsWith('aside-')), []);
+});
+
 test('a torn last frame is cut at every byte inside it, and the rest replays', async (t) => {
   const { dir, lineage, segment } = await logWith(t, 4);
   const whole = await readFile(segment);

@@ -9,7 +9,7 @@
  * with good ones after it is corruption and start is refused.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { isCode, syncDir } from '../fs-util.js';
@@ -123,7 +123,10 @@ export class WriteAheadLog implements ChangeLog {
     const recovery: Recovery = { replayed: 0, lastLsn: 0 };
     const ours = lineage !== undefined && this.segments.length > 0 && this.segments.every((s) => s.lineage === lineage);
     if (this.segments.length > 0 && !ours) {
-      recovery.setAside = await this.setAside();
+      // A log of another lineage with frames is kept for an operator; one with none holds nothing to keep.
+      const sizes = await Promise.all(this.segments.map(async (s) => (await stat(join(this.options.dir, s.name))).size));
+      if (sizes.some((size) => size > 0)) recovery.setAside = await this.setAside();
+      else await this.dropAll();
     }
     let last = storeLsn;
     if (ours && this.segments[0]!.firstLsn > storeLsn + 1) {

@@ -1,6 +1,9 @@
 /** Runs server.ts as a real process, as Elastic Beanstalk or `npm start` would, and reads its JSON log. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export interface ServerProcess {
   child: ChildProcess;
@@ -20,8 +23,14 @@ export interface Owner { after(fn: () => unknown): void }
 
 /** Spawns `node --import tsx server.ts` with exactly `env` (plus PATH); killed when `owner` ends if still running. */
 export function spawnServer(t: Owner, env: Record<string, string>): ServerProcess {
+  // Without DATA_DIR or WAL_DIR the log would go to ./data/wal of the checkout: give it a folder of its own.
+  let ownWal: string | undefined;
+  if (env.DATA_DIR === undefined && env.WAL_DIR === undefined) {
+    ownWal = mkdtempSync(join(tmpdir(), 'cubecache-wal-'));
+    t.after(() => rmSync(ownWal!, { recursive: true, force: true }));
+  }
   const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
-    env: { PATH: process.env.PATH ?? '', NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...env },
+    env: { PATH: process.env.PATH ?? '', NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...(ownWal ? { WAL_DIR: join(ownWal, 'wal') } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const events: Array<Record<string, unknown>> = [];
