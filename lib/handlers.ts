@@ -1,13 +1,13 @@
 /** One function per route. Handlers get everything through ctx; they never read the environment or exit. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { FencedError, type Backups, type CellRange } from './backup/backups.js';
+import { FencedError, type Backups, type CellChange, type CellRange, type HistoryCursor } from './backup/backups.js';
 import type { Run } from './backup/change.js';
 import { CELL_BYTES, type Cell, type Cube } from './cube.js';
 import { collectBody, hasBody, HttpError, readBody, readJson, sendJson, upstream, type BodyLimit } from './http.js';
 import { clientAddress, type LoginGuard } from './login-guard.js';
 import type { Metrics, Sample } from './metrics.js';
 import { parseBasic } from './auth.js';
-import { encodeAnswer, isJsonSpace, MAX_BATCH, opensBatch, parseInstant, parseRequest, type CellCommand } from './protocol.js';
+import { encodeAnswer, isAuthor, isJsonSpace, MAX_AUTHOR, MAX_BATCH, opensBatch, parseInstant, parseRequest, type CellCommand } from './protocol.js';
 
 /** What handlers work with; built once per app. */
 export interface Ctx {
@@ -143,6 +143,9 @@ function applyCommands(ctx: Ctx, commands: CellCommand[], batch: boolean): Cell[
     } else answers[i] = current;
   }
   if (writes > 0) {
+    // A batch is one change, and a change has one author.
+    const authors = new Set(commands.filter((cmd) => cmd.write).map((cmd) => cmd.by ?? ''));
+    if (authors.size > 1) throw new HttpError(400, 'the writes of a batch are one change by one author: give them the same "by" (or none)');
     assertWritable(ctx);
     const runs: Run[] = [];
     for (const cmd of commands) {
@@ -150,7 +153,7 @@ function applyCommands(ctx: Ctx, commands: CellCommand[], batch: boolean): Cell[
       ctx.cube.write(cmd.index, cmd.cell);
       runs.push({ start: cmd.index, bytes: Uint8Array.of(cmd.cell.category, cmd.cell.rotation, cmd.cell.sideA, cmd.cell.sideB) });
     }
-    ctx.backups.record(runs);
+    ctx.backups.record(runs, [...authors][0]);
   }
   ctx.metrics.cellsWritten += writes;
   ctx.metrics.cellsRead += commands.length - writes;
@@ -204,7 +207,7 @@ export async function writeCells(req: IncomingMessage, res: ServerResponse, ctx:
   if (cells > 0) {
     assertWritable(ctx);
     ctx.cube.writeRange(start, body);
-    ctx.backups.record([{ start, bytes: body }]);
+    ctx.backups.record([{ start, bytes: body }], operator(req, query));
     await logged(ctx);
   }
   ctx.metrics.cellsWritten += cells;
@@ -365,14 +368,106 @@ export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ct
     const at = typeof fields.at === 'string' ? parseInstant(fields.at) : undefined;
     if (at === undefined) throw new HttpError(400, 'at must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"');
     const ranges = restoreRanges(fields, ctx.cube.cells);
-    const by = new URL(req.url ?? '/', 'http://x').searchParams.get('by') ?? parseBasic(req.headers.authorization)?.user ?? '';
-    const cells = await upstream(ctx.backups.restoreAt(at, ranges, by));
+    const cells = await upstream(ctx.backups.restoreAt(at, ranges, operator(req, new URL(req.url ?? '/', 'http://x').searchParams)));
     sendJson(res, 200, { status: 200, restored: { at: new Date(at).toISOString(), cells, ranges: ranges?.length ?? 1 } });
     return;
   }
   const name = fields.name;
   if (typeof name !== 'string' || name === '') throw new HttpError(400, 'body must be {"name": "<backup name>"} (see GET /backups) or {"at": "<instant>"} with "start" and "count" or "ranges" for part of the world');
-  sendJson(res, 200, { status: 200, restored: await upstream(ctx.backups.restoreBackup(name)) });
+  sendJson(res, 200, { status: 200, restored: await upstream(ctx.backups.restoreBackup(name, operator(req, new URL(req.url ?? '/', 'http://x').searchParams))) });
+}
+
+/** Who an operator's change is by: `?by=`, else the authenticated user. 400 for a `by` that is no author id. */
+function operator(req: IncomingMessage, query: URLSearchParams): string {
+  const by = query.get('by');
+  if (by !== null) {
+    if (!isAuthor(by)) throw new HttpError(400, `by must be up to ${MAX_AUTHOR} printable ASCII characters`);
+    return by;
+  }
+  return parseBasic(req.headers.authorization)?.user ?? '';
+}
+
+/** The most entries one page of history holds; 100 unless `limit` says otherwise. */
+const MAX_HISTORY_LIMIT = 1000;
+/** A region a history query may name at most (its cells are tracked while the window is replayed). */
+const MAX_HISTORY_CELLS = 1 << 20;
+
+/**
+ * GET /history?start=S&count=N (the changes to those cells) or ?by=P (that author's changes anywhere), with
+ * `since`/`until` (ISO 8601; by default the last hour), `by` also filtering a region, `limit` and `cursor`:
+ * newest first, each {at, index, before, after, by}, and `next` (the cursor of the next page) when there is one.
+ */
+export async function history(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
+  requireAuth(req, ctx);
+  const query = new URL(req.url ?? '/', 'http://x').searchParams;
+  const by = query.get('by') ?? undefined;
+  if (by !== undefined && !isAuthor(by)) throw new HttpError(400, `by must be up to ${MAX_AUTHOR} printable ASCII characters`);
+  const region = query.has('start') || query.has('count');
+  if (!region && by === undefined) throw new HttpError(400, 'name the cells (start and count) or the author (by), or both');
+  const start = queryInteger(query, 'start', 0, 0, ctx.cube.cells - 1);
+  const count = queryInteger(query, 'count', 1, 1, Math.min(MAX_HISTORY_CELLS, ctx.cube.cells - start));
+  const until = queryInstant(query, 'until') ?? ctx.now();
+  const since = queryInstant(query, 'since') ?? until - 3_600_000;
+  if (since >= until) throw new HttpError(400, 'since must be before until');
+  const limit = queryInteger(query, 'limit', 100, 1, MAX_HISTORY_LIMIT);
+  const cursor = parseCursor(query.get('cursor'));
+  const page = await upstream(ctx.backups.historyOf({ ranges: region ? [{ start, count }] : undefined, by, since, until, limit, cursor }));
+  sendJson(res, 200, {
+    status: 200,
+    changes: page.changes.map(publicChange),
+    ...(page.next ? { next: Buffer.from(JSON.stringify(page.next)).toString('base64url') } : {}),
+  });
+}
+
+/** A cell's change as clients see it. */
+function publicChange(change: CellChange) {
+  return { at: new Date(change.at).toISOString(), index: change.index, before: cellOf(change.before), after: cellOf(change.after), by: change.by };
+}
+
+function cellOf(bytes: Uint8Array): Cell {
+  return { category: bytes[0]!, rotation: bytes[1]!, sideA: bytes[2]!, sideB: bytes[3]! };
+}
+
+/** The cursor a page of history handed out, or undefined; 400 for one it did not. */
+function parseCursor(raw: string | null): HistoryCursor | undefined {
+  if (raw === null) return undefined;
+  try {
+    const value = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as HistoryCursor;
+    if ([value.at, value.lsn, value.seq].every(Number.isSafeInteger)) return { at: value.at, lsn: value.lsn, seq: value.seq };
+  } catch { /* refused below */ }
+  throw new HttpError(400, 'cursor must be the "next" of an earlier page');
+}
+
+/**
+ * POST /rollback {"by", "since", "until"?, "start"/"count" or "ranges"?, "preview"?}: puts back, for every cell
+ * that player changed in the window, the value it had before their first change in it; cells someone else
+ * changed after them are left and listed. One change by the operator; `preview` changes nothing.
+ */
+export async function rollback(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
+  requireAuth(req, ctx);
+  const body = await readJson(req, RESTORE_BODY_LIMIT);
+  const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
+  if (typeof fields.by !== 'string' || !isAuthor(fields.by)) throw new HttpError(400, `by must be the player id whose changes to roll back (up to ${MAX_AUTHOR} printable ASCII characters)`);
+  const instant = (name: string, fallback?: number) => {
+    if (fields[name] === undefined && fallback !== undefined) return fallback;
+    const at = typeof fields[name] === 'string' ? parseInstant(fields[name] as string) : undefined;
+    if (at === undefined) throw new HttpError(400, `${name} must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"`);
+    return at;
+  };
+  const since = instant('since');
+  const until = instant('until', ctx.now());
+  if (since >= until) throw new HttpError(400, 'since must be before until');
+  if (fields.preview !== undefined && typeof fields.preview !== 'boolean') throw new HttpError(400, 'preview must be true or false');
+  const ranges = restoreRanges(fields, ctx.cube.cells);
+  const plan = await upstream(ctx.backups.rollback(fields.by, since, until, ranges, operator(req, new URL(req.url ?? '/', 'http://x').searchParams), fields.preview === true));
+  sendJson(res, 200, {
+    status: 200,
+    preview: fields.preview === true,
+    restored: plan.restore.length,
+    skipped: plan.skipped.length,
+    cells: plan.restore.map((c) => ({ index: c.index, from: cellOf(c.from), to: cellOf(c.to) })),
+    skippedCells: plan.skipped.map((c) => ({ index: c.index, by: c.by, current: cellOf(c.value) })),
+  });
 }
 
 /** Bodies of /restore: a name, or an instant with up to MAX_RESTORE_RANGES ranges. */

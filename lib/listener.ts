@@ -27,6 +27,8 @@ const ROUTES = new Map<string, Map<string, Handler>>([
   ['/healthcheck', new Map([['GET', viaPromise(handlers.healthcheck)], ['HEAD', viaPromise(handlers.healthcheck)]])],
   ['/backups', new Map([['GET', viaPromise(handlers.listBackups)]])],
   ['/restore', new Map([['POST', viaPromise(handlers.restore)]])],
+  ['/history', new Map([['GET', viaPromise(handlers.history)]])],
+  ['/rollback', new Map([['POST', viaPromise(handlers.rollback)]])],
   ['/cells', new Map([['GET', viaPromise(handlers.readCells)], ['PUT', viaPromise(handlers.writeCells)]])],
   ['/stats', new Map([['GET', viaPromise(handlers.stats)]])],
   ['/metrics', new Map([['GET', viaPromise(handlers.metrics)]])],

@@ -13,7 +13,7 @@ import type { Cell } from './cube.js';
 import { HttpError } from './http.js';
 
 /** One validated command: a write of `cell` at `index` (only if the cell holds `expect`, when given), or a read of it (as it was at the instant `at`, ms since the epoch, when given). */
-export interface CellCommand { write: boolean; index: number; cell: Cell; expect?: Cell; at?: number }
+export interface CellCommand { write: boolean; index: number; cell: Cell; expect?: Cell; at?: number; by?: string }
 
 /** A /request body: one command (the seed's protocol) or a batch of them (a JSON array). */
 export type RequestBody = { batch: false; command: CellCommand } | { batch: true; commands: CellCommand[] };
@@ -38,6 +38,14 @@ export function isJsonSpace(byte: number): boolean {
   return byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
 }
 
+/** The longest author id a change may carry (PlayFab's ids are 16 hex characters). */
+export const MAX_AUTHOR = 64;
+
+/** True for an author id: up to MAX_AUTHOR printable ASCII characters (space to tilde). */
+export function isAuthor(text: string): boolean {
+  return text.length <= MAX_AUTHOR && /^[\x20-\x7e]*$/.test(text);
+}
+
 /** The instant an ISO 8601 text names (date, time to the minute or finer, and Z or an offset), in ms since the epoch; undefined if it names none. */
 export function parseInstant(text: string): number | undefined {
   if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/.test(text)) return undefined;
@@ -54,8 +62,8 @@ const QUOTE = 0x22, BACKSLASH = 0x5c, COMMA = 0x2c, COLON = 0x3a, MINUS = 0x2d, 
 const LBRACE = 0x7b, RBRACE = 0x7d, LBRACKET = 0x5b, RBRACKET = 0x5d, ZERO = 0x30, NINE = 0x39;
 
 // Field ids; their names as the error texts spell them.
-const ACTION = 0, INDEX = 1, CATEGORY = 2, ROTATION = 3, SIDE_A = 4, SIDE_B = 5, EXPECT = 6, AT = 7, UNKNOWN = -1;
-const NAMES = ['action', 'index', 'category', 'rotation', 'sideA', 'sideB', 'expect', 'at'];
+const ACTION = 0, INDEX = 1, CATEGORY = 2, ROTATION = 3, SIDE_A = 4, SIDE_B = 5, EXPECT = 6, AT = 7, BY = 8, UNKNOWN = -1;
+const NAMES = ['action', 'index', 'category', 'rotation', 'sideA', 'sideB', 'expect', 'at', 'by'];
 const BY_LOWER_NAME = new Map(NAMES.map((name, id) => [name.toLowerCase(), id]));
 // The seed's action is a Go int (int64): anything outside is an error there too.
 const INT64_MIN = -(2n ** 63n);
@@ -125,12 +133,22 @@ class Decoder {
     let action = 0, index = 0, category = 0, rotation = 0, sideA = 0, sideB = 0;
     let expect: Cell | undefined;
     let at: number | undefined;
+    let by: string | undefined;
     let broken = false;
     if (this.openMembers()) {
       do {
         const field = this.memberKey();
         if (broken || field === UNKNOWN) this.skip(depth + 1); // unknown keys are ignored, whatever they hold
-        else if (field === AT) {
+        else if (field === BY) {
+          if (buf[this.at] === 0x6e && this.literal('null')) by = undefined;
+          else {
+            by = this.text(depth + 1);
+            if (by === undefined || !isAuthor(by)) {
+              this.note(element, `by must be a string of up to ${MAX_AUTHOR} printable ASCII characters (a player id)`);
+              broken = true;
+            }
+          }
+        } else if (field === AT) {
           if (buf[this.at] === 0x6e && this.literal('null')) at = undefined;
           else {
             at = this.instant(depth + 1);
@@ -183,6 +201,7 @@ class Decoder {
     }
     const command: CellCommand = expect ? { write: action === 1, index, cell, expect } : { write: action === 1, index, cell };
     if (at !== undefined) command.at = at;
+    if (by !== undefined) command.by = by;
     return command;
   }
 
@@ -347,7 +366,7 @@ class Decoder {
         if (this.is(start, 'side')) return (buf[start + 4]! | 0x20) === 0x61 ? SIDE_A : (buf[start + 4]! | 0x20) === 0x62 ? SIDE_B : UNKNOWN;
         return UNKNOWN;
       case 2:
-        return this.is(start, 'at') ? AT : UNKNOWN;
+        return this.is(start, 'at') ? AT : this.is(start, 'by') ? BY : UNKNOWN;
       case 6:
         return this.is(start, 'action') ? ACTION : this.is(start, 'expect') ? EXPECT : UNKNOWN;
       case 8:
@@ -359,6 +378,12 @@ class Decoder {
 
   /** A string value at `at` naming an instant (see parseInstant), consumed; undefined for anything else (consumed too). */
   private instant(depth: number): number | undefined {
+    const text = this.text(depth);
+    return text === undefined ? undefined : parseInstant(text);
+  }
+
+  /** A string value at `at`, consumed and decoded; undefined for any other value (consumed too). */
+  private text(depth: number): string | undefined {
     const buf = this.buf;
     if (buf[this.at] !== QUOTE) {
       this.skip(depth);
@@ -366,8 +391,7 @@ class Decoder {
     }
     const open = this.at;
     this.string();
-    const text = JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + open, this.at - open).toString('utf8')) as string;
-    return parseInstant(text);
+    return JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + open, this.at - open).toString('utf8')) as string;
   }
 
   /** True when the bytes at `start` spell the lower-case ASCII `word` in any case (b | 0x20 maps only 'A'-'Z' onto 'a'-'z'). */

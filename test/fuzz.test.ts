@@ -963,7 +963,7 @@ function unknownKey(r: Rng): string {
   for (;;) {
     const key = r.chance(0.7) ? r.pick(UNKNOWN_KEYS) : Array.from({ length: r.between(1, 12) }, () => r.pick(KEY_CHARS)).join('');
     const name = lowerAscii(key.replace(/\\"/g, '"').replace(/\\t/g, '\t'));
-    if (!CMD_FIELDS.has(name) && name !== 'expect' && name !== 'at') return `"${key.replace(/[\u0000-\u001f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}"`;
+    if (!CMD_FIELDS.has(name) && name !== 'expect' && name !== 'at' && name !== 'by') return `"${key.replace(/[\u0000-\u001f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}"`;
   }
 }
 

@@ -16,13 +16,13 @@ import { CommitLog, FencedError, UnreadableCommitError, type ChangesCommit, type
 import { MemoryLog } from './memory-log.js';
 import { pruneCommits, type SnapshotRef } from './retention.js';
 import { every, Mutex } from './schedule.js';
-import { cellsAt, historySpan, mergeRanges, type CellRange, type HistorySource } from './history.js';
+import { cellsAt, historyOf, historySpan, mergeRanges, planRollback, type CellRange, type HistoryQuery, type HistorySource, type RollbackPlan } from './history.js';
 import { loadSnapshot, writeSnapshot, type BackupInfo } from './snapshot.js';
 import { LogCorruptError, LogLockedError, WriteAheadLog, type WalSync } from './wal.js';
 
 export type { BackupInfo } from './snapshot.js';
 export { FencedError } from './commit-log.js';
-export { OutsideHistoryError, type CellRange } from './history.js';
+export { OutsideHistoryError, type CellChange, type CellRange, type HistoryCursor, type HistoryQuery, type RollbackPlan } from './history.js';
 
 /** Where the running world came from at boot. */
 export type RestoredFrom = { kind: 'backup'; name: string } | { kind: 'legacy'; key: string } | { kind: 'empty' };
@@ -388,6 +388,47 @@ export class Backups {
     const cells = wanted.reduce((n, r) => n + r.count, 0);
     this.log.info('world_restored', { from: 'history', at: new Date(at).toISOString(), ranges: wanted.length, cells, by });
     return cells;
+  }
+
+  /** A page of the changes to a region, or by an author, newest first (see historyOf). */
+  async historyOf(query: HistoryQuery): Promise<Awaited<ReturnType<typeof historyOf>>> {
+    await this.pruned();
+    return historyOf(this.historySource(), { ...query, ranges: query.ranges && mergeRanges(query.ranges) });
+  }
+
+  /**
+   * Rolls back what `by` changed in (since, until] (within `region`, when given): each such cell gets the
+   * value it had before their first change in the window, unless someone else changed it after their last
+   * (those are skipped and listed). One change by `operator`, logged, shipped and fenced like any other;
+   * `preview` answers the plan and changes nothing. A cell written between the plan and the step is skipped too.
+   */
+  async rollback(by: string, since: number, until: number, region: CellRange[] | undefined, operator: string, preview: boolean): Promise<RollbackPlan> {
+    if (!preview) {
+      const refused = this.refusal();
+      if (refused) throw refused;
+    }
+    await this.pruned();
+    const plan = await planRollback(this.historySource(), by, since, until, region && mergeRanges(region));
+    if (preview) return plan;
+    const again = this.refusal();
+    if (again) throw again;
+    // One step from here, no await: each cell put back only if it still holds what the plan saw.
+    const restore: RollbackPlan['restore'] = [];
+    const skipped = [...plan.skipped];
+    for (const cell of plan.restore) {
+      const at = cell.index * CELL_BYTES;
+      const now = this.cube.bytes.subarray(at, at + CELL_BYTES);
+      if (now.every((v, i) => v === cell.from[i])) restore.push(cell);
+      else skipped.push({ index: cell.index, by: '(written while the rollback was planned)', value: now.slice() });
+    }
+    if (restore.length > 0) {
+      const runs = restore.map((cell) => ({ start: cell.index, bytes: cell.to }));
+      for (const run of runs) this.cube.writeRange(run.start, run.bytes);
+      this.record(runs, operator);
+      await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the rollback is applied but the write-ahead log could not write it yet (${err.message})`)) : resolve())));
+    }
+    this.log.info('rollback', { by, since: new Date(since).toISOString(), until: new Date(until).toISOString(), restored: restore.length, skipped: skipped.length, operator });
+    return { restore, skipped };
   }
 
   private historySource(): HistorySource {

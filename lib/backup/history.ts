@@ -51,47 +51,188 @@ export function mergeRanges(ranges: CellRange[]): CellRange[] {
   return out;
 }
 
+/** A read of the past: the snapshot it starts from, and every change after that snapshot, oldest first. */
+interface Replay { snapshot: SnapshotCommit; changes: AsyncGenerator<Change> }
+
 /**
- * The bytes of each range of `ranges` (sorted, disjoint: see mergeRanges) as they were at `at` (ms since the
- * epoch): one buffer per range, 4 bytes a cell. OutsideHistoryError when `at` is before the oldest kept
- * snapshot or after now.
+ * Opens a replay for an instant `from` (ms): the newest kept snapshot taken at or before it, then the change
+ * sets after that snapshot (stopping once one begins after `until`) and the changes only the log holds.
+ * OutsideHistoryError when `from` is before the oldest kept snapshot or after now.
  */
-export async function cellsAt(source: HistorySource, at: number, ranges: CellRange[]): Promise<Uint8Array[]> {
+async function openReplay(source: HistorySource, from: number, until = Number.POSITIVE_INFINITY): Promise<Replay> {
   const span = historySpan(source);
   if (!span) throw new OutsideHistoryError('no history is kept yet: it starts with the first snapshot (POST /s3dump takes one now)');
-  if (!(at >= Date.parse(span.earliest) && at <= source.now)) {
-    throw new OutsideHistoryError(`${new Date(at).toISOString()} is outside the history kept, from ${span.earliest} to ${span.latest}`);
+  if (!(from >= Date.parse(span.earliest) && from <= source.now)) {
+    throw new OutsideHistoryError(`${new Date(from).toISOString()} is outside the history kept, from ${span.earliest} to ${span.latest}`);
   }
   // The log first: what it holds now and the store lacks. Read before the commits are listed, so a shipment
   // (and the release of its log segment) in between leaves each change in one of the two, at worst in both,
   // and both are applied in lsn order, which gives the same cells.
   const local = await source.changeLog.unshipped(undefined, source.storeLsn, Number.MAX_SAFE_INTEGER);
   if (local.gap) throw new OutsideHistoryError('the changes since the last snapshot are not all kept (the write-ahead log is off and more than 64 MiB changed): take a snapshot (POST /s3dump), or turn WAL_DIR on');
-  const ref = source.snapshots.find((s) => Date.parse(s.createdAt) <= at)!;
+  const ref = source.snapshots.find((s) => Date.parse(s.createdAt) <= from)!;
   const snapshot = (await source.commits.read(ref.seq)) as SnapshotCommit;
-  const out = ranges.map((r) => new Uint8Array(r.count * CELL_BYTES));
-  await loadSnapshotRanges(source.store, snapshot.key, snapshot.sha256, snapshot.bytes, ranges, out, `backup ${snapshot.name}`);
   const covered = (change: Change, lineage: string) => lineage === snapshot.lineage && change.lsn <= snapshot.snapshotLsn;
-  const apply = (change: Change) => {
-    if (change.at > at) return;
-    for (const run of change.runs) applyRun(run.start, run.bytes, ranges, out);
-  };
-  // The change sets after the snapshot (from the first one it may lack), oldest first, until one begins after `at`.
-  const from = snapshot.replayFrom > 0 ? Math.min(snapshot.replayFrom, snapshot.seq) : snapshot.seq + 1;
-  const seqs = (await source.commits.seqs()).filter((seq) => seq >= from && seq !== snapshot.seq);
-  for await (const commit of source.commits.inOrder(seqs)) {
-    if (commit.kind !== 'changes') continue;
-    if (Date.parse(commit.firstAt) > at) break;
-    for (const change of await readChangeSet(source.store, commit, source.cells)) if (!covered(change, commit.lineage)) apply(change);
+  // The change sets after the snapshot, from the first one it may lack.
+  const first = snapshot.replayFrom > 0 ? Math.min(snapshot.replayFrom, snapshot.seq) : snapshot.seq + 1;
+  const seqs = (await source.commits.seqs()).filter((seq) => seq >= first && seq !== snapshot.seq);
+  async function* changes(): AsyncGenerator<Change> {
+    for await (const commit of source.commits.inOrder(seqs)) {
+      if (commit.kind !== 'changes') continue;
+      if (Date.parse(commit.firstAt) > until) return; // nothing later matters, and the log holds only later ones
+      for (const change of await readChangeSet(source.store, commit, source.cells)) if (!covered(change, commit.lineage)) yield change;
+    }
+    for (const change of local.changes) if (!covered(change, source.changeLog.lineage)) yield change;
   }
-  for (const change of local.changes) if (!covered(change, source.changeLog.lineage)) apply(change);
+  return { snapshot, changes: changes() };
+}
+
+/**
+ * The bytes of each range of `ranges` (sorted, disjoint: see mergeRanges) as they were at `at` (ms since the
+ * epoch): one buffer per range, 4 bytes a cell. OutsideHistoryError when `at` is before the oldest kept
+ * snapshot or after now.
+ */
+export async function cellsAt(source: HistorySource, at: number, ranges: CellRange[]): Promise<Uint8Array[]> {
+  const replay = await openReplay(source, at, at);
+  const out = await loadRanges(source, replay.snapshot, ranges);
+  for await (const change of replay.changes) {
+    if (change.at > at) continue;
+    for (const run of change.runs) applyRun(run.start, run.bytes, ranges, out);
+  }
   return out;
 }
 
-/** Copies the part of a run (cells from `start`) that falls in each range into that range's buffer. */
-function applyRun(start: number, bytes: Uint8Array, ranges: CellRange[], out: Uint8Array[]): void {
+/** The cells of `ranges` in `snapshot`, one buffer per range. */
+async function loadRanges(source: HistorySource, snapshot: SnapshotCommit, ranges: CellRange[]): Promise<Uint8Array[]> {
+  const out = ranges.map((r) => new Uint8Array(r.count * CELL_BYTES));
+  await loadSnapshotRanges(source.store, snapshot.key, snapshot.sha256, snapshot.bytes, ranges, out, `backup ${snapshot.name}`);
+  return out;
+}
+
+/** One cell's change: when, which cell, its value before and after, and who made it. */
+export interface CellChange { at: number; index: number; before: Uint8Array; after: Uint8Array; by: string; lsn: number; seq: number }
+
+/** Where a page of history stops: entries strictly older than this one come next. */
+export interface HistoryCursor { at: number; lsn: number; seq: number }
+
+/** What a history query asks: the cells (a region) or an author (anywhere), a window, a page. */
+export interface HistoryQuery { ranges?: CellRange[]; by?: string; since: number; until: number; limit: number; cursor?: HistoryCursor }
+
+/**
+ * The changes in (since, until] to the region `ranges` (sorted, disjoint) or, without ranges, anywhere by
+ * `by`, newest first, at most `limit`, older than `cursor`; and the cursor of the next page when there is
+ * one. Memory stays bounded by the region (or the author's cells in the window) and the page.
+ */
+export async function historyOf(source: HistorySource, query: HistoryQuery): Promise<{ changes: CellChange[]; next?: HistoryCursor }> {
+  const ranges = query.ranges ?? (await authorCells(source, query.by!, query.since, query.until));
+  if (ranges.length === 0) return { changes: [] };
+  const replay = await openReplay(source, query.since, query.until);
+  const state = await loadRanges(source, replay.snapshot, ranges);
+  const page: CellChange[] = [];
+  let more = false;
+  const older = (c: { at: number; lsn: number; seq: number }) => !query.cursor || c.at < query.cursor.at || (c.at === query.cursor.at && (c.lsn < query.cursor.lsn || (c.lsn === query.cursor.lsn && c.seq < query.cursor.seq)));
+  for await (const change of replay.changes) {
+    const inWindow = change.at > query.since && change.at <= query.until && (query.by === undefined || change.by === query.by);
+    let seq = 0;
+    for (const run of change.runs) {
+      eachTrackedCell(run.start, run.bytes, ranges, state, (index, before, after) => {
+        const entry = { at: change.at, index, before, after, by: change.by, lsn: change.lsn, seq: seq++ };
+        if (!inWindow || !older(entry)) return;
+        page.push(entry);
+        if (page.length > query.limit) {
+          page.shift(); // keep the newest `limit` of those older than the cursor
+          more = true;
+        }
+      });
+    }
+  }
+  const changes = page.reverse();
+  const last = changes.at(-1);
+  return more && last ? { changes, next: { at: last.at, lsn: last.lsn, seq: last.seq } } : { changes };
+}
+
+/** One cell the rollback puts back (`to`, what it held before the author's first change in the window), or leaves (`skipped`: another changed it later). */
+export interface RollbackPlan {
+  restore: Array<{ index: number; from: Uint8Array; to: Uint8Array }>;
+  skipped: Array<{ index: number; by: string; value: Uint8Array }>;
+}
+
+/**
+ * For every cell of `ranges` (or anywhere) that `by` changed in (since, until]: the value it held before
+ * their first change in that window, unless someone else changed it after their last change (then it is
+ * skipped, with who did). Changes up to now count for the "after".
+ */
+export async function planRollback(source: HistorySource, by: string, since: number, until: number, region?: CellRange[]): Promise<RollbackPlan> {
+  const cells = await authorCells(source, by, since, until, region);
+  const plan: RollbackPlan = { restore: [], skipped: [] };
+  if (cells.length === 0) return plan;
+  const replay = await openReplay(source, since);
+  const state = await loadRanges(source, replay.snapshot, cells);
+  const first = new Map<number, Uint8Array>(); // cell → its value before the author's first change in the window
+  const lastBy = new Map<number, string>(); // cell → the author of its newest change after `since`
+  for await (const change of replay.changes) {
+    for (const run of change.runs) {
+      eachTrackedCell(run.start, run.bytes, cells, state, (index, before) => {
+        if (change.at <= since) return;
+        if (change.by === by && change.at <= until && !first.has(index)) first.set(index, before);
+        if (first.has(index)) lastBy.set(index, change.by);
+      });
+    }
+  }
+  for (const [index, to] of [...first].sort((a, b) => a[0] - b[0])) {
+    const now = valueOf(cells, state, index);
+    if (lastBy.get(index) !== by) plan.skipped.push({ index, by: lastBy.get(index)!, value: now });
+    else if (!sameBytes(now, to)) plan.restore.push({ index, from: now, to });
+  }
+  return plan;
+}
+
+/** The cells `by` changed in (since, until] (within `region` when given), as sorted single-cell ranges merged. */
+async function authorCells(source: HistorySource, by: string, since: number, until: number, region?: CellRange[]): Promise<CellRange[]> {
+  const replay = await openReplay(source, since, until);
+  const touched = new Set<number>();
+  for await (const change of replay.changes) {
+    if (change.by !== by || change.at <= since || change.at > until) continue;
+    for (const run of change.runs) {
+      const end = run.start + run.bytes.byteLength / CELL_BYTES;
+      for (let i = run.start; i < end; i++) if (!region || inRanges(region, i)) touched.add(i);
+    }
+  }
+  return mergeRanges([...touched].map((start) => ({ start, count: 1 })));
+}
+
+/** Calls `visit` for each cell of a run inside the tracked ranges, with its value before and after, and applies it to `state`. */
+function eachTrackedCell(start: number, bytes: Uint8Array, ranges: CellRange[], state: Uint8Array[], visit: (index: number, before: Uint8Array, after: Uint8Array) => void): void {
   const end = start + bytes.byteLength / CELL_BYTES;
-  // The first range that ends after `start` (ranges are sorted and disjoint).
+  for (let i = firstRangeEndingAfter(ranges, start); i < ranges.length && ranges[i]!.start < end; i++) {
+    const r = ranges[i]!;
+    for (let index = Math.max(start, r.start); index < Math.min(end, r.start + r.count); index++) {
+      const at = (index - r.start) * CELL_BYTES;
+      const before = state[i]!.slice(at, at + CELL_BYTES);
+      const after = bytes.slice((index - start) * CELL_BYTES, (index - start + 1) * CELL_BYTES);
+      state[i]!.set(after, at);
+      visit(index, before, after);
+    }
+  }
+}
+
+function valueOf(ranges: CellRange[], state: Uint8Array[], index: number): Uint8Array {
+  const i = firstRangeEndingAfter(ranges, index);
+  const at = (index - ranges[i]!.start) * CELL_BYTES;
+  return state[i]!.slice(at, at + CELL_BYTES);
+}
+
+function inRanges(ranges: CellRange[], index: number): boolean {
+  const i = firstRangeEndingAfter(ranges, index);
+  return i < ranges.length && ranges[i]!.start <= index;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** The first of the sorted, disjoint `ranges` that ends after cell `start`. */
+function firstRangeEndingAfter(ranges: CellRange[], start: number): number {
   let lo = 0;
   let hi = ranges.length;
   while (lo < hi) {
@@ -99,7 +240,13 @@ function applyRun(start: number, bytes: Uint8Array, ranges: CellRange[], out: Ui
     if (ranges[mid]!.start + ranges[mid]!.count <= start) lo = mid + 1;
     else hi = mid;
   }
-  for (let i = lo; i < ranges.length && ranges[i]!.start < end; i++) {
+  return lo;
+}
+
+/** Copies the part of a run (cells from `start`) that falls in each range into that range's buffer. */
+function applyRun(start: number, bytes: Uint8Array, ranges: CellRange[], out: Uint8Array[]): void {
+  const end = start + bytes.byteLength / CELL_BYTES;
+  for (let i = firstRangeEndingAfter(ranges, start); i < ranges.length && ranges[i]!.start < end; i++) {
     const r = ranges[i]!;
     const from = Math.max(start, r.start);
     const to = Math.min(end, r.start + r.count);

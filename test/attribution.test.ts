@@ -1,0 +1,216 @@
+/**
+ * Attribution, model-based: several players write interleaved cells, batches and ranges over time; history
+ * by region and by player (paged) and rollbacks (previews, regions, later overwrites by others) are checked
+ * against a model that records every change with its author; again after a restart and across a snapshot;
+ * in both stores. Plus bad authors, a window outside the span, and a rollback racing writes.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import { AUTH, openFileStore, openS3Store, startServer, TEST_CELLS, type Running, type StoreFixture } from './support/app.js';
+import { basicHeader, waitFor } from './support/http.js';
+
+const REGION = 256;
+const PLAYERS = ['A1B2C3D4E5F60718', '0123456789ABCDEF', 'FEDCBA9876543210', ''];
+type Cell = [number, number, number, number];
+interface Entry { epoch: number; index: number; before: Cell; after: Cell; by: string }
+
+function rng(seed: number): (n: number) => number {
+  let a = seed >>> 0;
+  return (n) => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
+  };
+}
+
+async function instant(): Promise<number> {
+  const t = Date.now();
+  await waitFor('the clock to pass the instant', () => Date.now() > t, 1000, 1);
+  return t;
+}
+
+async function walDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cubecache-attribution-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return join(dir, 'wal');
+}
+
+/** The model: the world and every change, in order, each cell of a change as one entry. */
+class Model {
+  world = new Uint8Array(TEST_CELLS * 4);
+  entries: Entry[] = [];
+  cell(index: number): Cell { return [...this.world.subarray(index * 4, index * 4 + 4)] as Cell; }
+  change(epoch: number, by: string, cells: Array<[number, Cell]>): void {
+    for (const [index, after] of cells) {
+      this.entries.push({ epoch, index, before: this.cell(index), after, by });
+      this.world.set(after, index * 4);
+    }
+  }
+}
+
+async function randomChange(s: Running, model: Model, next: (n: number) => number, epoch: number): Promise<void> {
+  const by = PLAYERS[next(PLAYERS.length)]!;
+  const value = (): Cell => [1 + next(255), next(4), next(256), next(256)];
+  const kind = next(3);
+  if (kind === 0) {
+    const index = next(REGION);
+    const cell = value();
+    const answer = await s.post('/request', { action: 1, index, category: cell[0], rotation: cell[1], sideA: cell[2], sideB: cell[3], ...(by ? { by } : {}) });
+    assert.equal(answer.status, 200, answer.text);
+    model.change(epoch, by, [[index, cell]]);
+  } else if (kind === 1) {
+    const cells: Array<[number, Cell]> = Array.from({ length: 1 + next(4) }, () => [next(REGION), value()]);
+    const answer = await s.post('/request', cells.map(([index, c]) => ({ action: 1, index, category: c[0], rotation: c[1], sideA: c[2], sideB: c[3], ...(by ? { by } : {}) })));
+    assert.equal(answer.status, 200, answer.text);
+    model.change(epoch, by, cells);
+  } else {
+    const start = next(REGION - 6);
+    const cells: Array<[number, Cell]> = Array.from({ length: 1 + next(5) }, (_, i) => [start + i, value()]);
+    const body = Uint8Array.from(cells.flatMap(([, c]) => c));
+    // A range write is the operator's: `by` in the query (an empty one would be the authenticated user's).
+    const answer = await s.call(`/cells?start=${start}&by=${encodeURIComponent(by)}`, { method: 'PUT', body, auth: AUTH });
+    assert.equal(answer.status, 200, answer.text);
+    model.change(epoch, by, cells);
+  }
+}
+
+/** Every page of a history query, followed through its cursors. */
+async function allPages(s: Running, query: string): Promise<Array<{ at: string; index: number; before: Record<string, number>; after: Record<string, number>; by: string }>> {
+  const out = [];
+  let cursor: string | undefined;
+  for (let pages = 0; pages < 1000; pages++) {
+    const answer = await s.call(`/history?${query}&limit=7${cursor ? `&cursor=${cursor}` : ''}`, { auth: AUTH });
+    assert.equal(answer.status, 200, answer.text);
+    out.push(...answer.json.changes);
+    cursor = answer.json.next;
+    if (!cursor) return out;
+  }
+  throw new Error('history did not end');
+}
+
+const asCell = (c: Record<string, number>): Cell => [c.category!, c.rotation!, c.sideA!, c.sideB!];
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/** The model's answer to a history query: entries in epochs (from, to] for the cells and author, newest first. */
+function expectedHistory(model: Model, from: number, to: number, cells?: [number, number], by?: string): Array<[number, Cell, Cell, string]> {
+  return model.entries
+    .filter((e) => e.epoch > from && e.epoch <= to && (!cells || (e.index >= cells[0] && e.index < cells[0] + cells[1])) && (by === undefined || e.by === by))
+    .reverse().map((e) => [e.index, e.before, e.after, e.by]);
+}
+
+/** The model's rollback of `by` in epochs (from, to] within [start, start+count): per cell, restored to the value before their first change, unless another changed it after. */
+function expectedRollback(model: Model, by: string, from: number, to: number, region?: [number, number]) {
+  const first = new Map<number, Cell>();
+  const last = new Map<number, string>();
+  for (const e of model.entries) {
+    if (e.epoch <= from || (region && (e.index < region[0] || e.index >= region[0] + region[1]))) continue;
+    if (e.by === by && e.epoch <= to && !first.has(e.index)) first.set(e.index, e.before);
+    if (first.has(e.index)) last.set(e.index, e.by);
+  }
+  const restore: Array<[number, Cell]> = [];
+  const skipped: number[] = [];
+  for (const [index, to] of [...first].sort((a, b) => a[0] - b[0])) {
+    if (last.get(index) !== by) skipped.push(index);
+    else if (model.cell(index).join() !== to.join()) restore.push([index, to]);
+  }
+  return { restore, skipped };
+}
+
+const STORES: Array<[string, (t: TestContext) => Promise<StoreFixture>]> = [['file', openFileStore], ['s3', () => openS3Store()]];
+
+describe('attribution', () => {
+  for (const [kind, open] of STORES) {
+    test(`history by cell and by player, and rollbacks of one player, match the model, across a snapshot and a restart (${kind} store)`, async (t) => {
+      const fixture = await open(t);
+      const options = { wal: { dir: await walDir(t), sync: 'write' as const }, shipIntervalMs: 40 };
+      let s = await startServer(t, fixture, options);
+      const next = rng(kind === 'file' ? 21 : 22);
+      const model = new Model();
+      assert.equal((await s.post('/s3dump')).status, 200);
+      const instants = [await instant()];
+      for (let epoch = 1; epoch <= 8; epoch++) {
+        for (let i = 0; i < 10; i++) await randomChange(s, model, next, epoch);
+        if (epoch === 4) assert.equal((await s.post('/s3dump')).status, 200);
+        instants.push(await instant());
+      }
+      const check = async (label: string) => {
+        for (let q = 0; q < 4; q++) {
+          const from = next(6);
+          const to = from + 1 + next(8 - from);
+          const start = next(REGION - 40);
+          const count = 1 + next(40);
+          const got = await allPages(s, `start=${start}&count=${count}&since=${iso(instants[from]!)}&until=${iso(instants[to]!)}`);
+          assert.deepEqual(got.map((c) => [c.index, asCell(c.before), asCell(c.after), c.by]), expectedHistory(model, from, to, [start, count]), `${label}: cells ${start}+${count}, epochs ${from}..${to}`);
+          for (const c of got) assert.ok(Date.parse(c.at) > instants[from]! && Date.parse(c.at) <= instants[to]!, 'each instant in the window');
+          const player = PLAYERS[next(3)]!;
+          const mine = await allPages(s, `by=${player}&since=${iso(instants[from]!)}&until=${iso(instants[to]!)}`);
+          assert.deepEqual(mine.map((c) => [c.index, asCell(c.before), asCell(c.after), c.by]), expectedHistory(model, from, to, undefined, player), `${label}: ${player}, epochs ${from}..${to}`);
+        }
+      };
+      await check('running');
+
+      // A preview changes nothing; the rollback then does exactly what the preview said, leaving others' later work.
+      const griefer = PLAYERS[0]!;
+      const expected = expectedRollback(model, griefer, 2, 6, [0, 200]);
+      const body = { by: griefer, since: iso(instants[2]!), until: iso(instants[6]!), start: 0, count: 200 };
+      const preview = await s.post('/rollback', { ...body, preview: true });
+      assert.equal(preview.status, 200, preview.text);
+      assert.deepEqual(preview.json.cells.map((c: { index: number; to: Record<string, number> }) => [c.index, asCell(c.to)]), expected.restore);
+      assert.deepEqual(preview.json.skippedCells.map((c: { index: number }) => c.index), expected.skipped);
+      assert.deepEqual([...Buffer.from(await (await fetch(`${s.url}/cells?start=0&count=${REGION}`, { headers: { Authorization: basicHeader(AUTH.user, AUTH.password) } })).arrayBuffer())], [...model.world.subarray(0, REGION * 4)], 'a preview changes nothing');
+      const done = await s.call('/rollback?by=moderator', { method: 'POST', body, auth: AUTH });
+      assert.equal(done.status, 200, done.text);
+      assert.equal(done.json.restored, expected.restore.length);
+      model.change(9, 'moderator', expected.restore);
+      instants.push(await instant());
+      assert.deepEqual([...Buffer.from(await (await fetch(`${s.url}/cells?start=0&count=${REGION}`, { headers: { Authorization: basicHeader(AUTH.user, AUTH.password) } })).arrayBuffer())], [...model.world.subarray(0, REGION * 4)], 'after the rollback');
+      // The rollback is attributed to the operator, and is itself rolled back by rolling back the operator.
+      const byModerator = await allPages(s, `by=moderator&since=${iso(instants[8]!)}`);
+      assert.equal(byModerator.length, expected.restore.length);
+      await waitFor('shipped', async () => !(await s.call('/healthcheck')).json.backup.unsavedChanges);
+
+      await s.app.close();
+      s = await startServer(t, fixture, options);
+      await check('after a restart');
+    });
+  }
+
+  test('bad authors are 400s that write nothing; a rollback window outside the span names it', async (t) => {
+    const s = await startServer(t, await openFileStore(t), { wal: { dir: await walDir(t), sync: 'write' } });
+    assert.equal((await s.post('/s3dump')).status, 200);
+    for (const by of ['x'.repeat(65), 'caf\u00e9', 'tab\there', 5]) {
+      const answer = await s.post('/request', { action: 1, index: 1, category: 1, by });
+      assert.equal(answer.status, 400, JSON.stringify(by));
+      assert.match(answer.json.error, /by must be/);
+    }
+    assert.equal((await s.post('/request', [{ action: 1, index: 1, category: 1, by: 'P1' }, { action: 1, index: 2, category: 1, by: 'P2' }])).status, 400, 'one author a batch');
+    assert.equal((await s.call(`/cells?start=0&by=${'y'.repeat(65)}`, { method: 'PUT', body: new Uint8Array(4).fill(1), auth: AUTH })).status, 400);
+    assert.equal((await s.post('/request', { index: 1 })).json.category, 0, 'nothing written');
+    assert.equal((await s.post('/request', { action: 1, index: 1, category: 1, by: 'x'.repeat(64) })).status, 200, '64 characters are fine');
+    const early = await s.post('/rollback', { by: 'P1', since: '2020-01-01T00:00:00Z' });
+    assert.equal(early.status, 400);
+    assert.match(early.json.error, /outside the history kept, from \S+Z to \S+Z/);
+    for (const body of [{ since: iso(Date.now()) }, { by: 'P1' }, { by: 'P1', since: iso(Date.now()), until: iso(Date.now() - 1000) }, { by: 'P1', since: iso(Date.now()), preview: 'yes' }]) {
+      assert.equal((await s.post('/rollback', body)).status, 400, JSON.stringify(body));
+    }
+    assert.equal((await s.call('/history', { auth: AUTH })).status, 400, 'a history query names cells or an author');
+    assert.equal((await s.call('/history?by=P1&cursor=nonsense', { auth: AUTH })).status, 400);
+  });
+
+  test('a rollback racing writes to the same cells: a cell written after the plan keeps that write', async (t) => {
+    const s = await startServer(t, await openFileStore(t), { wal: { dir: await walDir(t), sync: 'write' } });
+    assert.equal((await s.post('/s3dump')).status, 200);
+    const since = await instant();
+    for (let i = 0; i < 50; i++) assert.equal((await s.post('/request', { action: 1, index: i, category: 66, by: 'GRIEFER' })).status, 200);
+    const racing = Array.from({ length: 50 }, (_, i) => s.post('/request', { action: 1, index: i, category: 7, sideA: 7, by: 'BUILDER' }));
+    const rollback = s.post('/rollback', { by: 'GRIEFER', since: iso(since) });
+    const answers = await Promise.all([...racing, rollback]);
+    for (const answer of answers) assert.equal(answer.status, 200, answer.text);
+    const world = Buffer.from(await (await fetch(`${s.url}/cells?start=0&count=50`, { headers: { Authorization: basicHeader(AUTH.user, AUTH.password) } })).arrayBuffer());
+    for (let i = 0; i < 50; i++) assert.ok([0, 7].includes(world[i * 4]!), `cell ${i}: the griefer's 66 never survives the builder's later write or the rollback (${world[i * 4]})`);
+  });
+});
