@@ -21,6 +21,11 @@
  *   writeCell  {index, category, rotation, sideA, sideB, expect?}   -> {ok, index, category, rotation, sideA, sideB}
  *   readCells  {indexes: [index, ...]}                              -> {ok, cells: [{index, category, ...}, ...]}
  *   readCellsAt {indexes: [index, ...], at: "2026-12-01T14:03:00Z"} -> the same, as the cells were at that instant
+ *   cellHistory {index, since?, until?, limit?}                     -> {ok, changes: [{at, index, before, after, by}, ...] newest first, next?}
+ *   rollbackPlayer {by, since, until?, start?, count?, preview?}   -> {ok, preview, restored, skipped, cells, skippedCells} (moderators only)
+ * Writes carry the calling player (currentPlayerId) as their author, so GET /history and POST /rollback know who
+ * made each change. rollbackPlayer is for moderators: the callers listed (comma-separated PlayFab ids) in the
+ * Title Internal Data key cubecacheModerators; anyone else gets {ok: false, status: 403}.
  *   writeCells {cells: [{index, category, ..., expect?}, ...]}      -> {ok, cells: [{index, category, ...}, ...]}
  *   s3dump     {}                                                   -> {ok, backup: 'started' or 'joined', requestedAt, outcome: '/healthcheck'}
  * Missing byte fields are 0, as on the server. `expect` ({category, rotation, sideA, sideB}) makes a write
@@ -34,6 +39,7 @@
  */
 
 var CUBECACHE_CONFIG_KEYS = ['cubecacheUrl', 'cubecacheUser', 'cubecachePassword'];
+var CUBECACHE_MODERATORS_KEY = 'cubecacheModerators';
 var CUBECACHE_MAX_BATCH = 4096;
 var CUBECACHE_BYTE_FIELDS = ['category', 'rotation', 'sideA', 'sideB'];
 
@@ -79,6 +85,62 @@ handlers.readCellsAt = function (args) {
     return answer.ok ? cubecacheBatchResult(answer.body, commands) : answer;
   });
 };
+
+handlers.cellHistory = function (args) {
+  return cubecacheGuard('cellHistory', function () {
+    var index = cubecacheIndex(args && args.index, 'index');
+    var query = '?start=' + index + '&count=1';
+    var names = ['since', 'until', 'limit', 'cursor'];
+    for (var i = 0; i < names.length; i++) {
+      var value = args && args[names[i]];
+      if (value !== undefined && value !== null) query += '&' + names[i] + '=' + encodeURIComponent(String(value));
+    }
+    var answer = cubecacheCall('/history' + query, undefined, 'GET');
+    if (!answer.ok) return answer;
+    var result = { ok: true, changes: answer.body.changes };
+    if (answer.body.next) result.next = answer.body.next;
+    return result;
+  });
+};
+
+// A moderator's rollback of one player's changes: see POST /rollback. Game clients can call any handler, so
+// only the callers listed in cubecacheModerators may.
+handlers.rollbackPlayer = function (args) {
+  return cubecacheGuard('rollbackPlayer', function () {
+    var moderator = cubecachePlayer();
+    if (!moderator || cubecacheModerators().indexOf(moderator) < 0) {
+      return { ok: false, status: 403, error: 'rollbackPlayer is for moderators: add the caller\'s PlayFab id to the Title Internal Data key ' + CUBECACHE_MODERATORS_KEY };
+    }
+    if (!args || typeof args.by !== 'string' || args.by === '') cubecacheBadArgument('by', 'by must be the PlayFab id of the player whose changes to roll back');
+    if (typeof args.since !== 'string' || args.since === '') cubecacheBadArgument('since', 'since must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"');
+    var body = { by: args.by, since: args.since };
+    if (args.until !== undefined && args.until !== null) body.until = args.until;
+    if (args.start !== undefined && args.start !== null) body.start = cubecacheIndex(args.start, 'start');
+    if (args.count !== undefined && args.count !== null) body.count = args.count;
+    if (args.preview !== undefined && args.preview !== null) body.preview = args.preview === true;
+    var answer = cubecacheCall('/rollback?by=' + encodeURIComponent(moderator), body);
+    if (!answer.ok) return answer;
+    var b = answer.body;
+    return { ok: true, preview: b.preview, restored: b.restored, skipped: b.skipped, cells: b.cells, skippedCells: b.skippedCells };
+  });
+};
+
+/** The calling player's PlayFab id, or '' when there is none. */
+function cubecachePlayer() {
+  return typeof currentPlayerId === 'string' ? currentPlayerId : '';
+}
+
+/** The moderators' PlayFab ids from Title Internal Data (none when the key is unset). */
+function cubecacheModerators() {
+  var data = server.GetTitleInternalData({ Keys: [CUBECACHE_MODERATORS_KEY] }).Data || {};
+  var list = String(data[CUBECACHE_MODERATORS_KEY] || '').split(',');
+  var out = [];
+  for (var i = 0; i < list.length; i++) {
+    var id = list[i].replace(/^\s+|\s+$/g, '');
+    if (id) out.push(id);
+  }
+  return out;
+}
 
 handlers.writeCells = function (args) {
   return cubecacheGuard('writeCells', function () {
@@ -158,6 +220,8 @@ function cubecacheWriteCommand(cell, where) {
     cubecacheBadArgument(where ? where.slice(0, -1) : 'args', (where ? where.slice(0, -1) : 'args') + ' must be an object {index, category, rotation, sideA, sideB}');
   }
   var command = { action: 1, index: cubecacheIndex(cell.index, where + 'index') };
+  var player = cubecachePlayer();
+  if (player) command.by = player; // the calling player made it (never the caller's own say-so)
   for (var i = 0; i < CUBECACHE_BYTE_FIELDS.length; i++) {
     var name = CUBECACHE_BYTE_FIELDS[i];
     command[name] = cubecacheByte(cell[name], where + name);
@@ -229,11 +293,11 @@ function cubecacheConfig() {
  * The server's error bodies carry their status ({"status":N,"error":"..."}), so the body alone tells the outcome
  * whether http.request returns it (what it does for most statuses) or throws with it.
  */
-function cubecacheCall(path, payload) {
+function cubecacheCall(path, payload, method) {
   var config = cubecacheConfig();
   var text;
   try {
-    text = http.request(config.url + path, 'POST', JSON.stringify(payload), 'application/json', { Authorization: config.authorization });
+    text = http.request(config.url + path, method || 'POST', payload === undefined ? '' : JSON.stringify(payload), 'application/json', { Authorization: config.authorization });
   } catch (ex) {
     var thrown = cubecacheText(ex);
     var embedded = cubecacheErrorBody(thrown);

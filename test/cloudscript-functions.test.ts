@@ -104,6 +104,26 @@ describe('cloudscript/functions (CloudScript Functions)', () => {
     assert.equal(counter.calls, before, 'refused before calling');
   });
 
+  test('writes carry the calling player; cellHistory lists who changed a cell; rollbackPlayer is for moderators and scheduled tasks', async (t) => {
+    const fixture = await openFileStore(t);
+    const s = await startServer(t, fixture);
+    const moderated = functions.createHandlers(settings(s, { CUBECACHE_MODERATORS: '1234567890ABCDEF' }));
+    const plain = functions.createHandlers(settings(s));
+    assert.equal((await s.post('/s3dump')).status, 200);
+    const since = new Date().toISOString();
+    await waitFor('the clock to pass the instant', () => new Date().toISOString() > since, 1000, 1);
+    assert.equal((await plain.writeCell!(executeFunction({ index: 3, category: 3 }))).ok, true);
+    assert.equal((await plain.writeCells!(playStream({ cells: [{ index: 4, category: 4 }] }))).ok, true);
+    const history = await plain.cellHistory!(executeFunction({ index: 3, since }));
+    assert.deepEqual((history.changes as Array<{ by: string }>).map((c) => c.by), ['1234567890ABCDEF'], 'the caller\'s master player account id');
+    assert.equal((await plain.rollbackPlayer!(executeFunction({ by: '1234567890ABCDEF', since }))).status, 403);
+    const preview = await moderated.rollbackPlayer!(executeFunction({ by: '1234567890ABCDEF', since, preview: true }));
+    assert.equal(preview.restored, 2, JSON.stringify(preview));
+    const done = await plain.rollbackPlayer!(scheduledTask({ by: '1234567890ABCDEF', since }));
+    assert.equal(done.restored, 2, 'a scheduled task is the title\'s own');
+    assert.equal((await s.post('/request', { index: 4 })).json.category, 0);
+  });
+
   test('a conflict is ok:false with status 409 and the current cell; wrong credentials 401; the server\'s 400 passed on', async (t) => {
     const { s, handlers } = await setUp(t);
     await s.post('/request', { action: 1, index: 5, category: 3 });
@@ -209,7 +229,7 @@ describe('cloudscript/functions (CloudScript Functions)', () => {
     const registered = new Map<string, HttpOptions>();
     functions.register({ http: (name, options) => { registered.set(name, options); } }, settings(s));
     assert.deepEqual([...registered.keys()], functions.OPERATIONS);
-    assert.deepEqual([...registered.keys()], ['readCell', 'writeCell', 'readCells', 'readCellsAt', 'writeCells', 's3dump']);
+    assert.deepEqual([...registered.keys()], ['readCell', 'writeCell', 'readCells', 'readCellsAt', 'writeCells', 'cellHistory', 'rollbackPlayer', 's3dump']);
     for (const options of registered.values()) {
       assert.deepEqual(options.methods, ['POST']);
       assert.equal(options.authLevel, 'function');

@@ -124,7 +124,7 @@ describe('cloudscript/cubecache.js', () => {
     assert.equal(write.requests[0]!.target, `${s.url}/request`, 'a trailing / in cubecacheUrl is dropped');
     assert.equal(write.requests[0]!.method, 'POST');
     assert.equal(write.requests[0]!.headers.Authorization, basicHeader(AUTH.user, AUTH.password));
-    assert.deepEqual(JSON.parse(write.requests[0]!.content), { action: 1, index: 7, category: 9, rotation: 1, sideA: 2, sideB: 3 });
+    assert.deepEqual(JSON.parse(write.requests[0]!.content), { action: 1, index: 7, by: 'TESTPLAYERID', category: 9, rotation: 1, sideA: 2, sideB: 3 });
 
     const read = await sandbox.run('readCell', { index: 7 });
     assert.deepEqual(read.result, { ok: true, index: 7, category: 9, rotation: 1, sideA: 2, sideB: 3 });
@@ -172,6 +172,31 @@ describe('cloudscript/cubecache.js', () => {
     const early = await sandbox.run('readCellsAt', { indexes: [1], at: '2020-01-01T00:00:00Z' });
     assert.equal(early.result.status, 400);
     assert.match(early.result.error, /outside the history kept/);
+  });
+
+  test('writes carry the calling player; cellHistory lists who changed a cell; rollbackPlayer is for moderators only', async (t) => {
+    const { s, sandbox } = await setUp(t);
+    assert.equal((await s.post('/s3dump')).status, 200);
+    const since = new Date().toISOString();
+    await waitFor('the clock to pass the instant', () => new Date().toISOString() > since, 1000, 1);
+    assert.equal((await sandbox.run('writeCell', { index: 9, category: 9 })).result.ok, true);
+    assert.equal(JSON.parse((await sandbox.run('writeCells', { cells: [{ index: 10, category: 10 }] })).requests[0]!.content)[0].by, 'TESTPLAYERID');
+    const history = await sandbox.run('cellHistory', { index: 9, since });
+    assert.equal(history.requests[0]!.method, 'GET');
+    assert.deepEqual(history.result.changes.map((c: { by: string; after: { category: number } }) => [c.by, c.after.category]), [['TESTPLAYERID', 9]]);
+    const refused = await sandbox.run('rollbackPlayer', { by: 'TESTPLAYERID', since });
+    assert.equal(refused.result.status, 403);
+    assert.equal(refused.requests.length, 0, 'refused before calling');
+    sandbox.titleData = { ...sandbox.titleData, cubecacheModerators: 'SOMEONE, TESTPLAYERID' };
+    const preview = await sandbox.run('rollbackPlayer', { by: 'TESTPLAYERID', since, preview: true });
+    assert.equal(preview.result.ok, true, JSON.stringify(preview.result));
+    assert.equal(preview.result.restored, 2);
+    assert.equal((await s.post('/request', { index: 9 })).json.category, 9, 'a preview changes nothing');
+    const done = await sandbox.run('rollbackPlayer', { by: 'TESTPLAYERID', since });
+    assert.equal(done.result.restored, 2);
+    assert.equal((await s.post('/request', { index: 9 })).json.category, 0);
+    const after = await sandbox.run('cellHistory', { index: 9, since });
+    assert.equal(after.result.changes[0].by, 'TESTPLAYERID', 'the rollback is the moderator\'s change');
   });
 
   test('a conditional write that conflicts: ok:false, 409, the current cell, nothing written', async (t) => {

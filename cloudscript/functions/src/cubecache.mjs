@@ -9,6 +9,10 @@
  *   CUBECACHE_USER        the server's AUTH_USER
  *   CUBECACHE_PASSWORD    the server's AUTH_PASSWORD (a Key Vault reference keeps it out of the settings page)
  *   CUBECACHE_TIMEOUT_MS  optional: how long one call to the server may take, 100 to 4000 (default 3000)
+ *   CUBECACHE_MODERATORS  optional: comma-separated PlayFab ids who may call rollbackPlayer
+ *
+ * Writes carry the calling player (the caller's master player account id, or the PlayStream event's player) as
+ * their author, so GET /history and POST /rollback know who made each change.
  *
  * Every function answers HTTP 200 with {ok: true, ...} or {ok: false, status, error} and never throws, so
  * PlayFab hands the result to the caller instead of a bare failure. status is the server's HTTP status, or 0
@@ -20,7 +24,7 @@
  */
 
 /** The operations, each registered as an HTTP function of the same name. */
-export const OPERATIONS = ['readCell', 'writeCell', 'readCells', 'readCellsAt', 'writeCells', 's3dump'];
+export const OPERATIONS = ['readCell', 'writeCell', 'readCells', 'readCellsAt', 'writeCells', 'cellHistory', 'rollbackPlayer', 's3dump'];
 
 /**
  * How long one call to the server may take by default, and at most: PlayFab gives a function run by a
@@ -46,15 +50,16 @@ class Refusal extends Error {
  * the body PlayFab posts (an execution context) and resolving to the result object. `fetch` is for tests.
  */
 export function createHandlers(env, { fetch = globalThis.fetch } = {}) {
-  const call = (path, payload) => callServer(fetch, settingsFrom(env), path, payload);
+  const call = (path, payload, method) => callServer(fetch, settingsFrom(env), path, payload, method);
+  const moderators = String(env.CUBECACHE_MODERATORS ?? '').split(',').map((id) => id.trim()).filter(Boolean);
   const bodies = {
     async readCell(args) {
       const index = checkIndex(args.index, 'index');
       const answer = await call('/request', { action: 0, index });
       return answer.ok ? cellResult(answer.body, index) : answer;
     },
-    async writeCell(args) {
-      const command = writeCommand(args, '');
+    async writeCell(args, caller) {
+      const command = writeCommand(args, '', caller);
       const answer = await call('/request', command);
       return answer.ok ? cellResult(answer.body, command.index) : answer;
     },
@@ -70,8 +75,30 @@ export function createHandlers(env, { fetch = globalThis.fetch } = {}) {
       const answer = await call('/request', commands);
       return answer.ok ? batchResult(answer.body, commands) : answer;
     },
-    async writeCells(args) {
-      const commands = checkList(args.cells, 'cells').map((cell, i) => writeCommand(cell, `cells[${i}].`));
+    async cellHistory(args) {
+      const index = checkIndex(args.index, 'index');
+      const query = ['since', 'until', 'limit', 'cursor'].filter((name) => args[name] !== undefined && args[name] !== null).map((name) => `&${name}=${encodeURIComponent(String(args[name]))}`).join('');
+      const answer = await call(`/history?start=${index}&count=1${query}`, undefined, 'GET');
+      if (!answer.ok) return answer;
+      return answer.body.next ? { ok: true, changes: answer.body.changes, next: answer.body.next } : { ok: true, changes: answer.body.changes };
+    },
+    // A moderator's rollback of one player's changes (POST /rollback): callers must be in CUBECACHE_MODERATORS;
+    // a scheduled task (no caller) is the title's own and may.
+    async rollbackPlayer(args, caller) {
+      if (caller !== undefined && !moderators.includes(caller)) return { ok: false, status: 403, error: 'rollbackPlayer is for moderators: add the caller\'s PlayFab id to CUBECACHE_MODERATORS' };
+      if (typeof args.by !== 'string' || args.by === '') refuse('by', 'by must be the PlayFab id of the player whose changes to roll back');
+      if (typeof args.since !== 'string' || args.since === '') refuse('since', 'since must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"');
+      const body = { by: args.by, since: args.since };
+      for (const name of ['until', 'count']) if (args[name] !== undefined && args[name] !== null) body[name] = args[name];
+      if (args.start !== undefined && args.start !== null) body.start = checkIndex(args.start, 'start');
+      if (args.preview !== undefined && args.preview !== null) body.preview = args.preview === true;
+      const answer = await call(`/rollback?by=${encodeURIComponent(caller ?? 'scheduled-task')}`, body);
+      if (!answer.ok) return answer;
+      const { preview, restored, skipped, cells, skippedCells } = answer.body;
+      return { ok: true, preview, restored, skipped, cells, skippedCells };
+    },
+    async writeCells(args, caller) {
+      const commands = checkList(args.cells, 'cells').map((cell, i) => writeCommand(cell, `cells[${i}].`, caller));
       const answer = await call('/request', commands);
       return answer.ok ? batchResult(answer.body, commands) : answer;
     },
@@ -89,7 +116,7 @@ export function createHandlers(env, { fetch = globalThis.fetch } = {}) {
   for (const name of OPERATIONS) {
     handlers[name] = async (executionContext) => {
       try {
-        return await bodies[name](functionArgument(executionContext));
+        return await bodies[name](functionArgument(executionContext), callerOf(executionContext));
       } catch (err) {
         if (err instanceof Refusal) return err.result;
         return { ok: false, status: 0, error: `${name} failed: ${err instanceof Error ? err.message : String(err)}` };
@@ -123,6 +150,12 @@ export function register(app, env, options) {
       },
     });
   }
+}
+
+/** The calling player's PlayFab id: the caller of ExecuteFunction, or the player of a PlayStream event; undefined for a scheduled task. */
+function callerOf(executionContext) {
+  const id = executionContext?.CallerEntityProfile?.Lineage?.MasterPlayerAccountId ?? executionContext?.PlayerProfile?.PlayerId;
+  return typeof id === 'string' && id !== '' ? id : undefined;
 }
 
 /** The FunctionArgument of an execution context (an empty object when PlayFab sends none, e.g. a scheduled task without arguments). */
@@ -159,15 +192,15 @@ function settingsFrom(env) {
 }
 
 /** POSTs `payload` as JSON; {ok:true, body} for a 200 or 202 answer, else the error result. */
-async function callServer(fetch, settings, path, payload) {
+async function callServer(fetch, settings, path, payload, method = 'POST') {
   const where = `${settings.url.replace(/\/\/[^/@]*@/, '//')}${path}`; // never a password from the URL in a message
   let response;
   let text;
   try {
     response = await fetch(settings.url + path, {
-      method: 'POST',
+      method,
       headers: { Authorization: settings.authorization, 'Content-Type': 'application/json' },
-      body: JSON.stringify(payload),
+      body: payload === undefined ? undefined : JSON.stringify(payload),
       signal: AbortSignal.timeout(settings.timeoutMs),
     });
     text = await response.text();
@@ -231,10 +264,11 @@ function checkList(value, field) {
 }
 
 /** The /request command for a write of `cell` ({index, category, ..., expect?}); `where` prefixes field names. */
-function writeCommand(cell, where) {
+function writeCommand(cell, where, caller) {
   const name = where ? where.slice(0, -1) : 'FunctionArgument';
   if (cell === null || typeof cell !== 'object' || Array.isArray(cell)) refuse(name, `${name} must be an object {index, category, rotation, sideA, sideB}`);
   const command = { action: 1, index: checkIndex(cell.index, `${where}index`) };
+  if (caller !== undefined) command.by = caller; // the calling player made it (never the caller's own say-so)
   for (const field of BYTE_FIELDS) command[field] = checkByte(cell[field], `${where}${field}`);
   if (cell.expect !== undefined && cell.expect !== null) {
     if (typeof cell.expect !== 'object' || Array.isArray(cell.expect)) refuse(`${where}expect`, `${where}expect must be an object {category, rotation, sideA, sideB}`);
