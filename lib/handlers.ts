@@ -394,7 +394,7 @@ const MAX_HISTORY_CELLS = 1 << 20;
 
 /**
  * GET /history?start=S&count=N (the changes to those cells) or ?by=P (that author's changes anywhere), with
- * `since`/`until` (ISO 8601; by default the last hour), `by` also filtering a region, `limit` and `cursor`:
+ * `since`/`until` (ISO 8601; by default the last hour, or since history starts when it holds less), `by` also filtering a region, `limit` and `cursor`:
  * newest first, each {at, index, before, after, by}, and `next` (the cursor of the next page) when there is one.
  */
 export async function history(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
@@ -407,7 +407,9 @@ export async function history(req: IncomingMessage, res: ServerResponse, ctx: Ct
   const start = queryInteger(query, 'start', 0, 0, ctx.cube.cells - 1);
   const count = queryInteger(query, 'count', 1, 1, Math.min(MAX_HISTORY_CELLS, ctx.cube.cells - start));
   const until = queryInstant(query, 'until') ?? ctx.now();
-  const since = queryInstant(query, 'since') ?? until - 3_600_000;
+  // By default the last hour, or as much of it as history holds.
+  const earliest = ctx.backups.history()?.earliest;
+  const since = queryInstant(query, 'since') ?? Math.max(until - 3_600_000, earliest ? Date.parse(earliest) : -Infinity);
   if (since >= until) throw new HttpError(400, 'since must be before until');
   const limit = queryInteger(query, 'limit', 100, 1, MAX_HISTORY_LIMIT);
   const cursor = parseCursor(query.get('cursor'));

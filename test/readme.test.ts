@@ -40,7 +40,7 @@ test('every curl recipe in the README works against a real server', async (t) =>
   const found = await recipes();
   assert.ok(found.length >= 12, `only ${found.length} recipes found`);
   const headings = new Set(found.map((r) => r.heading));
-  for (const task of ['Check health', 'Back up now', 'List backups', 'Restore one', 'Look at the past, and put a region back', 'Export the world', 'Import a world', 'Read statistics and metrics']) {
+  for (const task of ['Check health', 'Back up now', 'List backups', 'Restore one', 'Look at the past, and put a region back', 'Who changed this block, and what did this player do', 'Roll back a griefer in a region', 'Export the world', 'Import a world', 'Read statistics and metrics']) {
     assert.ok(headings.has(task), `no recipe for "${task}"`);
   }
   for (const { heading, script } of found) {
