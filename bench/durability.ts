@@ -10,7 +10,9 @@
  *     the same server booted with an empty world; target: <= world size + 64 MiB;
  *  5. time travel over one hour of history at 100 writes/s (3,600 change sets, a snapshot every 10 minutes):
  *     restoring a 20x20x20 region ten minutes back, the same region just before a snapshot (the most change
- *     sets to replay), and the whole world one hour back; folder store and S3.
+ *     sets to replay), and the whole world one hour back; folder store and S3;
+ *  6. attribution over the same hour: one page of a player's history, a region's history, and the preview and
+ *     the rollback of one player's 10,000 changes.
  *
  *   npm run bench:durability      BENCH_SECONDS=5 BENCH_ROUNDS=3 BENCH_BIG=0 (skip the 1 GiB world)
  */
@@ -35,6 +37,9 @@ const BIG = process.env.BENCH_BIG !== '0';
 /** Which parts to run (1-5), e.g. BENCH_PARTS=3,5; all by default. */
 const PARTS = new Set((process.env.BENCH_PARTS ?? '1,2,3,4,5').split(',').map(Number));
 const silent = createLog(() => {});
+/** The player whose changes the bench rolls back, and how many it made in the hour. */
+const GRIEFER = 'GRIEFER000000001';
+const GRIEFER_CHANGES = 10_000;
 
 await main('bench:durability: the write-ahead log, shipping, boot replay and restore memory', async () => {
   wrkBinary();
@@ -133,6 +138,7 @@ await main('bench:durability: the write-ahead log, shipping, boot replay and res
 
   // 5. Time travel over an hour of history.
   const travelRows: Array<Array<string>> = [];
+  const attributionRows: Array<Array<string>> = [];
   if (PARTS.has(5)) {
     for (const [label, store, env] of stores) {
       const prefix = 'one-hour/';
@@ -147,6 +153,18 @@ await main('bench:durability: the write-ahead log, shipping, boot replay and res
         if (answer.status !== 200) throw new Error(`restore answered ${answer.status} ${JSON.stringify(answer.json)}`);
         return performance.now() - started;
       };
+      const timed = async (what: string, path: string, body?: unknown) => {
+        const started = performance.now();
+        const answer = await httpJson(`${server.url}${path}`, body === undefined ? {} : { body: JSON.stringify(body) });
+        if (answer.status !== 200) throw new Error(`${what} answered ${answer.status} ${JSON.stringify(answer.json)}`);
+        return { ms: performance.now() - started, json: answer.json };
+      };
+      const hourAgo = new Date(timeline.start + 1000).toISOString();
+      const byPlayer = await timed('history by player', `/history?by=0123456789ABCDEF&since=${hourAgo}&limit=100`);
+      const byRegion = await timed('history of a region', `/history?start=${box[0]!.start}&count=65536&since=${hourAgo}&limit=100`);
+      const preview = await timed('rollback preview', '/rollback', { by: GRIEFER, since: hourAgo, preview: true });
+      const rolled = await timed('rollback', '/rollback?by=bench-moderator', { by: GRIEFER, since: hourAgo });
+      attributionRows.push([label, fmtMs(byPlayer.ms), fmtMs(byRegion.ms), `${fmtMs(preview.ms)} (${fmtInt(preview.json.restored)} cells, ${fmtInt(preview.json.skipped)} skipped)`, fmtMs(rolled.ms)]);
       const regionRecent = await restore(Date.now() - 10 * 60_000, box);
       const regionWorst = await restore(timeline.lastSnapshotAt - 1000, box);
       const whole = await restore(timeline.start + 30_000);
@@ -155,6 +173,8 @@ await main('bench:durability: the write-ahead log, shipping, boot replay and res
     }
     table('Restore to an instant, one hour of history at 100 writes/s (3,600 change sets, a 64 MiB sparse world, a snapshot every 10 min)',
       ['store', '20x20x20 region, 10 min back', 'the region, 599 change sets to replay', 'whole world, 1 h back'], travelRows);
+    table(`Attribution over the same hour (the griefer made ${fmtInt(GRIEFER_CHANGES)} of the 360,000 changes)`,
+      ['store', 'one page of a player\'s history', 'one page of a 65,536-cell region\'s history', 'rollback preview', 'rollback'], attributionRows);
   }
   verdicts(v);
 });
@@ -172,6 +192,7 @@ async function seedHour(store: BlobStore, prefix: string, base: Uint8Array): Pro
   let lsn = 0;
   let lastSnapshotAt = start;
   const refs: Array<Record<string, unknown>> = [];
+  let griefed = 0;
   for (let s = 0; s < 3600; s++) {
     const at = start + s * 1000;
     if (s % 600 === 0) {
@@ -190,7 +211,9 @@ async function seedHour(store: BlobStore, prefix: string, base: Uint8Array): Pro
       const index = Math.floor(Math.random() * cells);
       const bytes = Uint8Array.of(1 + (i % 200), 0, 1, 2);
       model.set(bytes, index * 4);
-      changes.push({ lsn: ++lsn, at: at + i * 10, by: i % 4 ? '0123456789ABCDEF' : '', runs: [{ start: index, bytes }] });
+      // Three of each second's hundred are the griefer's, until they made GRIEFER_CHANGES.
+      const by = i < 3 && griefed < GRIEFER_CHANGES ? (griefed++, GRIEFER) : i % 4 ? '0123456789ABCDEF' : '';
+      changes.push({ lsn: ++lsn, at: at + i * 10, by, runs: [{ start: index, bytes }] });
     }
     const packed = await packChangeSet(changes);
     await commits.append({

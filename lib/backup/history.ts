@@ -124,19 +124,23 @@ export interface HistoryQuery { ranges?: CellRange[]; by?: string; since: number
  * one. Memory stays bounded by the region (or the author's cells in the window) and the page.
  */
 export async function historyOf(source: HistorySource, query: HistoryQuery): Promise<{ changes: CellChange[]; next?: HistoryCursor }> {
-  const ranges = query.ranges ?? (await authorCells(source, query.by!, query.since, query.until));
+  const older = (c: { at: number; lsn: number; seq: number }) => !query.cursor || c.at < query.cursor.at || (c.at === query.cursor.at && (c.lsn < query.cursor.lsn || (c.lsn === query.cursor.lsn && c.seq < query.cursor.seq)));
+  // By author anywhere: only the cells of their newest `limit` (+1, to tell if more follow) changes older than
+  // the cursor need tracking, so memory stays bounded by the page, not by how much they changed.
+  const ranges = query.ranges ?? (await authorCells(source, query.by!, query.since, query.until, undefined, { limit: query.limit + 1, older }));
   if (ranges.length === 0) return { changes: [] };
   const replay = await openReplay(source, query.since, query.until);
   const state = await loadRanges(source, replay.snapshot, ranges);
   const page: CellChange[] = [];
   let more = false;
-  const older = (c: { at: number; lsn: number; seq: number }) => !query.cursor || c.at < query.cursor.at || (c.at === query.cursor.at && (c.lsn < query.cursor.lsn || (c.lsn === query.cursor.lsn && c.seq < query.cursor.seq)));
   for await (const change of replay.changes) {
     const inWindow = change.at > query.since && change.at <= query.until && (query.by === undefined || change.by === query.by);
-    let seq = 0;
+    let offset = 0; // a cell's place in its change (across its runs): with at and lsn, its position in history
     for (const run of change.runs) {
+      const runOffset = offset;
+      offset += run.bytes.byteLength / CELL_BYTES;
       eachTrackedCell(run.start, run.bytes, ranges, state, (index, before, after) => {
-        const entry = { at: change.at, index, before, after, by: change.by, lsn: change.lsn, seq: seq++ };
+        const entry = { at: change.at, index, before, after, by: change.by, lsn: change.lsn, seq: runOffset + index - run.start };
         if (!inWindow || !older(entry)) return;
         page.push(entry);
         if (page.length > query.limit) {
@@ -187,17 +191,30 @@ export async function planRollback(source: HistorySource, by: string, since: num
   return plan;
 }
 
-/** The cells `by` changed in (since, until] (within `region` when given), as sorted single-cell ranges merged. */
-async function authorCells(source: HistorySource, by: string, since: number, until: number, region?: CellRange[]): Promise<CellRange[]> {
+/**
+ * The cells `by` changed in (since, until] (within `region` when given), as sorted single-cell ranges merged;
+ * with `newest`, only those of their newest `limit` cell changes that pass `older`.
+ */
+async function authorCells(source: HistorySource, by: string, since: number, until: number, region?: CellRange[], newest?: { limit: number; older: (c: { at: number; lsn: number; seq: number }) => boolean }): Promise<CellRange[]> {
   const replay = await openReplay(source, since, until);
   const touched = new Set<number>();
+  const recent: number[] = []; // with `newest`: the cells of the newest changes seen, oldest first
   for await (const change of replay.changes) {
     if (change.by !== by || change.at <= since || change.at > until) continue;
+    let seq = 0;
     for (const run of change.runs) {
       const end = run.start + run.bytes.byteLength / CELL_BYTES;
-      for (let i = run.start; i < end; i++) if (!region || inRanges(region, i)) touched.add(i);
+      for (let i = run.start; i < end; i++, seq++) {
+        if (region && !inRanges(region, i)) continue;
+        if (!newest) touched.add(i);
+        else if (newest.older({ at: change.at, lsn: change.lsn, seq })) {
+          recent.push(i);
+          if (recent.length > newest.limit) recent.shift();
+        }
+      }
     }
   }
+  for (const i of recent) touched.add(i);
   return mergeRanges([...touched].map((start) => ({ start, count: 1 })));
 }
 
