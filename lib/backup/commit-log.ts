@@ -48,6 +48,9 @@ export class UnreadableCommitError extends Error {
   override name = 'UnreadableCommitError';
 }
 
+/** Change-set commits kept in memory at most (they carry their changes; snapshots and takeovers are always kept). */
+const CACHED_CHANGE_SETS = 4096;
+
 /** Reads of commit objects in flight at once when walking the log (each is a small GET). */
 const READ_AHEAD = 16;
 
@@ -57,6 +60,8 @@ export class CommitLog {
   lastSeq = 0;
   fenced: { seq: number; writer: string | undefined } | null = null;
   private readonly cache = new Map<number, Commit>();
+  /** The change-set commits in the cache, in the order they were first read. */
+  private readonly changeSets = new Set<number>();
 
   constructor(private readonly store: BlobStore, private readonly prefix: string, private readonly log: Log, private readonly now: () => number) {}
 
@@ -86,7 +91,7 @@ export class CommitLog {
     }
     const commit = upgrade(raw, seq);
     if (!commit) throw new UnreadableCommitError(`commit ${key} is not a cubecache commit`);
-    this.cache.set(seq, commit); // commits are never rewritten, so a cached one stays true
+    this.remember(commit); // commits are never rewritten, so a cached one stays true
     return commit;
   }
 
@@ -112,7 +117,7 @@ export class CommitLog {
     const body = new TextEncoder().encode(JSON.stringify(commit) + '\n');
     const created = await this.store.putIfAbsent(this.key(commit.seq), body);
     if (created) {
-      this.cache.set(commit.seq, commit);
+      this.remember(commit);
       this.lastSeq = Math.max(this.lastSeq, commit.seq);
     }
     return created;
@@ -136,6 +141,19 @@ export class CommitLog {
       this.fenced = { seq, writer: holder?.writer };
       this.log.error('backups_fenced', { seq, otherWriter: holder?.writer, message: 'another server committed to this prefix; this server stops committing so as not to overwrite its world, and refuses writes' });
       throw this.fencedError();
+    }
+  }
+
+  /** Caches `commit`; of change sets (which carry their changes) only the CACHED_CHANGE_SETS read last, the first read going first. */
+  private remember(commit: Commit): void {
+    this.cache.set(commit.seq, commit);
+    if (commit.kind !== 'changes') return;
+    this.changeSets.delete(commit.seq);
+    this.changeSets.add(commit.seq);
+    if (this.changeSets.size > CACHED_CHANGE_SETS) {
+      const oldest = this.changeSets.values().next().value!;
+      this.changeSets.delete(oldest);
+      this.cache.delete(oldest);
     }
   }
 
