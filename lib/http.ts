@@ -120,14 +120,13 @@ function tooLarge(limit: number): HttpError {
 }
 
 /** Sends `body` (an object, or JSON text already encoded) with `status`. */
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
-  res.writeHead(status, {
-    'Content-Type': 'application/json',
-    'Content-Length': Buffer.byteLength(text),
-    'Cache-Control': 'no-store',
-    ...headers,
-  });
+  const length = Buffer.byteLength(text);
+  // Without extra headers (every answer of the hot path) no object is spread.
+  res.writeHead(status, headers === undefined
+    ? { 'Content-Type': 'application/json', 'Content-Length': length, 'Cache-Control': 'no-store' }
+    : { 'Content-Type': 'application/json', 'Content-Length': length, 'Cache-Control': 'no-store', ...headers });
   res.end(text);
 }
 

@@ -78,14 +78,17 @@ export function createListener(options: ListenerOptions): (req: IncomingMessage,
     const before = socket[RUNNING];
     const turn = new Turn();
     socket[RUNNING] = turn;
-    res.once('close', () => {
+    // 'close' comes once: `on` spares the wrapper `once` builds.
+    res.on('close', () => {
       if (socket[RUNNING] === turn) socket[RUNNING] = undefined;
       options.closed();
     });
+    const path = pathOf(req.url);
     const done = (err?: unknown) => {
       if (err !== undefined) sendError(req, res, err, log);
       const seconds = (performance.now() - started) / 1000;
-      const route = routeLabel(req.url);
+      // The route a URL names, or "other": metric labels stay a small fixed set whatever clients send.
+      const route = ROUTES.has(path) ? path : 'other';
       ctx.metrics.observe(route, res.statusCode, seconds);
       if (options.logRequests) {
         log.info('request', { method: req.method, route, status: res.statusCode, ms: Math.round(seconds * 1e4) / 10, client: clientAddress(req, ctx.trustedProxies) });
@@ -95,7 +98,7 @@ export function createListener(options: ListenerOptions): (req: IncomingMessage,
     const run = () => {
       let handler: Handler;
       try {
-        handler = route(req);
+        handler = route(req, path);
       } catch (err) {
         done(err);
         return;
@@ -107,22 +110,20 @@ export function createListener(options: ListenerOptions): (req: IncomingMessage,
   };
 }
 
-/** The handler for `req`, or the HttpError that answers it: a 400 for HTTP/1.1 without Host, 404, 405. */
-function route(req: IncomingMessage): Handler {
+/** The path of a request URL: without its query. */
+function pathOf(url: string | undefined): string {
+  if (url === undefined) return '/';
+  const query = url.indexOf('?');
+  return query < 0 ? url : url.slice(0, query);
+}
+
+/** The handler for `req` (whose URL's path is `path`), or the HttpError that answers it: a 400 for HTTP/1.1 without Host, 404, 405. */
+function route(req: IncomingMessage, path: string): Handler {
   // node:http would refuse a missing Host with a bare 400 (requireHostHeader); this one is JSON like every error.
   if (req.headers.host === undefined && req.httpVersionMinor >= 1) throw new HttpError(400, 'an HTTP/1.1 request needs a Host header', { Connection: 'close' });
-  const url = req.url ?? '/';
-  const query = url.indexOf('?');
-  const path = query < 0 ? url : url.slice(0, query);
   const methods = ROUTES.get(path);
   if (!methods) throw new HttpError(404, `no route ${path}`);
   const handler = methods.get(req.method ?? '');
   if (!handler) throw new HttpError(405, `method ${req.method} not allowed on ${path}`, { Allow: [...methods.keys()].join(', ') });
   return handler;
-}
-
-/** The route a URL names, or "other": metric labels stay a small fixed set whatever clients send. */
-function routeLabel(url: string | undefined): string {
-  const path = (url ?? '/').split('?', 1)[0]!;
-  return ROUTES.has(path) ? path : 'other';
 }

@@ -21,6 +21,11 @@ export class LoginGuard {
     this.now = options.now ?? Date.now;
   }
 
+  /** False while no address has a failed login on record: then blocked() is 0 and succeed() does nothing for any address. */
+  get tracking(): boolean {
+    return this.entries.size > 0;
+  }
+
   /** Milliseconds the address is still refused, or 0. */
   blocked(address: string): number {
     const entry = this.entries.get(address);

@@ -65,9 +65,30 @@ export class ByteWriter {
     this.length += data.byteLength;
   }
 
-  /** The bytes written so far (a view: copy it before writing more if it must outlive the writer). */
-  view(): Buffer {
-    return this.buffer.subarray(0, this.length);
+  /** `text` as latin1 bytes (one a character), preceded by their count as a varint; no buffer of its own. */
+  latin1(text: string): void {
+    this.varint(text.length);
+    if (text.length === 0) return;
+    this.room(text.length);
+    this.length += this.buffer.write(text, this.length, text.length, 'latin1');
+  }
+
+  /** Overwrites 4 bytes at `at` (already written) with `value`, little-endian. */
+  u32At(at: number, value: number): void {
+    this.buffer.writeUInt32LE(value, at);
+  }
+
+  /** Leaves `n` bytes to be filled in later (u32At); returns where they start. */
+  reserve(n: number): number {
+    this.room(n);
+    const at = this.length;
+    this.length += n;
+    return at;
+  }
+
+  /** The bytes written so far, from `start` (a view: copy it before writing more if it must outlive the writer). */
+  view(start = 0): Buffer {
+    return this.buffer.subarray(start, this.length);
   }
 }
 
@@ -141,14 +162,17 @@ export function readRuns(input: ByteReader, cells: number): Run[] {
 /** A write-ahead log frame's payload: one change with its author spelled out (a frame stands alone). */
 export function encodeFramePayload(change: Change): Buffer {
   const out = new ByteWriter(32 + changeBytes(change) + change.runs.length * 8);
+  writeFramePayload(out, change);
+  return out.view();
+}
+
+/** Appends the frame payload of `change` (see encodeFramePayload) to `out`. */
+export function writeFramePayload(out: ByteWriter, change: Change): void {
   out.u8(1); // payload version
   out.varint(change.lsn);
   out.varint(change.at);
-  const by = Buffer.from(change.by, 'latin1');
-  out.varint(by.byteLength);
-  out.bytes(by);
+  out.latin1(change.by);
   writeRuns(out, change.runs);
-  return out.view();
 }
 
 /** The change a frame payload holds (its runs are views of `payload`). */
@@ -158,7 +182,8 @@ export function decodeFramePayload(payload: Uint8Array, cells: number): Change {
   if (version !== 1) throw new FormatError(`unknown frame version ${version}`);
   const lsn = input.varint();
   const at = input.varint();
-  const by = Buffer.from(input.bytes(input.varint())).toString('latin1');
+  const byBytes = input.bytes(input.varint());
+  const by = byBytes.byteLength === 0 ? '' : Buffer.from(byBytes).toString('latin1');
   const runs = readRuns(input, cells);
   if (!input.done) throw new FormatError('trailing bytes in a frame');
   return { lsn, at, by, runs };

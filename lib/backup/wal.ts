@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { isCode, syncDir } from '../fs-util.js';
 import type { Log } from '../log.js';
-import { decodeFramePayload, encodeFramePayload, FormatError, type Change, type Run } from './change.js';
+import { ByteWriter, decodeFramePayload, FormatError, writeFramePayload, type Change, type Run } from './change.js';
 import type { ChangeLog, LogCursor, UnshippedChanges } from './change-log.js';
 
 /** How the log makes a frame durable before the answer: `write` survives a process crash, `strict` a power loss. */
@@ -61,7 +61,8 @@ export interface Recovery {
 }
 
 interface Segment { name: string; firstLsn: number; lineage: string }
-interface Group { buffers: Buffer[]; bytes: number; lastLsn: number; waiters: Array<(err?: Error) => void> }
+/** Frames waiting for one write: `buffers`, then the frames appended into `out` since (sealed into `buffers` when written). */
+interface Group { buffers: Buffer[]; out: ByteWriter | undefined; bytes: number; lastLsn: number; waiters: Array<(err?: Error) => void> }
 interface Cursor { segment: string; offset: number }
 
 const SEGMENT_NAME = /^([0-9a-f]{16})-(\d{16})\.wal$/;
@@ -69,7 +70,16 @@ const HEADER_BYTES = 8;
 /** Reads for shipping take at most this much of a segment at once. */
 const READ_CHUNK_BYTES = 16 * 1024 * 1024;
 
-const newGroup = (): Group => ({ buffers: [], bytes: 0, lastLsn: 0, waiters: [] });
+const newGroup = (): Group => ({ buffers: [], out: undefined, bytes: 0, lastLsn: 0, waiters: [] });
+/** Bytes a group's writer starts with: a few dozen single-cell frames before it grows. */
+const GROUP_START_BYTES = 4096;
+
+/** Moves the frames in `group.out` to the end of `group.buffers`. */
+function seal(group: Group): void {
+  if (group.out === undefined) return;
+  group.buffers.push(group.out.view());
+  group.out = undefined;
+}
 const segmentName = (lineage: string, firstLsn: number) => `${lineage}-${String(firstLsn).padStart(16, '0')}.wal`;
 
 /** A write-ahead log in one folder, owned by one server at a time. Open, then recover() once, then append. */
@@ -158,14 +168,16 @@ export class WriteAheadLog implements ChangeLog {
 
   append(at: number, by: string, runs: Run[]): Change {
     const change: Change = { lsn: this.lastLsn + 1, at, by, runs };
-    const payload = encodeFramePayload(change);
-    const header = Buffer.allocUnsafe(HEADER_BYTES);
-    header.writeUInt32LE(payload.length, 0);
-    header.writeUInt32LE(crc32(payload), 4);
-    this.lastLsn = change.lsn;
+    // Encoded in place at the end of the group's buffer: no buffer of its own per frame.
     const group = this.pending;
-    group.buffers.push(header, payload);
-    group.bytes += HEADER_BYTES + payload.length;
+    const out = (group.out ??= new ByteWriter(GROUP_START_BYTES));
+    const start = out.reserve(HEADER_BYTES); // filled in once the payload's length and checksum are known
+    writeFramePayload(out, change);
+    const length = out.length - start - HEADER_BYTES;
+    out.u32At(start, length);
+    out.u32At(start + 4, crc32(out.view(start + HEADER_BYTES)));
+    this.lastLsn = change.lsn;
+    group.bytes += HEADER_BYTES + length;
     group.lastLsn = change.lsn;
     this.scheduleFlush();
     return change;
@@ -173,7 +185,7 @@ export class WriteAheadLog implements ChangeLog {
 
   afterWrite(done: (err?: Error) => void): void {
     if (this.failure) done(this.failure);
-    else if (this.pending.buffers.length > 0) this.pending.waiters.push(done);
+    else if (this.pending.bytes > 0) this.pending.waiters.push(done);
     else if (this.inflight) this.inflight.waiters.push(done);
     else done();
   }
@@ -248,8 +260,9 @@ export class WriteAheadLog implements ChangeLog {
 
   /** Writes the pending group at the end of the segment; on failure keeps it to write again and fails its waiters. */
   private async writePending(): Promise<void> {
-    if (this.pending.buffers.length === 0 || !this.file) return;
+    if (this.pending.bytes === 0 || !this.file) return;
     const group = this.pending;
+    seal(group);
     this.pending = newGroup();
     this.inflight = group;
     try {
@@ -275,7 +288,8 @@ export class WriteAheadLog implements ChangeLog {
       // Written again, at the same offset, before anything newer; those who waited are told it failed.
       const waiters = group.waiters;
       group.waiters = [];
-      this.pending = { buffers: [...group.buffers, ...this.pending.buffers], bytes: group.bytes + this.pending.bytes, lastLsn: Math.max(group.lastLsn, this.pending.lastLsn), waiters: this.pending.waiters };
+      seal(this.pending);
+      this.pending = { buffers: [...group.buffers, ...this.pending.buffers], out: undefined, bytes: group.bytes + this.pending.bytes, lastLsn: Math.max(group.lastLsn, this.pending.lastLsn), waiters: this.pending.waiters };
       for (const done of waiters) done(err as Error);
       if (!this.closed) {
         clearTimeout(this.retryTimer);
@@ -284,7 +298,7 @@ export class WriteAheadLog implements ChangeLog {
       return;
     }
     if (this.size >= (this.options.segmentBytes ?? 64 * 1024 * 1024)) await this.startSegment(group.lastLsn + 1);
-    if (this.pending.buffers.length > 0) this.scheduleFlush();
+    if (this.pending.bytes > 0) this.scheduleFlush();
   }
 
   private async sync(): Promise<void> {
