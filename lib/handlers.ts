@@ -185,7 +185,7 @@ function applyCommand(ctx: Ctx, cmd: CellCommand): Cell {
   assertWritable(ctx);
   const cell = cmd.cell;
   ctx.cube.write(cmd.index, cell);
-  ctx.backups.record([{ start: cmd.index, bytes: Uint8Array.of(cell.category, cell.rotation, cell.sideA, cell.sideB) }]);
+  ctx.backups.record([{ start: cmd.index, bytes: Uint8Array.of(cell.category, cell.rotation, cell.sideA, cell.sideB) }], cmd.by);
   ctx.metrics.cellsWritten++;
   return cell;
 }
