@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { AUTH, openFileStore, openS3Store, startServer, TEST_CELLS, type Running, type StoreFixture } from './support/app.js';
-import { basicHeader, waitFor } from './support/http.js';
+import { basicHeader, call, waitFor } from './support/http.js';
+import { startServerProcess } from './support/process.js';
 
 const REGION = 256;
 const PLAYERS = ['A1B2C3D4E5F60718', '0123456789ABCDEF', 'FEDCBA9876543210', ''];
@@ -178,6 +179,28 @@ describe('attribution', () => {
       await check('after a restart');
     });
   }
+
+  test('authors survive a kill -9: history and rollback after the restart still know who changed what', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'cubecache-attribution-kill-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const env = { DATA_DIR: dir, WAL_DIR: join(dir, 'wal'), CUBE_CELLS: String(TEST_CELLS), AUTH_USER: AUTH.user, AUTH_PASSWORD: AUTH.password, SHIP_INTERVAL_SECONDS: '0' };
+    const a = await startServerProcess(t, env);
+    assert.equal((await call(a.url, '/s3dump', { body: {}, auth: AUTH })).status, 200);
+    const since = await instant();
+    for (const [index, by] of [[1, 'GRIEFER'], [2, 'GRIEFER'], [3, 'BUILDER'], [2, 'BUILDER']] as const) {
+      assert.equal((await call(a.url, '/request', { body: { action: 1, index, category: 50 + index, by }, auth: AUTH })).status, 200);
+    }
+    a.child.kill('SIGKILL'); // shipping is off: only the log holds these changes and their authors
+    await a.exited;
+    const b = await startServerProcess(t, env);
+    const history = (await call(b.url, `/history?start=1&count=3&since=${iso(since)}`, { auth: AUTH })).json.changes;
+    assert.deepEqual(history.map((c: { index: number; by: string }) => [c.index, c.by]), [[2, 'BUILDER'], [3, 'BUILDER'], [2, 'GRIEFER'], [1, 'GRIEFER']]);
+    const rolled = await call(b.url, '/rollback', { body: { by: 'GRIEFER', since: iso(since) }, auth: AUTH });
+    assert.equal(rolled.status, 200, rolled.text);
+    assert.deepEqual([rolled.json.restored, rolled.json.skippedCells.map((c: { index: number; by: string }) => [c.index, c.by])], [1, [[2, 'BUILDER']]]);
+    assert.equal((await call(b.url, '/request', { body: { index: 1 }, auth: AUTH })).json.category, 0);
+    assert.equal((await call(b.url, '/request', { body: { index: 2 }, auth: AUTH })).json.category, 52, 'the builder\'s later work stays');
+  });
 
   test('bad authors are 400s that write nothing; a rollback window outside the span names it', async (t) => {
     const s = await startServer(t, await openFileStore(t), { wal: { dir: await walDir(t), sync: 'write' } });

@@ -66,8 +66,7 @@ async function openReplay(source: HistorySource, from: number, until = Number.PO
     throw new OutsideHistoryError(`${new Date(from).toISOString()} is outside the history kept, from ${span.earliest} to ${span.latest}`);
   }
   // The log first: what it holds now and the store lacks. Read before the commits are listed, so a shipment
-  // (and the release of its log segment) in between leaves each change in one of the two, at worst in both,
-  // and both are applied in lsn order, which gives the same cells.
+  // (and the release of its log segment) in between leaves each change in one of the two, at worst in both.
   const local = await source.changeLog.unshipped(undefined, source.storeLsn, Number.MAX_SAFE_INTEGER);
   if (local.gap) throw new OutsideHistoryError('the changes since the last snapshot are not all kept (the write-ahead log is off and more than 64 MiB changed): take a snapshot (POST /s3dump), or turn WAL_DIR on');
   const ref = source.snapshots.find((s) => Date.parse(s.createdAt) <= from)!;
@@ -76,13 +75,21 @@ async function openReplay(source: HistorySource, from: number, until = Number.PO
   // The change sets after the snapshot, from the first one it may lack.
   const first = snapshot.replayFrom > 0 ? Math.min(snapshot.replayFrom, snapshot.seq) : snapshot.seq + 1;
   const seqs = (await source.commits.seqs()).filter((seq) => seq >= first && seq !== snapshot.seq);
+  // A change can come twice: from the log and from a change set shipped while this read began, or from two
+  // change sets (a retry after a lost reply). Each lineage's lsns only grow, so each is yielded once.
+  const newest = new Map<string, number>();
+  const once = (change: Change, lineage: string) => {
+    if (covered(change, lineage) || change.lsn <= (newest.get(lineage) ?? 0)) return false;
+    newest.set(lineage, change.lsn);
+    return true;
+  };
   async function* changes(): AsyncGenerator<Change> {
     for await (const commit of source.commits.inOrder(seqs)) {
       if (commit.kind !== 'changes') continue;
       if (Date.parse(commit.firstAt) > until) return; // nothing later matters, and the log holds only later ones
-      for (const change of await readChangeSet(source.store, commit, source.cells)) if (!covered(change, commit.lineage)) yield change;
+      for (const change of await readChangeSet(source.store, commit, source.cells)) if (once(change, commit.lineage)) yield change;
     }
-    for (const change of local.changes) if (!covered(change, source.changeLog.lineage)) yield change;
+    for (const change of local.changes) if (once(change, source.changeLog.lineage)) yield change;
   }
   return { snapshot, changes: changes() };
 }
