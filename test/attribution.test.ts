@@ -9,7 +9,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { AUTH, openFileStore, openS3Store, startServer, TEST_CELLS, type Running, type StoreFixture } from './support/app.js';
+import { AUTH, openFileStore, openS3Store, openWalDir, startServer, TEST_CELLS, type Running, type StoreFixture } from './support/app.js';
+import { seededRandom, splittingInstant } from './support/model.js';
 import { basicHeader, call, waitFor } from './support/http.js';
 import { startServerProcess } from './support/process.js';
 
@@ -18,27 +19,8 @@ const PLAYERS = ['A1B2C3D4E5F60718', '0123456789ABCDEF', 'FEDCBA9876543210', '']
 type Cell = [number, number, number, number];
 interface Entry { epoch: number; index: number; before: Cell; after: Cell; by: string }
 
-function rng(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
 
-async function instant(): Promise<number> {
-  const t = Date.now();
-  await waitFor('the clock to pass the instant', () => Date.now() > t, 1000, 1);
-  return t;
-}
 
-async function walDir(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'cubecache-attribution-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return join(dir, 'wal');
-}
 
 /** The model: the world and every change, in order, each cell of a change as one entry. */
 class Model {
@@ -127,16 +109,16 @@ describe('attribution', () => {
   for (const [kind, open] of STORES) {
     test(`history by cell and by player, and rollbacks of one player, match the model, across a snapshot and a restart (${kind} store)`, async (t) => {
       const fixture = await open(t);
-      const options = { wal: { dir: await walDir(t), sync: 'write' as const }, shipIntervalMs: 40 };
+      const options = { wal: { dir: await openWalDir(t), sync: 'write' as const }, shipIntervalMs: 40 };
       let s = await startServer(t, fixture, options);
-      const next = rng(kind === 'file' ? 21 : 22);
+      const next = seededRandom(kind === 'file' ? 21 : 22);
       const model = new Model();
       assert.equal((await s.post('/s3dump')).status, 200);
-      const instants = [await instant()];
+      const instants = [await splittingInstant()];
       for (let epoch = 1; epoch <= 8; epoch++) {
         for (let i = 0; i < 10; i++) await randomChange(s, model, next, epoch);
         if (epoch === 4) assert.equal((await s.post('/s3dump')).status, 200);
-        instants.push(await instant());
+        instants.push(await splittingInstant());
       }
       const check = async (label: string) => {
         for (let q = 0; q < 4; q++) {
@@ -167,7 +149,7 @@ describe('attribution', () => {
       assert.equal(done.status, 200, done.text);
       assert.equal(done.json.restored, expected.restore.length);
       model.change(9, 'moderator', expected.restore);
-      instants.push(await instant());
+      instants.push(await splittingInstant());
       assert.deepEqual([...Buffer.from(await (await fetch(`${s.url}/cells?start=0&count=${REGION}`, { headers: { Authorization: basicHeader(AUTH.user, AUTH.password) } })).arrayBuffer())], [...model.world.subarray(0, REGION * 4)], 'after the rollback');
       // The rollback is attributed to the operator, and is itself rolled back by rolling back the operator.
       const byModerator = await allPages(s, `by=moderator&since=${iso(instants[8]!)}`);
@@ -186,7 +168,7 @@ describe('attribution', () => {
     const env = { DATA_DIR: dir, WAL_DIR: join(dir, 'wal'), CUBE_CELLS: String(TEST_CELLS), AUTH_USER: AUTH.user, AUTH_PASSWORD: AUTH.password, SHIP_INTERVAL_SECONDS: '0' };
     const a = await startServerProcess(t, env);
     assert.equal((await call(a.url, '/s3dump', { body: {}, auth: AUTH })).status, 200);
-    const since = await instant();
+    const since = await splittingInstant();
     for (const [index, by] of [[1, 'GRIEFER'], [2, 'GRIEFER'], [3, 'BUILDER'], [2, 'BUILDER']] as const) {
       assert.equal((await call(a.url, '/request', { body: { action: 1, index, category: 50 + index, by }, auth: AUTH })).status, 200);
     }
@@ -203,7 +185,7 @@ describe('attribution', () => {
   });
 
   test('bad authors are 400s that write nothing; a rollback window outside the span names it', async (t) => {
-    const s = await startServer(t, await openFileStore(t), { wal: { dir: await walDir(t), sync: 'write' } });
+    const s = await startServer(t, await openFileStore(t), { wal: { dir: await openWalDir(t), sync: 'write' } });
     assert.equal((await s.post('/s3dump')).status, 200);
     for (const by of ['x'.repeat(65), 'caf\u00e9', 'tab\there', 5]) {
       const answer = await s.post('/request', { action: 1, index: 1, category: 1, by });
@@ -225,9 +207,9 @@ describe('attribution', () => {
   });
 
   test('a rollback racing writes to the same cells: a cell written after the plan keeps that write', async (t) => {
-    const s = await startServer(t, await openFileStore(t), { wal: { dir: await walDir(t), sync: 'write' } });
+    const s = await startServer(t, await openFileStore(t), { wal: { dir: await openWalDir(t), sync: 'write' } });
     assert.equal((await s.post('/s3dump')).status, 200);
-    const since = await instant();
+    const since = await splittingInstant();
     for (let i = 0; i < 50; i++) assert.equal((await s.post('/request', { action: 1, index: i, category: 66, by: 'GRIEFER' })).status, 200);
     const racing = Array.from({ length: 50 }, (_, i) => s.post('/request', { action: 1, index: i, category: 7, sideA: 7, by: 'BUILDER' }));
     const rollback = s.post('/rollback', { by: 'GRIEFER', since: iso(since) });

@@ -5,20 +5,13 @@
  * plus one upload.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { openFileStore, openS3Store } from './support/app.js';
+import { openFileStore, openS3Store, openWalDir } from './support/app.js';
 import { runCrashRounds, type CrashRoundsOptions, type CrashRoundsReport } from './support/crash-rounds.js';
 
 const SHIP_SECONDS = 0.2;
 
-async function tempDir(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'cubecache-crash-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 async function fileEnv(t: TestContext): Promise<Record<string, string>> {
   const { dir } = await openFileStore(t);
@@ -29,7 +22,7 @@ async function s3Env(t: TestContext): Promise<Record<string, string>> {
   const f = await openS3Store();
   return {
     S3_BUCKET: f.bucket, S3_PREFIX: f.prefix, S3_FORCE_PATH_STYLE: 'true', AWS_ENDPOINT_URL_S3: f.server.endpoint, AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: f.server.accessKeyId, AWS_SECRET_ACCESS_KEY: f.server.secretAccessKey, WAL_DIR: join(await tempDir(t), 'wal'),
+    AWS_ACCESS_KEY_ID: f.server.accessKeyId, AWS_SECRET_ACCESS_KEY: f.server.secretAccessKey, WAL_DIR: await openWalDir(t),
   };
 }
 

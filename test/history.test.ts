@@ -6,26 +6,14 @@
  * server, a restore racing writes.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { AUTH, openFileStore, openS3Store, startServer, TEST_CELLS, type Running, type StoreFixture } from './support/app.js';
+import { AUTH, openFileStore, openS3Store, openWalDir, startServer, TEST_CELLS, type Running, type StoreFixture } from './support/app.js';
+import { seededRandom, splittingInstant } from './support/model.js';
 import { basicHeader, waitFor } from './support/http.js';
 
 /** The cells the test writes (a region of the world, so that instants differ in many of them). */
 const REGION = 512;
 
-/** A seeded PRNG (mulberry32), so a failure replays. */
-function rng(seed: number): (n: number) => number {
-  let a = seed >>> 0;
-  return (n) => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 4294967296) * n);
-  };
-}
 
 async function cellsBytes(s: Running, start: number, count: number, at?: number): Promise<{ status: number; bytes: Buffer; text: string }> {
   const query = `start=${start}&count=${count}${at === undefined ? '' : `&at=${new Date(at).toISOString()}`}`;
@@ -34,12 +22,6 @@ async function cellsBytes(s: Running, start: number, count: number, at?: number)
   return { status: res.status, bytes, text: bytes.toString('utf8') };
 }
 
-/** An instant strictly after every change answered so far, and before any change sent after it returns. */
-async function instant(): Promise<number> {
-  const t = Date.now();
-  await waitFor('the clock to pass the instant', () => Date.now() > t, 1000, 1);
-  return t;
-}
 
 /** Random writes through all three kinds of change, applied to `model` as the server applies them. */
 async function randomSteps(s: Running, model: Uint8Array, next: (n: number) => number, steps: number): Promise<void> {
@@ -79,11 +61,6 @@ async function checkPast(s: Running, past: Array<{ at: number; world: Uint8Array
   }
 }
 
-async function walDir(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'cubecache-history-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return join(dir, 'wal');
-}
 
 const STORES: Array<[string, (t: TestContext) => Promise<StoreFixture>]> = [['file', openFileStore], ['s3', () => openS3Store()]];
 
@@ -91,16 +68,16 @@ describe('time travel', () => {
   for (const [kind, open] of STORES) {
     test(`reads and restores any instant, whole or in part, before and after a restart, across snapshots (${kind} store)`, async (t) => {
       const fixture = await open(t);
-      const options = { wal: { dir: await walDir(t), sync: 'write' as const }, shipIntervalMs: 40 };
+      const options = { wal: { dir: await openWalDir(t), sync: 'write' as const }, shipIntervalMs: 40 };
       let s = await startServer(t, fixture, options);
-      const next = rng(kind === 'file' ? 7 : 11);
+      const next = seededRandom(kind === 'file' ? 7 : 11);
       const model = new Uint8Array(TEST_CELLS * 4);
       assert.equal((await s.post('/s3dump')).status, 200); // history starts at the first snapshot
-      const past: Array<{ at: number; world: Uint8Array }> = [{ at: await instant(), world: model.slice() }];
+      const past: Array<{ at: number; world: Uint8Array }> = [{ at: await splittingInstant(), world: model.slice() }];
       for (let epoch = 1; epoch <= 10; epoch++) {
         await randomSteps(s, model, next, 12);
         if (epoch === 3 || epoch === 7) assert.equal((await s.post('/s3dump')).status, 200); // instants on both sides of snapshots
-        past.push({ at: await instant(), world: model.slice() });
+        past.push({ at: await splittingInstant(), world: model.slice() });
       }
       const history = (await s.call('/backups', { auth: AUTH })).json.history;
       assert.ok(Date.parse(history.earliest) <= past[0]!.at && Date.parse(history.latest) >= past.at(-1)!.at, JSON.stringify(history));
@@ -115,7 +92,7 @@ describe('time travel', () => {
       assert.equal(restored.json.restored.cells, 35);
       for (const r of ranges) model.set(target.world.subarray(r.start * 4, (r.start + r.count) * 4), r.start * 4);
       assert.deepEqual((await cellsBytes(s, 0, REGION)).bytes, Buffer.from(model.subarray(0, REGION * 4)), 'after the partial restore');
-      past.push({ at: await instant(), world: model.slice() });
+      past.push({ at: await splittingInstant(), world: model.slice() });
 
       // A whole restore to before the first snapshot boundary, then undone by a restore to the instant before it.
       const before = past.at(-1)!;
@@ -133,7 +110,7 @@ describe('time travel', () => {
   }
 
   test('an instant outside the history kept is refused, naming the span; bad instants and ranges are 400s that change nothing', async (t) => {
-    const s = await startServer(t, await openFileStore(t), { wal: { dir: await walDir(t), sync: 'write' } });
+    const s = await startServer(t, await openFileStore(t), { wal: { dir: await openWalDir(t), sync: 'write' } });
     const none = await cellsBytes(s, 0, 1, Date.now() - 1000);
     assert.equal(none.status, 400);
     assert.match(JSON.parse(none.text).error, /no history is kept yet/);
@@ -156,9 +133,9 @@ describe('time travel', () => {
   });
 
   test('a restore racing writes to the same cells is one step: each cell ends as the past value or a later write, never a mix within one write', async (t) => {
-    const s = await startServer(t, await openFileStore(t), { wal: { dir: await walDir(t), sync: 'write' } });
+    const s = await startServer(t, await openFileStore(t), { wal: { dir: await openWalDir(t), sync: 'write' } });
     assert.equal((await s.post('/s3dump')).status, 200);
-    const then = await instant();
+    const then = await splittingInstant();
     const writes = Array.from({ length: 40 }, (_, i) => s.post('/request', [{ action: 1, index: i % 20, category: 100 + i, sideA: 100 + i }, { action: 1, index: 20 + (i % 20), category: 100 + i, sideA: 100 + i }]));
     const restore = s.post('/restore', { at: new Date(then).toISOString(), start: 0, count: 40 });
     const answers = await Promise.all([...writes, restore]);
@@ -172,9 +149,9 @@ describe('time travel', () => {
 
   test('a fenced server refuses to restore', async (t) => {
     const fixture = await openFileStore(t);
-    const a = await startServer(t, fixture, { wal: { dir: await walDir(t), sync: 'write' }, shipIntervalMs: 30 });
+    const a = await startServer(t, fixture, { wal: { dir: await openWalDir(t), sync: 'write' }, shipIntervalMs: 30 });
     assert.equal((await a.post('/s3dump')).status, 200);
-    await startServer(t, fixture, { wal: { dir: await walDir(t), sync: 'write' } });
+    await startServer(t, fixture, { wal: { dir: await openWalDir(t), sync: 'write' } });
     await a.post('/request', { action: 1, index: 1, category: 1 }); // its shipment finds the prefix taken
     await waitFor('fenced', async () => (await a.call('/healthcheck')).json.backup.fenced);
     const refused = await a.post('/restore', { at: new Date().toISOString(), start: 0, count: 1 });

@@ -1,30 +1,24 @@
 /** Changes shipped to the store every cadence: outages, a second writer, an unwritable log, leftovers of a crash. */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import { createApp } from '../lib/app.js';
 import { RestoreError } from '../lib/backup/backups.js';
-import { AUTH, openFileStore, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
+import { AUTH, openFileStore, openWalDir, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
 import { waitFor } from './support/http.js';
 import { silentLog } from './support/log.js';
 import { rig } from './support/s3-rig.js';
 import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { createS3Client } from '../lib/s3-client.js';
 
-async function walDir(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'cubecache-wal-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return join(dir, 'wal');
-}
 
 const write = (index: number, category: number) => ({ action: 1, index, category });
 
 describe('shipping changes', () => {
   test('S3 down for a while: writes are acknowledged and kept in the log, strict health fails, and they are shipped on recovery', async (t) => {
     const r = await rig(t);
-    const wal = { dir: await walDir(t), sync: 'write' as const };
+    const wal = { dir: await openWalDir(t), sync: 'write' as const };
     const s = await startServer(t, r.proxied, { wal, shipIntervalMs: 100 });
     assert.equal((await s.post('/request', write(1, 1))).status, 200);
     await waitFor('the first write shipped', async () => !(await s.call('/healthcheck')).json.backup.unsavedChanges);
@@ -41,15 +35,15 @@ describe('shipping changes', () => {
     await s.app.close();
     // The instance is gone (its log with it): the store alone holds every write.
     await rm(wal.dir, { recursive: true, force: true });
-    const b = await startServer(t, r.direct, { wal: { dir: await walDir(t), sync: 'write' } });
+    const b = await startServer(t, r.direct, { wal: { dir: await openWalDir(t), sync: 'write' } });
     for (const i of [1, 2, 39, 40]) assert.equal((await b.post('/request', { index: i })).json.category, i);
   });
 
   test('a second writer takes over: the old server answers writes 503 within a cadence instead of acknowledging what it cannot ship', async (t) => {
     const fixture = await openFileStore(t);
-    const a = await startServer(t, fixture, { wal: { dir: await walDir(t), sync: 'write' }, shipIntervalMs: 50 });
+    const a = await startServer(t, fixture, { wal: { dir: await openWalDir(t), sync: 'write' }, shipIntervalMs: 50 });
     assert.equal((await a.post('/request', write(1, 1))).status, 200);
-    const b = await startServer(t, fixture, { wal: { dir: await walDir(t), sync: 'write' }, shipIntervalMs: 50 });
+    const b = await startServer(t, fixture, { wal: { dir: await openWalDir(t), sync: 'write' }, shipIntervalMs: 50 });
     const refused = await waitFor('the old server refusing writes', async () => {
       const answer = await a.post('/request', write(2, 2));
       return answer.status === 503 ? answer : undefined;
@@ -74,7 +68,7 @@ describe('shipping changes', () => {
   test('two servers cannot share one log folder: the second is refused at start', async (t) => {
     const fixture = await openFileStore(t);
     const other = await openFileStore(t);
-    const wal = { dir: await walDir(t), sync: 'write' as const };
+    const wal = { dir: await openWalDir(t), sync: 'write' as const };
     await startServer(t, fixture, { wal });
     const app = createApp({ cells: TEST_CELLS, auth: AUTH, store: other.store, prefix: other.prefix, legacyKey: '', backupRetain: 24, backupIntervalMs: 0, log: silentLog, wal });
     await assert.rejects(app.start(0, '127.0.0.1'), (err: unknown) => err instanceof RestoreError && /in use by process \d+/.test(err.message));
@@ -114,7 +108,7 @@ describe('shipping changes', () => {
 
   test('a commit whose reply is lost: the retry finds it landed, the change set is in the store once, nothing acknowledged is lost', async (t) => {
     const r = await rig(t);
-    const wal = { dir: await walDir(t), sync: 'write' as const };
+    const wal = { dir: await openWalDir(t), sync: 'write' as const };
     const s = await startServer(t, r.proxied, { wal, shipIntervalMs: 100 });
     assert.equal((await s.post('/request', write(1, 1))).status, 200);
     await waitFor('shipped', async () => !(await s.call('/healthcheck')).json.backup.unsavedChanges);
@@ -129,7 +123,7 @@ describe('shipping changes', () => {
     for (const key of keys.slice(before)) names.push(JSON.parse(Buffer.from((await r.direct.store.get(key))!).toString()).name);
     assert.equal(new Set(names).size, names.length, `no change set committed twice: ${names.join(', ')}`);
     await rm(wal.dir, { recursive: true, force: true }); // from the store alone
-    const b = await startServer(t, r.direct, { wal: { dir: await walDir(t), sync: 'write' } });
+    const b = await startServer(t, r.direct, { wal: { dir: await openWalDir(t), sync: 'write' } });
     for (let i = 1; i <= 10; i++) assert.equal((await b.post('/request', { index: i })).json.category, i);
   });
 
@@ -142,7 +136,7 @@ describe('shipping changes', () => {
         requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
       },
     }));
-    const wal = { dir: await walDir(t), sync: 'write' as const };
+    const wal = { dir: await openWalDir(t), sync: 'write' as const };
     const s = await startServer(t, r.proxied, { wal, shipIntervalMs: 100 });
     r.proxy.set({ kind: 'stall' });
     for (let i = 1; i <= 5; i++) assert.equal((await s.post('/request', write(i, i))).status, 200, 'acknowledged: the log has it');
@@ -160,7 +154,7 @@ describe('shipping changes', () => {
   test('a disk that cannot take the log: writes answer 503 and change nothing, reads go on, health says why, and writes resume when it can', async (t) => {
     const fixture = await openFileStore(t);
     let fault: Error | undefined;
-    const s = await startServer(t, fixture, { wal: { dir: await walDir(t), sync: 'write', writeFault: () => fault } });
+    const s = await startServer(t, fixture, { wal: { dir: await openWalDir(t), sync: 'write', writeFault: () => fault } });
     assert.equal((await s.post('/request', write(1, 1))).status, 200);
     fault = Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
     const failed = await s.post('/request', write(2, 2));

@@ -19,6 +19,13 @@ export const AUTH = { user: 'tester', password: 'correct horse battery staple' }
 /** A small world keeps tests fast; the size is not what they test. */
 export const TEST_CELLS = 4096;
 
+/** A fresh folder for a write-ahead log (WAL_DIR), removed after the test. */
+export async function openWalDir(t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'cubecache-wal-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return join(dir, 'wal');
+}
+
 /** A store and a prefix of its own. */
 export interface StoreFixture { store: BlobStore; prefix: string; kind: 'file' | 's3' }
 
