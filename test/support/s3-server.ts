@@ -55,7 +55,22 @@ export async function startS3Server(): Promise<S3TestServer> {
     }
     return startS3rver(`not on PATH: ${missing.join(', ')}`);
   }
-  return startCeph();
+  return startCephRetrying();
+}
+
+const CEPH_START_ATTEMPTS = 3;
+
+/** startCeph, tried again from scratch (new temp dir, new ports) when a start fails: a single-node Ceph on a busy machine sometimes trips over its own start-up. */
+async function startCephRetrying(): Promise<S3TestServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startCeph();
+    } catch (err) {
+      if (attempt >= CEPH_START_ATTEMPTS) throw err;
+      const msg = err instanceof Error ? err.message : String(err);
+      process.stderr.write(`${LOG_PREFIX} attempt ${attempt} of ${CEPH_START_ATTEMPTS} failed, starting again: ${lastLines(msg, 3)}\n`);
+    }
+  }
 }
 
 /** A test-client S3Client for a server (forcePathStyle, WHEN_REQUIRED checksums, region us-east-1, the keys). */
@@ -315,11 +330,22 @@ async function startCeph(): Promise<S3TestServer> {
     // 2. OSD (memstore). Placed in the CRUSH map by us: its own on-start update
     // is sometimes refused with 'wrong fsid'.
     stage = 'osd';
+    // A monitor that answers 'mon stat' may still refuse the next command for a
+    // moment ('EPERM: problem getting command descriptions from mon', seen once
+    // in CI): both commands are idempotent (the same uuid gets the same id), so
+    // they are retried until the deadline.
     const osdUuid = randomUUID();
-    const osdId = (await ceph(['osd', 'new', osdUuid])).trim();
+    let osdId = '';
+    await waitFor('ceph osd new', deadline, [mon], async () => {
+      osdId = (await ceph(['osd', 'new', osdUuid], 6_000)).trim();
+      return true;
+    });
     if (!/^\d+$/.test(osdId)) throw new Error(`'ceph osd new' printed ${JSON.stringify(osdId)}, not an id`);
     await cli('ceph-osd', ['-i', osdId, '--mkfs', '--osd-uuid', osdUuid]);
-    await ceph(['osd', 'crush', 'add', `osd.${osdId}`, '1.0', 'host=local', 'root=default']);
+    await waitFor('ceph osd crush add', deadline, [mon], async () => {
+      await ceph(['osd', 'crush', 'add', `osd.${osdId}`, '1.0', 'host=local', 'root=default'], 6_000);
+      return true;
+    });
     const osd = startDaemon(`osd.${osdId}`, 'ceph-osd', ['-i', osdId]);
     await waitFor('ceph osd stat: 1 up', deadline, [mon, osd], async () => {
       const stat = JSON.parse(await ceph(['osd', 'stat', '-f', 'json'], 6_000)) as { num_up_osds?: number };
