@@ -68,14 +68,6 @@ export function encodeBackup(source: SliceSource | Uint8Array): { body: AsyncIte
   };
 }
 
-/** The whole compressed body and its record, for tests and small worlds. */
-export async function encodeBackupWhole(source: SliceSource | Uint8Array): Promise<EncodedBackup & { body: Buffer }> {
-  const encoded = encodeBackup(source);
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of encoded.body) chunks.push(chunk);
-  return { ...encoded.result(), body: Buffer.concat(chunks) };
-}
-
 function slicesOf(bytes: Uint8Array): SliceSource {
   return {
     byteLength: bytes.byteLength,

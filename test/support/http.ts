@@ -48,6 +48,9 @@ export function basicHeader(user: string, password: string): string {
   return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 }
 
+/** A cell's four fields as the protocol spells them in answers and in `expect`. */
+export const cell = (category: number, rotation = 0, sideA = 0, sideB = 0) => ({ category, rotation, sideA, sideB });
+
 /** Polls `check` until it returns a truthy value or the deadline passes (then throws with `what`). */
 export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 20_000, everyMs = 20): Promise<NonNullable<Awaited<T>>> {
   const deadline = Date.now() + timeoutMs;

@@ -1,0 +1,80 @@
+/** lib/config.ts: loadConfig's defaults, variables and errors (the durability settings are in durability-config.test.ts). */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ConfigError, loadConfig } from '../lib/config.js';
+
+describe('config', () => {
+  const random = () => 'generated-password';
+
+  test('defaults: port 5000, all interfaces, local folder, a generated password', () => {
+    const config = loadConfig({}, random);
+    assert.equal(config.port, 5000);
+    assert.equal(config.host, '0.0.0.0');
+    assert.equal(config.cells, 16_777_216);
+    assert.deepEqual(config.store, { kind: 'file', dir: './data' });
+    assert.deepEqual(config.auth, { user: 'cubecache', password: 'generated-password', generated: true });
+    assert.equal(config.prefix, 'cubecache/');
+    assert.equal(config.legacyKey, 'data.bin');
+    assert.equal(config.backupRetain, 24);
+    assert.equal(config.backupIntervalSeconds, 600);
+    assert.equal(config.shipIntervalSeconds, 1);
+    assert.deepEqual(config.wal, { dir: './data/wal', sync: 'write' });
+  });
+
+  test('reads every variable', () => {
+    const config = loadConfig({
+      PORT: '8080', HOST: '127.0.0.1', AUTH_USER: 'u', AUTH_PASSWORD: 'p', CUBE_CELLS: '1024', S3_BUCKET: 'b',
+      S3_PREFIX: 'w/', S3_LEGACY_KEY: 'old.bin', S3_FORCE_PATH_STYLE: 'true', BACKUP_RETAIN: '3', BACKUP_INTERVAL_SECONDS: '0',
+      TRUST_PROXY: '2', MAX_CONNECTIONS: '50', LOG_REQUESTS: 'true', AUTH_FAILURE_LIMIT: '0',
+    }, random);
+    assert.equal(config.authFailureLimit, 0);
+    assert.equal(loadConfig({}, random).authFailureLimit, 20);
+    assert.equal(config.trustedProxies, 2);
+    assert.equal(config.maxConnections, 50);
+    assert.equal(config.logRequests, true);
+    assert.equal(loadConfig({ TRUST_PROXY: 'true' }, random).trustedProxies, 1);
+    assert.equal(loadConfig({}, random).trustedProxies, 0);
+    assert.equal(config.port, 8080);
+    assert.deepEqual(config.auth, { user: 'u', password: 'p', generated: false });
+    assert.deepEqual(config.store, { kind: 's3', bucket: 'b', forcePathStyle: true });
+    assert.equal(config.cells, 1024);
+    assert.equal(config.prefix, 'w/');
+    assert.equal(config.legacyKey, 'old.bin');
+    assert.equal(config.backupRetain, 3);
+    assert.equal(config.backupIntervalSeconds, 0);
+    assert.equal(loadConfig({ BACKUP_INTERVAL_SECONDS: '0.25' }, random).backupIntervalSeconds, 0.25);
+  });
+
+  test('AUTH_PASSWORD_PREVIOUS is accepted beside AUTH_PASSWORD; equal to it, it is ignored', () => {
+    assert.deepEqual(loadConfig({ AUTH_PASSWORD: 'new', AUTH_PASSWORD_PREVIOUS: 'old' }, random).auth, { user: 'cubecache', password: 'new', previousPassword: 'old', generated: false });
+    assert.deepEqual(loadConfig({ AUTH_PASSWORD: 'same', AUTH_PASSWORD_PREVIOUS: 'same' }, random).auth, { user: 'cubecache', password: 'same', generated: false });
+    assert.deepEqual(loadConfig({ AUTH_PASSWORD: 'new', AUTH_PASSWORD_PREVIOUS: '' }, random).auth, { user: 'cubecache', password: 'new', generated: false }, 'empty is unset');
+  });
+
+  test('REQUIRE_S3_BUCKET=true refuses a start without S3_BUCKET, saying what to set and why', () => {
+    assert.throws(() => loadConfig({ REQUIRE_S3_BUCKET: 'true' }, random), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.variable, 'S3_BUCKET');
+      assert.match(err.message, /set S3_BUCKET/);
+      assert.match(err.message, /next deploy deletes/);
+      return true;
+    });
+    assert.deepEqual(loadConfig({ REQUIRE_S3_BUCKET: 'true', S3_BUCKET: 'world' }, random).store, { kind: 's3', bucket: 'world', forcePathStyle: false });
+    assert.deepEqual(loadConfig({ REQUIRE_S3_BUCKET: 'false' }, random).store, { kind: 'file', dir: './data' });
+  });
+
+  test('one clear error naming the bad variable', () => {
+    const bad: Array<[Record<string, string>, string]> = [
+      [{ PORT: 'eighty' }, 'PORT'], [{ PORT: '70000' }, 'PORT'], [{ CUBE_CELLS: '0' }, 'CUBE_CELLS'], [{ CUBE_CELLS: '-5' }, 'CUBE_CELLS'],
+      [{ CUBE_CELLS: '1.5' }, 'CUBE_CELLS'], [{ S3_PREFIX: 'noslash' }, 'S3_PREFIX'], [{ S3_FORCE_PATH_STYLE: 'maybe' }, 'S3_FORCE_PATH_STYLE'],
+      [{ BACKUP_RETAIN: '0' }, 'BACKUP_RETAIN'], [{ BACKUP_INTERVAL_SECONDS: 'often' }, 'BACKUP_INTERVAL_SECONDS'],
+      [{ BACKUP_INTERVAL_SECONDS: '-1' }, 'BACKUP_INTERVAL_SECONDS'], [{ TRUST_PROXY: 'nginx' }, 'TRUST_PROXY'],
+      [{ MAX_CONNECTIONS: '0' }, 'MAX_CONNECTIONS'], [{ LOG_REQUESTS: 'loud' }, 'LOG_REQUESTS'],
+    ];
+    bad.push([{ AUTH_USER: 'team:one', AUTH_PASSWORD: 'p' }, 'AUTH_USER'], [{ AUTH_PASSWORD_PREVIOUS: 'old' }, 'AUTH_PASSWORD_PREVIOUS'],
+      [{ REQUIRE_S3_BUCKET: 'true' }, 'S3_BUCKET'], [{ REQUIRE_S3_BUCKET: 'sure', S3_BUCKET: 'b' }, 'REQUIRE_S3_BUCKET']);
+    for (const [env, variable] of bad) {
+      assert.throws(() => loadConfig(env, random), (err: unknown) => err instanceof ConfigError && err.variable === variable && err.message.startsWith(variable), JSON.stringify(env));
+    }
+  });
+});
