@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import type { BlobStore } from '../lib/store.js';
 import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
 import { waitFor } from './support/http.js';
+import { storeWith } from './support/store.js';
 
 /** `store` with its backup uploads (puts under backups/) held until `release()`, or failing while `failing` is set. */
 function gatedStore(store: BlobStore) {
@@ -13,15 +14,8 @@ function gatedStore(store: BlobStore) {
     held: 0,
     failing: false,
     release: () => open(),
-    store: {
-      location: store.location,
-      get: (key: string) => store.get(key),
-      getStream: (key: string) => store.getStream(key),
-      cleanup: (prefix: string, stale: (key: string) => boolean) => store.cleanup(prefix, stale),
-      putIfAbsent: (key: string, body: Uint8Array) => store.putIfAbsent(key, body),
-      list: (prefix: string) => store.list(prefix),
-      delete: (key: string) => store.delete(key),
-      async put(key: string, body: Parameters<BlobStore['put']>[1]) {
+    store: storeWith(store, {
+      async put(key, body) {
         if (key.includes('/backups/')) {
           control.held++;
           await gate;
@@ -29,7 +23,7 @@ function gatedStore(store: BlobStore) {
         }
         return store.put(key, body);
       },
-    } satisfies BlobStore,
+    }),
   };
   return control;
 }

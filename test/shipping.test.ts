@@ -8,6 +8,7 @@ import { RestoreError } from '../lib/backup/backups.js';
 import { AUTH, openFileStore, openWalDir, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
 import { waitFor } from './support/http.js';
 import { silentLog } from './support/log.js';
+import { storeWith } from './support/store.js';
 import { rig } from './support/s3-rig.js';
 import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { createS3Client } from '../lib/s3-client.js';
@@ -171,6 +172,37 @@ describe('shipping changes', () => {
     fault = undefined;
     await waitFor('writes taken again', async () => (await s.post('/request', write(4, 4))).status === 200);
     assert.equal((await s.call('/healthcheck?backup=1')).status, 200);
+  });
+
+  test('writes made while a shipment is in flight wait for the next cadence: under constant writes one PUT a cadence, not one after another', async (t) => {
+    const fixture = await openFileStore(t);
+    const intervalMs = 1000;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    const commits: Array<{ startedAt: number; doneAt?: number }> = [];
+    let booted = false; // the boot's own commit (it claims the next seq) is not a shipment
+    const store = storeWith(fixture.store, {
+      async putIfAbsent(key, body) {
+        if (!booted || !key.includes('/commits/')) return fixture.store.putIfAbsent(key, body);
+        const commit: { startedAt: number; doneAt?: number } = { startedAt: performance.now() };
+        commits.push(commit);
+        if (commits.length === 1) await gate; // the first shipment stays in flight while more writes land
+        const created = await fixture.store.putIfAbsent(key, body);
+        commit.doneAt = performance.now();
+        return created;
+      },
+    });
+    const s = await startServer(t, { ...fixture, store }, { wal: { dir: await openWalDir(t), sync: 'write' }, shipIntervalMs: intervalMs });
+    booted = true;
+    assert.equal((await s.post('/request', write(1, 1))).status, 200);
+    await waitFor('the first shipment in flight', () => commits.length === 1);
+    for (let i = 2; i <= 6; i++) assert.equal((await s.post('/request', write(i, i))).status, 200);
+    release();
+    await waitFor('the later writes shipped too', () => commits.length >= 2 && commits[1]!.doneAt !== undefined);
+    // every() waits a whole interval after a step ends: a second commit sooner came from the same step.
+    const gap = commits[1]!.startedAt - commits[0]!.doneAt!;
+    assert.ok(gap >= intervalMs / 2, `the second shipment waited for its cadence (${Math.round(gap)} ms after the first)`);
+    assert.equal((await s.call('/healthcheck')).json.backup.shipsTotal, 2);
   });
 
   test('an incomplete multipart upload left under the prefix by a crash is aborted at boot', async (t) => {

@@ -494,22 +494,32 @@ export class Backups {
     await this.backup('schedule');
   }
 
-  /** Ships every change the store lacks, as one or more change sets; sets snapshotDue when a snapshot is the better carrier. */
+  /**
+   * Ships every change the log held when it began (see shipThrough). Changes made while it ships wait for
+   * the next cadence: under constant writes that is one shipment a cadence, the PUT bill the README
+   * promises, not one shipment after another.
+   */
   private shipAll(reason: string): Promise<void> {
-    return this.mutex.run(async () => {
-      try {
-        while (this.changeLog.lastLsn > this.storeLsn && !this.snapshotDue) {
-          if (!(await this.shipOnce(reason))) break;
-        }
-        this.state.shipConsecutiveFailures = 0;
-      } catch (err) {
-        this.state.shipFailures++;
-        this.state.shipConsecutiveFailures++;
-        this.state.lastShipError = { at: new Date(this.now()).toISOString(), error: describe(err) };
-        if (!(err instanceof FencedError)) this.log.error('ship_failed', { reason, consecutiveFailures: this.state.shipConsecutiveFailures, err });
-        throw err;
+    return this.mutex.run(() => this.shipThrough(this.changeLog.lastLsn, reason));
+  }
+
+  /**
+   * Ships change sets until the store holds the log through `target` (more than one set only for a backlog
+   * over SHIP_MAX_BYTES); stops early when snapshotDue says a snapshot must carry the rest. Holds the mutex.
+   */
+  private async shipThrough(target: number, reason: string): Promise<void> {
+    try {
+      while (this.storeLsn < target && !this.snapshotDue) {
+        if (!(await this.shipOnce(reason))) break;
       }
-    });
+      this.state.shipConsecutiveFailures = 0;
+    } catch (err) {
+      this.state.shipFailures++;
+      this.state.shipConsecutiveFailures++;
+      this.state.lastShipError = { at: new Date(this.now()).toISOString(), error: describe(err) };
+      if (!(err instanceof FencedError)) this.log.error('ship_failed', { reason, consecutiveFailures: this.state.shipConsecutiveFailures, err });
+      throw err;
+    }
   }
 
   /** Ships one change set; false when there was nothing to ship. Holds the mutex (see shipAll). */
@@ -568,6 +578,9 @@ export class Backups {
         cow.release();
       }
       const info = await this.mutex.run(async () => {
+        // The changes up to the instant go to the store as change sets first: the snapshot holds their values,
+        // but history (who changed what, and each second in between) lives in the sets only.
+        if (this.options.shipIntervalMs > 0 && !this.legacyBase) await this.shipThrough(lsn, reason);
         // Shipments committed since the instant may hold changes the snapshot lacks: boot replays from the first.
         const replayFrom = this.recentShips.find((s) => s.toLsn > lsn)?.seq ?? 0;
         const commit = await this.commitSnapshot(uploaded, reason, lsn, replayFrom, cow);
