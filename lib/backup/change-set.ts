@@ -15,7 +15,7 @@ export const INLINE_LIMIT_BYTES = 256 * 1024;
 
 /** The stored form of `changes` (compressed on the thread pool) and its record. */
 export async function packChangeSet(changes: Change[]): Promise<{ body: Buffer; bytes: number; sha256: string }> {
-  const raw = encodeChangeSet(changes);
+  const raw = await encodeChangeSet(changes);
   const body = await gzipAsync(raw, { level: constants.Z_BEST_SPEED });
   return { body, bytes: raw.byteLength, sha256: createHash('sha256').update(body).digest('hex') };
 }

@@ -12,9 +12,10 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { isCode, syncDir } from '../fs-util.js';
 import type { Log } from '../log.js';
-import { ByteWriter, decodeFramePayload, FormatError, writeFramePayload, type Change, type Run } from './change.js';
+import { ByteWriter, CHANGES_A_TURN, decodeFramePayload, FormatError, writeFramePayload, type Change, type Run } from './change.js';
 import type { ChangeLog, LogCursor, UnshippedChanges } from './change-log.js';
 
 /** How the log makes a frame durable before the answer: `write` survives a process crash, `strict` a power loss. */
@@ -203,8 +204,9 @@ export class WriteAheadLog implements ChangeLog {
       const segment = this.segments[index]!;
       const path = join(this.options.dir, segment.name);
       const read = await readFrames(path, offset, segment.name === openSegment ? openSize : undefined, budget);
-      for (const payload of read.payloads) {
-        const change = decodeFramePayload(payload, this.options.cells);
+      for (let i = 0; i < read.payloads.length; i++) {
+        if (i > 0 && i % CHANGES_A_TURN === 0) await yieldToEventLoop(); // a second of writes is thousands of frames
+        const change = decodeFramePayload(read.payloads[i]!, this.options.cells);
         if (change.lsn > floor) changes.push(change);
       }
       budget -= read.bytes;
