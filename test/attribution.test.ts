@@ -184,7 +184,7 @@ describe('attribution', () => {
     assert.equal((await call(b.url, '/request', { body: { index: 2 }, auth: AUTH })).json.category, 52, 'the builder\'s later work stays');
   });
 
-  test('a snapshot between two shipments ships the changes it covers first: their authors stay in history once the log is gone', async (t) => {
+  test('a snapshot (or a restore of one) between two shipments ships the changes it covers first: their authors stay in history once the log is gone', async (t) => {
     const fixture = await openFileStore(t);
     const wal = { dir: await openWalDir(t), sync: 'write' as const };
     // A cadence no test reaches: only the snapshot can carry these changes to the store.
@@ -192,12 +192,17 @@ describe('attribution', () => {
     assert.equal((await a.post('/s3dump')).status, 200);
     assert.equal((await a.post('/request', { action: 1, index: 7, category: 1, by: 'P1' })).status, 200);
     assert.equal((await a.post('/request', { action: 1, index: 7, category: 2, by: 'P2' })).status, 200);
-    assert.equal((await a.post('/s3dump')).status, 200);
+    const second = await a.post('/s3dump');
+    assert.equal(second.status, 200);
+    assert.equal((await a.post('/request', { action: 1, index: 7, category: 3, by: 'P3' })).status, 200);
+    // A restore of a kept snapshot is committed as a snapshot too: P3's change must not vanish under it.
+    assert.equal((await a.post('/restore', { name: second.json.backup.name })).status, 200);
     await a.app.close();
     await rm(wal.dir, { recursive: true, force: true }); // the instance is gone: the store alone
     const b = await startServer(t, fixture, { wal: { dir: await openWalDir(t), sync: 'write' }, shipIntervalMs: 3_600_000 });
     const changes = (await b.call('/history?start=7&count=1', { auth: AUTH })).json.changes as Array<{ by: string; after: { category: number } }>;
-    assert.deepEqual(changes.map((c) => [c.by, c.after.category]), [['P2', 2], ['P1', 1]]);
+    assert.deepEqual(changes.map((c) => [c.by, c.after.category]), [['tester', 2], ['P3', 3], ['P2', 2], ['P1', 1]], 'the restore by its operator, and every change under it');
+    assert.equal((await b.post('/request', { index: 7 })).json.category, 2, 'the restored world');
   });
 
   test('bad authors are 400s that write nothing; a rollback window outside the span names it', async (t) => {

@@ -337,6 +337,8 @@ export class Backups {
         this.snapshotDue = true;
         return;
       }
+      // The changes before the restore keep their place in history (see snapshot()); the restore itself is the snapshot.
+      if (this.options.shipIntervalMs > 0 && !this.legacyBase) await this.shipThrough(lsn - 1, 'restore');
       const commit = await this.commitSnapshot(ref, 'restore', lsn, 0, this.cube);
       this.state.lastBackup = publicInfo(commit);
     }).catch((err: unknown) => {
