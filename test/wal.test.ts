@@ -4,6 +4,7 @@ import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Change } from '../lib/backup/change.js';
 import { LogCorruptError, LogLockedError, WriteAheadLog } from '../lib/backup/wal.js';
 import { memoryLog } from './support/log.js';
@@ -161,4 +162,33 @@ test('segments rotate, shipping reads across them, and released ones are deleted
   assert.ok(left.length < segments.length, 'covered segments are deleted');
   const after = await wal.unshipped(undefined, 35, 1 << 20);
   assert.deepEqual(after.changes.map((c) => c.lsn), [36, 37, 38, 39, 40]);
+});
+
+test('a read of unshipped changes while writes fill and rotate the open segment skips nothing; the next read goes on from its end', async (t) => {
+  const dir = await folder(t);
+  const segmentBytes = 1_000_000;
+  const { wal } = await reopen(t, dir, undefined, 0, { segmentBytes });
+  // The open segment just short of full (500 frames are about 11 KB), so the first writes during the read rotate it.
+  const open = join(dir, (await readdir(dir)).find((n) => n.endsWith('.wal'))!);
+  while ((await stat(open)).size < segmentBytes - 15_000) {
+    for (let i = 0; i < 500; i++) wal.append(1, '', cell(i, 1));
+    assert.equal(await written(wal), undefined);
+  }
+  const segmentsBefore = (await readdir(dir)).filter((n) => n.endsWith('.wal')).length;
+  let done = false;
+  const reading = wal.unshipped(undefined, 0, 8 << 20).finally(() => { done = true; });
+  // The read yields while it decodes: meanwhile, a turn at a time, more writes fill the segment it is reading and rotate.
+  let turnsDuringRead = 0;
+  for (let k = 0; k < 50; k++) {
+    for (let i = 0; i < 500; i++) wal.append(1, '', cell(i, 2));
+    await yieldToEventLoop();
+    if (!done) turnsDuringRead++;
+  }
+  assert.equal(await written(wal), undefined);
+  assert.ok(turnsDuringRead > 0, 'writes landed while the read ran');
+  assert.ok((await readdir(dir)).filter((n) => n.endsWith('.wal')).length > segmentsBefore, 'the log rotated');
+  const first = await reading;
+  const rest = await wal.unshipped(first.next, first.changes.at(-1)!.lsn, 8 << 20);
+  const lsns = [...first.changes, ...rest.changes].map((c) => c.lsn);
+  assert.deepEqual(lsns, Array.from({ length: wal.lastLsn }, (_, i) => i + 1), 'every lsn once, in order');
 });

@@ -338,7 +338,11 @@ export class Backups {
         return;
       }
       // The changes before the restore keep their place in history (see snapshot()); the restore itself is the snapshot.
-      if (this.options.shipIntervalMs > 0 && !this.legacyBase) await this.shipThrough(lsn - 1, 'restore');
+      await this.shipForSnapshot(lsn - 1, 'restore');
+      if (this.changeLog.lastLsn !== lsn) {
+        this.snapshotDue = true; // written while it shipped: the snapshot object is no longer the world
+        return;
+      }
       const commit = await this.commitSnapshot(ref, 'restore', lsn, 0, this.cube);
       this.state.lastBackup = publicInfo(commit);
     }).catch((err: unknown) => {
@@ -524,6 +528,22 @@ export class Backups {
     }
   }
 
+  /**
+   * Before a snapshot of the world at `lsn` is committed: ships the changes through `target` (see snapshot()),
+   * when shipping is on. Holds the mutex. A change too big for a set, or a gap, would set snapshotDue: the
+   * snapshot being made carries those, so the flag is left as it was (one after the instant is found again
+   * by the next shipment).
+   */
+  private async shipForSnapshot(target: number, reason: string): Promise<void> {
+    if (this.options.shipIntervalMs <= 0 || this.legacyBase) return;
+    const due = this.snapshotDue;
+    try {
+      await this.shipThrough(target, reason);
+    } finally {
+      this.snapshotDue = due;
+    }
+  }
+
   /** Ships one change set; false when there was nothing to ship. Holds the mutex (see shipAll). */
   private async shipOnce(reason: string): Promise<boolean> {
     this.firstWriteAfterReadMs = null;
@@ -573,6 +593,12 @@ export class Backups {
       this.firstWriteAfterSnapshotMs = null;
       const lsn = this.changeLog.lastLsn;
       this.snapshotDue = false;
+      // The changes up to the instant go to the store as change sets first: the snapshot holds their values,
+      // but history (who changed what, and each second in between) lives in the sets only. A shipment that
+      // fails is logged (ship_failed) and the snapshot goes on: it still holds every value.
+      await this.mutex.run(() => this.shipForSnapshot(lsn, reason)).catch((err: unknown) => {
+        if (err instanceof FencedError) throw err;
+      });
       let uploaded;
       try {
         uploaded = await writeSnapshot(this.store, this.options.prefix, cow, createdAt);
@@ -580,9 +606,6 @@ export class Backups {
         cow.release();
       }
       const info = await this.mutex.run(async () => {
-        // The changes up to the instant go to the store as change sets first: the snapshot holds their values,
-        // but history (who changed what, and each second in between) lives in the sets only.
-        if (this.options.shipIntervalMs > 0 && !this.legacyBase) await this.shipThrough(lsn, reason);
         // Shipments committed since the instant may hold changes the snapshot lacks: boot replays from the first.
         const replayFrom = this.recentShips.find((s) => s.toLsn > lsn)?.seq ?? 0;
         const commit = await this.commitSnapshot(uploaded, reason, lsn, replayFrom, cow);

@@ -192,18 +192,22 @@ export class WriteAheadLog implements ChangeLog {
   }
 
   async unshipped(cursor: LogCursor | undefined, floor: number, maxBytes: number): Promise<UnshippedChanges> {
-    const openSegment = this.segments.at(-1)?.name;
+    // The segments as they are now: while this reads (and yields), writes may fill the open one and rotate to a
+    // new one, and release() may drop old ones. The read ends with the segment open now, at its size now; a
+    // later read goes on from there (going on into a newer segment would skip the open one's rest).
+    const segments = this.segments.slice();
+    const openSegment = segments.at(-1)?.name;
     const openSize = this.size; // nothing past this is whole yet
     const from = cursor as Cursor | undefined;
-    let index = from ? this.segments.findIndex((s) => s.name === from.segment) : 0;
+    let index = from ? segments.findIndex((s) => s.name === from.segment) : 0;
     let offset = from && index >= 0 ? from.offset : 0;
     if (index < 0) index = 0; // the cursor's segment was released: everything in it is in the store
     const changes: Change[] = [];
     let budget = maxBytes;
-    for (; index < this.segments.length; index++, offset = 0) {
-      const segment = this.segments[index]!;
+    for (; index < segments.length; index++, offset = 0) {
+      const segment = segments[index]!;
       const path = join(this.options.dir, segment.name);
-      const read = await readFrames(path, offset, segment.name === openSegment ? openSize : undefined, budget);
+      const read = await readFrames(path, offset, segment.name === openSegment ? openSize : undefined, budget, floor);
       for (let i = 0; i < read.payloads.length; i++) {
         if (i > 0 && i % CHANGES_A_TURN === 0) await yieldToEventLoop(); // a second of writes is thousands of frames
         const change = decodeFramePayload(read.payloads[i]!, this.options.cells);
@@ -211,7 +215,7 @@ export class WriteAheadLog implements ChangeLog {
       }
       budget -= read.bytes;
       const next: Cursor = { segment: segment.name, offset: read.end };
-      if (read.more || index === this.segments.length - 1) return { changes, next, gap: false, more: read.more };
+      if (read.more || segment.name === openSegment) return { changes, next, gap: false, more: read.more };
     }
     return { changes, next: cursor, gap: false, more: false };
   }
@@ -437,7 +441,12 @@ export class WriteAheadLog implements ChangeLog {
  * Whole frames' payloads of the file at `path` from `offset` (up to `limit`, or its end), stopping before the
  * frame that would take the payloads past `budget` bytes (a first frame over budget is not read: `more`).
  */
-async function readFrames(path: string, offset: number, limit: number | undefined, budget: number): Promise<{ payloads: Buffer[]; bytes: number; end: number; more: boolean }> {
+/**
+ * The payloads of the whole frames in `path` from `offset` (up to `limit` bytes of the file), at most `budget`
+ * bytes of them. Frames of lsn `floor` or below (the store has them) are stepped over unread and count for
+ * nothing: a change too big for the budget that a snapshot has since covered must not stop every later read.
+ */
+async function readFrames(path: string, offset: number, limit: number | undefined, budget: number, floor: number): Promise<{ payloads: Buffer[]; bytes: number; end: number; more: boolean }> {
   let handle: FileHandle;
   try {
     handle = await open(path, 'r');
@@ -450,19 +459,28 @@ async function readFrames(path: string, offset: number, limit: number | undefine
     const payloads: Buffer[] = [];
     let bytes = 0;
     while (offset + HEADER_BYTES <= size) {
-      const header = Buffer.alloc(HEADER_BYTES);
-      await handle.read(header, 0, HEADER_BYTES, offset);
-      const first = header.readUInt32LE(0);
-      if (bytes + first > budget) return { payloads, bytes, end: offset, more: true };
+      const head = Buffer.alloc(HEADER_BYTES + LSN_PEEK_BYTES);
+      const { bytesRead } = await handle.read(head, 0, head.length, offset);
+      const first = head.readUInt32LE(0);
+      if (bytes + first > budget) {
+        if (offset + HEADER_BYTES + first <= size && frameLsn(head.subarray(HEADER_BYTES, bytesRead)) <= floor) {
+          offset += HEADER_BYTES + first;
+          continue;
+        }
+        return { payloads, bytes, end: offset, more: true };
+      }
       const chunk = Buffer.allocUnsafe(Math.min(size - offset, Math.max(HEADER_BYTES + first, READ_CHUNK_BYTES)));
       await handle.read(chunk, 0, chunk.length, offset);
       let pos = 0;
       while (pos + HEADER_BYTES <= chunk.length) {
         const length = chunk.readUInt32LE(pos);
         if (pos + HEADER_BYTES + length > chunk.length) break;
-        if (bytes + length > budget) return { payloads, bytes, end: offset + pos, more: true };
-        payloads.push(chunk.subarray(pos + HEADER_BYTES, pos + HEADER_BYTES + length));
-        bytes += length;
+        const payload = chunk.subarray(pos + HEADER_BYTES, pos + HEADER_BYTES + length);
+        if (frameLsn(payload) > floor) {
+          if (bytes + length > budget) return { payloads, bytes, end: offset + pos, more: true };
+          payloads.push(payload);
+          bytes += length;
+        }
         pos += HEADER_BYTES + length;
       }
       offset += pos;
@@ -471,6 +489,23 @@ async function readFrames(path: string, offset: number, limit: number | undefine
   } finally {
     await handle.close();
   }
+}
+
+/** Enough of a payload's start for its version byte and lsn varint. */
+const LSN_PEEK_BYTES = 9;
+
+/** The lsn of a frame payload from its first bytes (version 1, then the lsn as a varint); Infinity when unreadable, so the frame is read and judged whole. */
+function frameLsn(start: Uint8Array): number {
+  if (start[0] !== 1) return Infinity;
+  let value = 0;
+  let scale = 1;
+  for (let i = 1; i < Math.min(start.length, LSN_PEEK_BYTES); i++) {
+    const byte = start[i]!;
+    value += (byte & 0x7f) * scale;
+    if (byte < 0x80) return value;
+    scale *= 0x80;
+  }
+  return Infinity;
 }
 
 /** Why the frame at `pos` cannot be read, or undefined when it is whole and its checksum holds. */
