@@ -271,7 +271,7 @@ export class Backups {
       const deadline = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`the store did not answer within ${FINAL_DEADLINE_MS / 1000} s`)), FINAL_DEADLINE_MS); });
       try {
         const work = (async (): Promise<FinalBackup> => {
-          if (this.options.shipIntervalMs > 0 && !this.legacyBase) {
+          if (this.shipsChangeSets) {
             await this.shipAll('shutdown');
             if (!this.snapshotDue && !this.dirty) return { outcome: 'written' };
           }
@@ -528,6 +528,11 @@ export class Backups {
     }
   }
 
+  /** True when changes go to the store as change sets: shipping is on and a snapshot of ours is the base (not the legacy object). */
+  private get shipsChangeSets(): boolean {
+    return this.options.shipIntervalMs > 0 && !this.legacyBase;
+  }
+
   /**
    * Before a snapshot of the world at `lsn` is committed: ships the changes through `target` (see snapshot()),
    * when shipping is on. Holds the mutex. A change too big for a set, or a gap, would set snapshotDue: the
@@ -535,7 +540,7 @@ export class Backups {
    * by the next shipment).
    */
   private async shipForSnapshot(target: number, reason: string): Promise<void> {
-    if (this.options.shipIntervalMs <= 0 || this.legacyBase) return;
+    if (!this.shipsChangeSets) return;
     const due = this.snapshotDue;
     try {
       await this.shipThrough(target, reason);

@@ -15,7 +15,7 @@ import { crc32 } from 'node:zlib';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { isCode, syncDir } from '../fs-util.js';
 import type { Log } from '../log.js';
-import { ByteWriter, CHANGES_A_TURN, decodeFramePayload, FormatError, writeFramePayload, type Change, type Run } from './change.js';
+import { ByteReader, ByteWriter, CHANGES_A_TURN, decodeFramePayload, FormatError, writeFramePayload, type Change, type Run } from './change.js';
 import type { ChangeLog, LogCursor, UnshippedChanges } from './change-log.js';
 
 /** How the log makes a frame durable before the answer: `write` survives a process crash, `strict` a power loss. */
@@ -210,8 +210,7 @@ export class WriteAheadLog implements ChangeLog {
       const read = await readFrames(path, offset, segment.name === openSegment ? openSize : undefined, budget, floor);
       for (let i = 0; i < read.payloads.length; i++) {
         if (i > 0 && i % CHANGES_A_TURN === 0) await yieldToEventLoop(); // a second of writes is thousands of frames
-        const change = decodeFramePayload(read.payloads[i]!, this.options.cells);
-        if (change.lsn > floor) changes.push(change);
+        changes.push(decodeFramePayload(read.payloads[i]!, this.options.cells)); // readFrames left out those at or below floor
       }
       budget -= read.bytes;
       const next: Cursor = { segment: segment.name, offset: read.end };
@@ -440,11 +439,8 @@ export class WriteAheadLog implements ChangeLog {
 /**
  * Whole frames' payloads of the file at `path` from `offset` (up to `limit`, or its end), stopping before the
  * frame that would take the payloads past `budget` bytes (a first frame over budget is not read: `more`).
- */
-/**
- * The payloads of the whole frames in `path` from `offset` (up to `limit` bytes of the file), at most `budget`
- * bytes of them. Frames of lsn `floor` or below (the store has them) are stepped over unread and count for
- * nothing: a change too big for the budget that a snapshot has since covered must not stop every later read.
+ * Frames of lsn `floor` or below (the store has them) are stepped over unread and count for nothing: a change
+ * too big for the budget that a snapshot has since covered must not stop every later read.
  */
 async function readFrames(path: string, offset: number, limit: number | undefined, budget: number, floor: number): Promise<{ payloads: Buffer[]; bytes: number; end: number; more: boolean }> {
   let handle: FileHandle;
@@ -494,18 +490,15 @@ async function readFrames(path: string, offset: number, limit: number | undefine
 /** Enough of a payload's start for its version byte and lsn varint. */
 const LSN_PEEK_BYTES = 9;
 
-/** The lsn of a frame payload from its first bytes (version 1, then the lsn as a varint); Infinity when unreadable, so the frame is read and judged whole. */
+/** The lsn of a frame payload from its first bytes (see writeFramePayload); Infinity when they do not say, so the frame is read and judged whole. */
 function frameLsn(start: Uint8Array): number {
-  if (start[0] !== 1) return Infinity;
-  let value = 0;
-  let scale = 1;
-  for (let i = 1; i < Math.min(start.length, LSN_PEEK_BYTES); i++) {
-    const byte = start[i]!;
-    value += (byte & 0x7f) * scale;
-    if (byte < 0x80) return value;
-    scale *= 0x80;
+  const input = new ByteReader(start);
+  try {
+    return input.u8() === 1 ? input.varint() : Infinity;
+  } catch (err) {
+    if (err instanceof FormatError) return Infinity;
+    throw err;
   }
-  return Infinity;
 }
 
 /** Why the frame at `pos` cannot be read, or undefined when it is whole and its checksum holds. */
