@@ -9,9 +9,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { AUTH, openFileStore, openS3Store, openWalDir, startServer, TEST_CELLS, type Running, type StoreFixture } from './support/app.js';
+import { AUTH, openFileStore, openS3Store, openWalDir, startServer, TEST_CELLS, waitForShipped, type Running, type StoreFixture } from './support/app.js';
 import { seededRandom, splittingInstant } from './support/model.js';
-import { basicHeader, call, waitFor } from './support/http.js';
+import { basicHeader, call } from './support/http.js';
 import { startServerProcess } from './support/process.js';
 
 const REGION = 256;
@@ -154,7 +154,7 @@ describe('attribution', () => {
       // The rollback is attributed to the operator, and is itself rolled back by rolling back the operator.
       const byModerator = await allPages(s, `by=moderator&since=${iso(instants[8]!)}`);
       assert.equal(byModerator.length, expected.restore.length);
-      await waitFor('shipped', async () => !(await s.call('/healthcheck')).json.backup.unsavedChanges);
+      await waitForShipped(s)
 
       await s.app.close();
       s = await startServer(t, fixture, options);

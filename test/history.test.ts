@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
-import { AUTH, openFileStore, openS3Store, openWalDir, startServer, TEST_CELLS, type Running, type StoreFixture } from './support/app.js';
+import { AUTH, openFileStore, openS3Store, openWalDir, startServer, TEST_CELLS, waitForShipped, type Running, type StoreFixture } from './support/app.js';
 import { seededRandom, splittingInstant } from './support/model.js';
 import { basicHeader, waitFor } from './support/http.js';
 
@@ -100,7 +100,7 @@ describe('time travel', () => {
       assert.deepEqual((await cellsBytes(s, 0, REGION)).bytes, Buffer.from(past[1]!.world.subarray(0, REGION * 4)), 'after the whole restore');
       assert.equal((await s.post('/restore', { at: new Date(before.at).toISOString() })).status, 200);
       assert.deepEqual((await cellsBytes(s, 0, REGION)).bytes, Buffer.from(before.world.subarray(0, REGION * 4)), 'the restore undone');
-      await waitFor('shipped', async () => !(await s.call('/healthcheck')).json.backup.unsavedChanges);
+      await waitForShipped(s)
 
       await s.app.close();
       s = await startServer(t, fixture, options);

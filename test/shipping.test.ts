@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createApp } from '../lib/app.js';
 import { RestoreError } from '../lib/backup/backups.js';
-import { AUTH, openFileStore, openWalDir, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
+import { AUTH, openFileStore, openWalDir, startServer, TEST_CELLS, waitForShipped, type StoreFixture } from './support/app.js';
 import { call, waitFor } from './support/http.js';
 import { silentLog } from './support/log.js';
 import { storeWith } from './support/store.js';
@@ -22,7 +22,7 @@ describe('shipping changes', () => {
     const wal = { dir: await openWalDir(t), sync: 'write' as const };
     const s = await startServer(t, r.proxied, { wal, shipIntervalMs: 100 });
     assert.equal((await s.post('/request', write(1, 1))).status, 200);
-    await waitFor('the first write shipped', async () => !(await s.call('/healthcheck')).json.backup.unsavedChanges);
+    await waitForShipped(s, 'the first write shipped')
     r.proxy.set({ kind: 'status', status: 503 });
     for (let i = 2; i <= 40; i++) assert.equal((await s.post('/request', write(i, i))).status, 200, 'acknowledged while S3 is down');
     const failing = await waitFor('strict health failing', async () => {
@@ -95,10 +95,10 @@ describe('shipping changes', () => {
     const fixture = await openFileStore(t);
     const a = await startServer(t, fixture, { shipIntervalMs: 30 });
     for (let i = 0; i < 20; i++) assert.equal((await a.post('/request', write(i, i + 1))).status, 200);
-    await waitFor('shipped', async () => !(await a.call('/healthcheck')).json.backup.unsavedChanges);
+    await waitForShipped(a)
     assert.equal((await a.post('/s3dump')).status, 200);
     for (let i = 20; i < 30; i++) assert.equal((await a.post('/request', write(i, i + 1))).status, 200);
-    await waitFor('shipped after the snapshot', async () => !(await a.call('/healthcheck')).json.backup.unsavedChanges);
+    await waitForShipped(a, 'shipped after the snapshot')
     const commits = await fixture.store.list(`${fixture.prefix}commits/`);
     assert.ok(commits.length >= 2, `${commits.length} commits: the snapshot and the change sets after it`);
     // Kill it without a shutdown: the memory log dies with it, the store must hold everything shipped.
@@ -112,12 +112,12 @@ describe('shipping changes', () => {
     const wal = { dir: await openWalDir(t), sync: 'write' as const };
     const s = await startServer(t, r.proxied, { wal, shipIntervalMs: 100 });
     assert.equal((await s.post('/request', write(1, 1))).status, 200);
-    await waitFor('shipped', async () => !(await s.call('/healthcheck')).json.backup.unsavedChanges);
+    await waitForShipped(s)
     const before = (await r.direct.store.list(`${r.direct.prefix}commits/`)).length;
     r.proxy.set({ kind: 'lose-replies', count: 1 }); // the commit lands, its reply is lost; the SDK's retry then finds the key taken
     for (let i = 2; i <= 10; i++) assert.equal((await s.post('/request', write(i, i))).status, 200);
     await waitFor('the lost reply', () => r.proxy.counts.faulted >= 1);
-    await waitFor('shipped once the replies come back', async () => !(await s.call('/healthcheck')).json.backup.unsavedChanges);
+    await waitForShipped(s, 'shipped once the replies come back')
     await s.app.close();
     const keys = await r.direct.store.list(`${r.direct.prefix}commits/`);
     const names = [];
@@ -149,7 +149,7 @@ describe('shipping changes', () => {
     r.proxy.set({ kind: 'pass' });
     const b = await startServer(t, r.proxied, { wal, shipIntervalMs: 100 });
     for (let i = 1; i <= 5; i++) assert.equal((await b.post('/request', { index: i })).json.category, i, `cell ${i} from the log`);
-    await waitFor('shipped after the restart', async () => !(await b.call('/healthcheck')).json.backup.unsavedChanges);
+    await waitForShipped(b, 'shipped after the restart')
   });
 
   test('a disk that cannot take the log: writes answer 503 and change nothing, reads go on, health says why, and writes resume when it can', async (t) => {
@@ -250,7 +250,7 @@ describe('shipping changes', () => {
       // Two more shipping steps: a second snapshot that the first left due would have run by the end of them.
       for (const index of [1, 2]) {
         assert.equal((await s.post('/request', write(index, 7))).status, 200);
-        await waitFor(`write ${index} shipped`, async () => !(await s.call('/healthcheck')).json.backup.unsavedChanges);
+        await waitForShipped(s, `write ${index} shipped`)
       }
       const backup = (await s.call('/healthcheck')).json.backup;
       assert.equal(backup.backupsTotal, 1, 'one snapshot');

@@ -12,7 +12,7 @@ import { silentLog } from './log.js';
 import type { BlobStore } from '../../lib/store.js';
 import { FileStore } from '../../lib/store-file.js';
 import { S3Store } from '../../lib/store-s3.js';
-import { call, type Answer, type CallOptions } from './http.js';
+import { call, waitFor, type Answer, type CallOptions } from './http.js';
 import { createTestBucket, sharedS3Server, testS3Client, type S3TestServer } from './s3-server.js';
 
 export const AUTH = { user: 'tester', password: 'correct horse battery staple' };
@@ -89,4 +89,9 @@ export async function assertBootRefusal(app: App, started: Promise<unknown>, cau
     return true;
   });
   assert.equal(app.server.listening, false, 'nothing served');
+}
+
+/** Waits until the store holds every change `server` made: its health shows no unsaved changes. */
+export async function waitForShipped(server: Pick<Running, 'call'>, what = 'shipped'): Promise<void> {
+  await waitFor(what, async () => !(await server.call('/healthcheck')).json.backup.unsavedChanges);
 }
