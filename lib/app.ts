@@ -6,7 +6,7 @@ import { basicChecker, type Credentials } from './auth.js';
 import { Backups, type BackupsOptions, type FinalBackup, type RestoredFrom } from './backup/backups.js';
 import { capConnections } from './connections.js';
 import { Cube } from './cube.js';
-import type * as handlers from './handlers.js';
+import type { Ctx } from './routes/context.js';
 import { HttpError, rawErrorAnswer, sendError } from './http.js';
 import type { Log } from './log.js';
 import { createListener } from './listener.js';
@@ -78,7 +78,7 @@ export function createApp(options: AppOptions): App {
   const guard = new LoginGuard({ maxFailures: options.maxLoginFailures ?? 20, windowMs: 60_000, blockMs: 60_000, now });
 
   const trustedProxies = options.trustedProxies ?? 0;
-  const ctx: handlers.Ctx = {
+  const ctx: Ctx = {
     cube, backups, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
     stallMs: options.timeouts?.requestMs ?? 60_000,
   };

@@ -5,16 +5,21 @@
  * has a second dispatch of its own.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import * as handlers from './handlers.js';
+import { readCells, writeCells } from './routes/cells.js';
+import { listBackups, restore, s3dump } from './routes/backups.js';
+import type { Ctx } from './routes/context.js';
+import { healthcheck, metrics, stats } from './routes/health.js';
+import { history, rollback } from './routes/history.js';
+import { request } from './routes/request.js';
 import { HttpError, sendError } from './http.js';
 import type { Log } from './log.js';
 import { clientAddress } from './login-guard.js';
 
 /** A route's handler: answers `req` and then calls `done` once, with the error to answer if it threw one. */
-type Handler = (req: IncomingMessage, res: ServerResponse, ctx: handlers.Ctx, done: (err?: unknown) => void) => void;
+type Handler = (req: IncomingMessage, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void) => void;
 
 /** An async handler as a Handler. */
-function viaPromise(handler: (req: IncomingMessage, res: ServerResponse, ctx: handlers.Ctx) => Promise<void>): Handler {
+function viaPromise(handler: (req: IncomingMessage, res: ServerResponse, ctx: Ctx) => Promise<void>): Handler {
   return (req, res, ctx, done) => {
     handler(req, res, ctx).then(() => done(), done);
   };
@@ -22,21 +27,21 @@ function viaPromise(handler: (req: IncomingMessage, res: ServerResponse, ctx: ha
 
 /** path → method → handler. Wrong methods get 405 with Allow; unknown paths 404. */
 const ROUTES = new Map<string, Map<string, Handler>>([
-  ['/request', new Map([['POST', handlers.request]])],
-  ['/s3dump', new Map([['POST', viaPromise(handlers.s3dump)]])],
-  ['/healthcheck', new Map([['GET', viaPromise(handlers.healthcheck)], ['HEAD', viaPromise(handlers.healthcheck)]])],
-  ['/backups', new Map([['GET', viaPromise(handlers.listBackups)]])],
-  ['/restore', new Map([['POST', viaPromise(handlers.restore)]])],
-  ['/history', new Map([['GET', viaPromise(handlers.history)]])],
-  ['/rollback', new Map([['POST', viaPromise(handlers.rollback)]])],
-  ['/cells', new Map([['GET', viaPromise(handlers.readCells)], ['PUT', viaPromise(handlers.writeCells)]])],
-  ['/stats', new Map([['GET', viaPromise(handlers.stats)]])],
-  ['/metrics', new Map([['GET', viaPromise(handlers.metrics)]])],
+  ['/request', new Map([['POST', request]])],
+  ['/s3dump', new Map([['POST', viaPromise(s3dump)]])],
+  ['/healthcheck', new Map([['GET', viaPromise(healthcheck)], ['HEAD', viaPromise(healthcheck)]])],
+  ['/backups', new Map([['GET', viaPromise(listBackups)]])],
+  ['/restore', new Map([['POST', viaPromise(restore)]])],
+  ['/history', new Map([['GET', viaPromise(history)]])],
+  ['/rollback', new Map([['POST', viaPromise(rollback)]])],
+  ['/cells', new Map([['GET', viaPromise(readCells)], ['PUT', viaPromise(writeCells)]])],
+  ['/stats', new Map([['GET', viaPromise(stats)]])],
+  ['/metrics', new Map([['GET', viaPromise(metrics)]])],
 ]);
 
 /** What the listener needs besides the handlers' ctx. */
 export interface ListenerOptions {
-  ctx: handlers.Ctx;
+  ctx: Ctx;
   log: Log;
   logRequests: boolean;
   /** Called when a request arrives and when its response has closed (the app's in-flight count). */

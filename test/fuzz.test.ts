@@ -22,7 +22,7 @@ import { connect } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BATCH_BODY_LIMIT, REQUEST_BODY_LIMIT } from '../lib/handlers.js';
+import { BATCH_BODY_LIMIT, REQUEST_BODY_LIMIT } from '../lib/routes/request.js';
 import { MAX_BATCH } from '../lib/protocol.js';
 import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
 import { basicHeader, waitFor } from './support/http.js';

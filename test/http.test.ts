@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { describe, test } from 'node:test';
-import { BATCH_BODY_LIMIT } from '../lib/handlers.js';
+import { BATCH_BODY_LIMIT } from '../lib/routes/request.js';
 import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
 import { basicHeader, waitFor } from './support/http.js';
 

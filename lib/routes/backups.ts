@@ -1,0 +1,83 @@
+/** POST /s3dump, GET /backups and POST /restore: snapshots now, the kept ones, and putting the world back. */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { FencedError, type CellRange } from '../backup/backups.js';
+import { HttpError, readBody, readJson, sendJson, upstream } from '../http.js';
+import { parseInstant } from '../protocol.js';
+import { requireAuth, type Ctx } from './context.js';
+import { operator } from './query.js';
+
+/** Bodies of the other JSON routes: a name or nothing. */
+const SMALL_BODY_LIMIT = 4096;
+
+/**
+ * POST /s3dump: back up the world now; answers once the backup is committed. With `?async=1` it answers 202
+ * at once, the backup started (or joined, if one is running), its outcome to be read from /healthcheck:
+ * for callers with a few seconds to live (a PlayFab scheduled task) while a large backup can take longer.
+ */
+export async function s3dump(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
+  requireAuth(req, ctx);
+  await readBody(req, SMALL_BODY_LIMIT); // the seed's clients send {}; its content does not matter
+  const mode = new URL(req.url ?? '/', 'http://x').searchParams.get('async');
+  if (mode === '1' || mode === 'true') {
+    const before = ctx.backups.status();
+    if (before.fenced) throw new FencedError('backups stopped: another server took over this prefix');
+    const requestedAt = new Date(ctx.now()).toISOString();
+    // The outcome is logged by the backups (backup_failed) and shown in /healthcheck; nobody awaits it here.
+    ctx.backups.backup('request').catch(() => undefined);
+    sendJson(res, 202, { status: 202, backup: before.inProgress ? 'joined' : 'started', requestedAt, outcome: '/healthcheck' });
+    return;
+  }
+  const backup = await upstream(ctx.backups.backup('request'));
+  sendJson(res, 200, { status: 200, backup });
+}
+
+/** GET /backups: the kept backups, newest first. */
+export async function listBackups(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
+  requireAuth(req, ctx);
+  sendJson(res, 200, { status: 200, backups: await upstream(ctx.backups.list()), history: ctx.backups.history() ?? null });
+}
+
+/**
+ * POST /restore: `{"name"}` loads a kept backup into the running world and makes it the newest;
+ * `{"at", "start"?, "count"?, "ranges"?}` puts the whole world, or only those cells, back as they were at
+ * that instant, as one change by the operator (`by` in the query, else the authenticated user).
+ */
+export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
+  requireAuth(req, ctx);
+  const body = await readJson(req, RESTORE_BODY_LIMIT);
+  const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
+  if (fields.at !== undefined) {
+    const at = typeof fields.at === 'string' ? parseInstant(fields.at) : undefined;
+    if (at === undefined) throw new HttpError(400, 'at must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"');
+    const ranges = restoreRanges(fields, ctx.cube.cells);
+    const cells = await upstream(ctx.backups.restoreAt(at, ranges, operator(req, new URL(req.url ?? '/', 'http://x').searchParams)));
+    sendJson(res, 200, { status: 200, restored: { at: new Date(at).toISOString(), cells, ranges: ranges?.length ?? 1 } });
+    return;
+  }
+  const name = fields.name;
+  if (typeof name !== 'string' || name === '') throw new HttpError(400, 'body must be {"name": "<backup name>"} (see GET /backups) or {"at": "<instant>"} with "start" and "count" or "ranges" for part of the world');
+  sendJson(res, 200, { status: 200, restored: await upstream(ctx.backups.restoreBackup(name, operator(req, new URL(req.url ?? '/', 'http://x').searchParams))) });
+}
+
+
+/** Bodies of /restore: a name, or an instant with up to MAX_RESTORE_RANGES ranges. */
+export const RESTORE_BODY_LIMIT = 1024 * 1024;
+/** The most ranges one restore takes (a box of 256 x 256 cells across is 65,536 short ranges). */
+const MAX_RESTORE_RANGES = 65_536;
+
+/** The ranges a restore to an instant names: `start`/`count`, or `ranges`; undefined for the whole world. 400 for any that does not fit. */
+export function restoreRanges(fields: Record<string, unknown>, cells: number): CellRange[] | undefined {
+  const one = (value: unknown, where: string): CellRange => {
+    const { start, count } = (typeof value === 'object' && value !== null ? value : {}) as { start?: unknown; count?: unknown };
+    if (!Number.isSafeInteger(start) || (start as number) < 0 || (start as number) >= cells) throw new HttpError(400, `${where}start must be a whole number between 0 and ${cells - 1}`);
+    if (!Number.isSafeInteger(count) || (count as number) < 1 || (start as number) + (count as number) > cells) throw new HttpError(400, `${where}count must be a whole number from 1 to ${cells - (start as number)} (the cells left from start)`);
+    return { start: start as number, count: count as number };
+  };
+  if (fields.ranges !== undefined) {
+    if (fields.start !== undefined || fields.count !== undefined) throw new HttpError(400, 'give either start and count, or ranges');
+    if (!Array.isArray(fields.ranges) || fields.ranges.length === 0 || fields.ranges.length > MAX_RESTORE_RANGES) throw new HttpError(400, `ranges must be an array of 1 to ${MAX_RESTORE_RANGES} {"start", "count"}`);
+    return fields.ranges.map((r, i) => one(r, `ranges[${i}].`));
+  }
+  if (fields.start !== undefined || fields.count !== undefined) return [one(fields, '')];
+  return undefined;
+}

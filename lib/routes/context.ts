@@ -1,0 +1,46 @@
+/** What route handlers work with (built once per app in createApp), and the Basic-auth gate every protected route passes first. */
+import type { IncomingMessage } from 'node:http';
+import type { Backups } from '../backup/backups.js';
+import type { Cube } from '../cube.js';
+import { hasBody, HttpError } from '../http.js';
+import { clientAddress, type LoginGuard } from '../login-guard.js';
+import type { Metrics } from '../metrics.js';
+
+/** What handlers work with; built once per app. */
+export interface Ctx {
+  cube: Cube;
+  backups: Backups;
+  metrics: Metrics;
+  /** True when the Authorization header carries the configured credentials. */
+  checkAuth: (header: string | undefined) => boolean;
+  guard: LoginGuard;
+  /** Proxies in front of the server whose X-Forwarded-For entries are trusted. */
+  trustedProxies: number;
+  startedAt: number;
+  now: () => number;
+  /** An answer whose client reads none of it for this long is dropped (a whole-world GET /cells must not hold a slot forever). */
+  stallMs: number;
+}
+
+
+/** 401 unless the request carries the configured Basic credentials; 429 while its address is throttled for failed logins. */
+export function requireAuth(req: IncomingMessage, ctx: Ctx): void {
+  // While no address has failed logins on record (almost always), the address is needed only if this one fails.
+  const address = ctx.guard.tracking ? clientAddress(req, ctx.trustedProxies) : undefined;
+  const waitMs = address === undefined ? 0 : ctx.guard.blocked(address);
+  if (waitMs > 0) {
+    ctx.metrics.loginsThrottled++;
+    throw new HttpError(429, 'too many failed logins from this address; try again later', { 'Retry-After': String(Math.ceil(waitMs / 1000)), ...strangerClose(req) });
+  }
+  if (!ctx.checkAuth(req.headers.authorization)) {
+    ctx.metrics.authFailures++;
+    ctx.guard.fail(address ?? clientAddress(req, ctx.trustedProxies));
+    throw new HttpError(401, 'authentication required', { 'WWW-Authenticate': 'Basic realm="cubecache", charset="UTF-8"', ...strangerClose(req) });
+  }
+  if (address !== undefined) ctx.guard.succeed(address);
+}
+
+/** A stranger's body is not worth reading: answer and close, rather than drain a declared 64 MiB for a minute. */
+function strangerClose(req: IncomingMessage): Record<string, string> {
+  return hasBody(req) ? { Connection: 'close' } : {};
+}

@@ -1,0 +1,35 @@
+/** Query parameters and the operator of a change: parsed and validated, a 400 naming the parameter otherwise. */
+import type { IncomingMessage } from 'node:http';
+import { parseBasic } from '../auth.js';
+import { HttpError } from '../http.js';
+import { isAuthor, MAX_AUTHOR, parseInstant } from '../protocol.js';
+
+/** A query parameter naming an instant (ISO 8601), in ms; undefined when absent, 400 when it names none. */
+export function queryInstant(query: URLSearchParams, name: string): number | undefined {
+  const raw = query.get(name);
+  if (raw === null) return undefined;
+  const at = parseInstant(raw);
+  if (at === undefined) throw new HttpError(400, `${name} must be an ISO 8601 instant, e.g. 2026-12-01T14:03:00Z`);
+  return at;
+}
+
+/** A query parameter that must be a whole number in [min, max]; `fallback` when absent. */
+export function queryInteger(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
+  const raw = query.get(name);
+  if (raw === null) return fallback;
+  if (!/^\d{1,15}$/.test(raw)) throw new HttpError(400, `${name} must be a whole number`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new HttpError(400, `${name} must be between ${min} and ${max}`);
+  return value;
+}
+
+
+/** Who an operator's change is by: `?by=`, else the authenticated user. 400 for a `by` that is no author id. */
+export function operator(req: IncomingMessage, query: URLSearchParams): string {
+  const by = query.get('by');
+  if (by !== null) {
+    if (!isAuthor(by)) throw new HttpError(400, `by must be up to ${MAX_AUTHOR} printable ASCII characters`);
+    return by;
+  }
+  return parseBasic(req.headers.authorization)?.user ?? '';
+}

@@ -1,0 +1,156 @@
+/** POST /request: the seed's protocol, one command or a batch applied as one step, and reads of the past. */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Run } from '../backup/change.js';
+import type { Cell } from '../cube.js';
+import { collectBody, HttpError, sendJson, upstream, type BodyLimit } from '../http.js';
+import { encodeAnswer, isJsonSpace, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from '../protocol.js';
+import { requireAuth, type Ctx } from './context.js';
+import { assertWritable, notLogged } from './writes.js';
+
+/** Bodies of /request holding one command: it is under 200 bytes; a few KiB leaves room for whitespace and unknown fields. */
+export const REQUEST_BODY_LIMIT = 4096;
+/** Bodies of /request holding a batch: MAX_BATCH commands of up to 256 bytes each. */
+export const BATCH_BODY_LIMIT = MAX_BATCH * 256;
+/** /request's limit, picked on the body's first byte that is not whitespace: only a batch may pass 4 KiB. */
+const REQUEST_LIMIT: BodyLimit = {
+  bytes: BATCH_BODY_LIMIT,
+  narrow(chunk) {
+    for (let i = 0; i < chunk.length; i++) {
+      if (!isJsonSpace(chunk[i]!)) return opensBatch(chunk[i]!) ? BATCH_BODY_LIMIT : REQUEST_BODY_LIMIT;
+    }
+    return undefined;
+  },
+};
+
+/**
+ * POST /request: read or write one cell (the seed's protocol), or a batch of commands applied as one step.
+ * The hot path, so no promise: the body is collected by callbacks, and `done` gets the error to answer, if any.
+ */
+export function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
+  try {
+    requireAuth(req, ctx);
+  } catch (err) {
+    done(err);
+    return;
+  }
+  collectBody(req, REQUEST_LIMIT, (err, body) => {
+    try {
+      if (err) throw err;
+      answerRequest(body!, res, ctx, done);
+    } catch (caught) {
+      done(caught);
+    }
+  });
+}
+
+/**
+ * Decodes a whole /request body, applies it, logs its writes and sends the answer once the log has them
+ * (then calls `done`); throws HttpError for the client's mistakes, before anything is written.
+ */
+function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
+  const parsed = parseRequest(raw, ctx.cube.cells);
+  if (!parsed.batch) {
+    // One command (the common case) takes the same steps as a batch of one, without the batch's maps and arrays.
+    const cmd = parsed.command;
+    if (cmd.at !== undefined) answerPast([cmd], false, res, ctx).then(() => done(), done);
+    else answerAfterWrite(encodeAnswer(applyCommand(ctx, cmd)), cmd.write, res, ctx, done);
+    return;
+  }
+  const commands = parsed.commands;
+  if (commands.some((cmd) => cmd.at !== undefined)) {
+    answerPast(commands, true, res, ctx).then(() => done(), done);
+    return;
+  }
+  const answers = applyCommands(ctx, commands, true);
+  answerAfterWrite(`[${answers.map(encodeAnswer).join(',')}]`, commands.some((cmd) => cmd.write), res, ctx, done);
+}
+
+/** Sends `body` once every change recorded so far is in the log; a request that `wrote` gets the log's failure instead. */
+function answerAfterWrite(body: string, wrote: boolean, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
+  // A read waits too when writes are still being logged: it must not show a value that a crash could lose.
+  ctx.backups.afterWrite((err) => {
+    if (err && wrote) {
+      done(notLogged(err));
+      return;
+    }
+    sendJson(res, 200, body);
+    done();
+  });
+}
+
+/** Answers reads of the past (every command reads; those with `at` as the cells were then, the others as they are). */
+async function answerPast(commands: CellCommand[], batch: boolean, res: ServerResponse, ctx: Ctx): Promise<void> {
+  if (commands.some((cmd) => cmd.write)) throw new HttpError(400, 'a batch that reads the past holds reads only');
+  const byInstant = new Map<number, CellCommand[]>();
+  for (const cmd of commands) if (cmd.at !== undefined) byInstant.set(cmd.at, [...(byInstant.get(cmd.at) ?? []), cmd]);
+  const past = new Map<CellCommand, Cell>();
+  for (const [at, reads] of byInstant) {
+    const cells = await upstream(ctx.backups.cellsAt(at, reads.map((cmd) => ({ start: cmd.index, count: 1 }))));
+    reads.forEach((cmd, i) => past.set(cmd, { category: cells[i]![0]!, rotation: cells[i]![1]!, sideA: cells[i]![2]!, sideB: cells[i]![3]! }));
+  }
+  const answers = commands.map((cmd) => past.get(cmd) ?? ctx.cube.read(cmd.index));
+  ctx.metrics.cellsRead += commands.length;
+  sendJson(res, 200, batch ? `[${answers.map(encodeAnswer).join(',')}]` : encodeAnswer(answers[0]!));
+}
+
+/**
+ * Applies commands as one step: every conditional write is checked (against the world as the earlier
+ * commands leave it) before anything is written, so a conflict writes nothing; the writes are recorded as
+ * one change. Returns each command's answer.
+ */
+function applyCommands(ctx: Ctx, commands: CellCommand[], batch: boolean): Cell[] {
+  const pending = new Map<number, Cell>();
+  const answers = new Array<Cell>(commands.length);
+  let writes = 0;
+  for (let i = 0; i < commands.length; i++) {
+    const cmd = commands[i]!;
+    const current = pending.get(cmd.index) ?? ctx.cube.read(cmd.index);
+    if (cmd.write) {
+      if (cmd.expect && !sameCell(current, cmd.expect)) throw conflict(ctx, cmd.index, current, batch ? `element ${i}: ` : '', batch ? { element: i } : {});
+      pending.set(cmd.index, cmd.cell);
+      answers[i] = cmd.cell;
+      writes++;
+    } else answers[i] = current;
+  }
+  if (writes > 0) {
+    // A batch is one change, and a change has one author.
+    const authors = new Set(commands.filter((cmd) => cmd.write).map((cmd) => cmd.by ?? ''));
+    if (authors.size > 1) throw new HttpError(400, 'the writes of a batch are one change by one author: give them the same "by" (or none)');
+    assertWritable(ctx);
+    const runs: Run[] = [];
+    for (const cmd of commands) {
+      if (!cmd.write) continue;
+      ctx.cube.write(cmd.index, cmd.cell);
+      runs.push({ start: cmd.index, bytes: Uint8Array.of(cmd.cell.category, cmd.cell.rotation, cmd.cell.sideA, cmd.cell.sideB) });
+    }
+    ctx.backups.record(runs, [...authors][0]);
+  }
+  ctx.metrics.cellsWritten += writes;
+  ctx.metrics.cellsRead += commands.length - writes;
+  return answers;
+}
+
+/** applyCommands for one command that is not part of a batch: its answer. */
+function applyCommand(ctx: Ctx, cmd: CellCommand): Cell {
+  const current = ctx.cube.read(cmd.index);
+  if (!cmd.write) {
+    ctx.metrics.cellsRead++;
+    return current;
+  }
+  if (cmd.expect && !sameCell(current, cmd.expect)) throw conflict(ctx, cmd.index, current, '');
+  assertWritable(ctx);
+  const cell = cmd.cell;
+  ctx.cube.write(cmd.index, cell);
+  ctx.backups.record([{ start: cmd.index, bytes: Uint8Array.of(cell.category, cell.rotation, cell.sideA, cell.sideB) }], cmd.by);
+  ctx.metrics.cellsWritten++;
+  return cell;
+}
+
+function sameCell(a: Cell, b: Cell): boolean {
+  return a.category === b.category && a.rotation === b.rotation && a.sideA === b.sideA && a.sideB === b.sideB;
+}
+
+function conflict(ctx: Ctx, index: number, current: Cell, where: string, extra: Record<string, unknown> = {}): HttpError {
+  ctx.metrics.conflicts++;
+  return new HttpError(409, `${where}cell ${index} does not hold the expected value; nothing was written`, {}, { ...extra, index, ...current });
+}
