@@ -10,6 +10,7 @@ import { listBackups, restore, s3dump } from './routes/backups.js';
 import type { Ctx } from './routes/context.js';
 import { healthcheck, metrics, stats } from './routes/health.js';
 import { history, rollback } from './routes/history.js';
+import { map } from './routes/map.js';
 import { request } from './routes/request.js';
 import { HttpError, sendError } from './http.js';
 import type { Log } from './log.js';
@@ -37,6 +38,7 @@ const ROUTES = new Map<string, Map<string, Handler>>([
   ['/cells', new Map([['GET', viaPromise(readCells)], ['PUT', viaPromise(writeCells)]])],
   ['/stats', new Map([['GET', viaPromise(stats)]])],
   ['/metrics', new Map([['GET', viaPromise(metrics)]])],
+  ['/map.png', new Map([['GET', viaPromise(map)]])],
 ]);
 
 /** What the listener needs besides the handlers' ctx. */
