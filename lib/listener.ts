@@ -12,6 +12,7 @@ import { CONSOLE_PATHS, serveConsole } from './routes/console.js';
 import type { Ctx } from './routes/context.js';
 import { healthcheck, metrics, stats } from './routes/health.js';
 import { history, rollback } from './routes/history.js';
+import { map } from './routes/map.js';
 import { request } from './routes/request.js';
 import { hasBody, HttpError, sendError } from './http.js';
 import type { Log } from './log.js';
@@ -39,6 +40,7 @@ const ROUTES = new Map<string, Map<string, Handler>>([
   ['/cells', new Map([['GET', viaPromise(readCells)], ['PUT', viaPromise(writeCells)]])],
   ['/stats', new Map([['GET', viaPromise(stats)]])],
   ['/metrics', new Map([['GET', viaPromise(metrics)]])],
+  ['/map.png', new Map([['GET', viaPromise(map)]])],
   ...CONSOLE_PATHS.map((path): [string, Map<string, Handler>] => [path, new Map([['GET', viaPromise(serveConsole)], ['HEAD', viaPromise(serveConsole)]])]),
 ]);
 
