@@ -3,7 +3,7 @@
 // page's state is one object, kept after `#` in the address so that an address reproduces the screen.
 
 /** The colours a rollback preview paints over the map's columns (the legend shows them; tests read them there). */
-const RESTORE_COLOUR = [46, 204, 113];
+const RESTORE_COLOUR = [0, 225, 255];
 const KEPT_COLOUR = [255, 64, 160];
 /** Where the world has nothing (the map's transparent pixels), and outside the world. */
 const EMPTY_COLOUR = '#23282f';
@@ -669,6 +669,8 @@ function applyState() {
 
 async function start() {
   readHash();
+  $('swatch-restore').style.backgroundColor = `rgb(${RESTORE_COLOUR.join(',')})`;
+  $('swatch-kept').style.backgroundColor = `rgb(${KEPT_COLOUR.join(',')})`;
   document.body.dataset.busy = '0';
   try {
     const [stats] = await Promise.all([getJson('stats'), refreshSpan(), refreshHealth()]);
