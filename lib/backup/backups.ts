@@ -368,7 +368,7 @@ export class Backups {
     const parts = await cellsAt(this.historySource(), at, merged);
     // Each asked range out of the merged one that holds it.
     return ranges.map((r) => {
-      const i = merged.findIndex((m) => m.start <= r.start && r.start + r.count <= m.start + m.count);
+      const i = lastStartingAtOrBefore(merged, r.start); // a binary search: a box can be 65,536 ranges
       const offset = (r.start - merged[i]!.start) * CELL_BYTES;
       return parts[i]!.subarray(offset, offset + r.count * CELL_BYTES);
     });
@@ -778,4 +778,16 @@ function describe(err: unknown): string {
   const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   const code = (err as { code?: string }).code;
   return `${err.name}${code && code !== err.name ? ` ${code}` : ''}${status ? ` (HTTP ${status})` : ''}${err.message && err.message !== 'UnknownError' ? `: ${err.message}` : ''}`;
+}
+
+/** The index of the last of the sorted `ranges` that starts at or before cell `index` (0 if none does). */
+function lastStartingAtOrBefore(ranges: CellRange[], index: number): number {
+  let lo = 0;
+  let hi = ranges.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (ranges[mid]!.start <= index) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
