@@ -438,7 +438,7 @@ async function previewRollback() {
     const restoreColumns = [...columns.values()].filter((k) => k === 'restore').length;
     $('rollback-result').textContent = answer.restored === 0 && answer.skipped === 0
       ? `${body.by} changed nothing in this box since ${formatTime(body.since)}.`
-      : `${answer.restored} cell${answer.restored === 1 ? '' : 's'} to put back in ${restoreColumns} column${restoreColumns === 1 ? '' : 's'}; ${answer.skipped} kept (someone else changed them later) in ${columns.size - restoreColumns}.`;
+      : `${answer.restored} cell${answer.restored === 1 ? '' : 's'} to put back in ${restoreColumns} column${restoreColumns === 1 ? '' : 's'}; ${answer.skipped === 0 ? 'none kept.' : `${answer.skipped} kept (someone else changed them later) in ${columns.size - restoreColumns}.`}`;
     $('legend').hidden = columns.size === 0;
     $('rollback-apply').disabled = answer.restored === 0;
     $('rollback-clear').disabled = false;
