@@ -331,9 +331,13 @@ function setBox(box) {
 
 // ---- the cell inspector -----------------------------------------------------------------------------------
 
+/** Counts inspections, so the answer to an earlier click that arrives late does not overwrite a later one. */
+let inspections = 0;
+
 /** Shows the picked column's topmost non-empty cell (top view) or its cell at the slice's height, at the shown instant, and that cell's history. */
 async function inspect() {
   if (!state.sel || !world.shape) return;
+  const turn = ++inspections;
   const [x, z] = state.sel;
   const at = state.at === null ? '' : `&at=${iso(state.at)}`;
   const summary = $('cell-summary');
@@ -343,6 +347,7 @@ async function inspect() {
     let bytes;
     if (state.view === 'top') {
       const column = new Uint8Array(await (await api(`cells?box=${x},0,${z},1,${world.shape.y},1${at}`)).arrayBuffer());
+      if (turn !== inspections) return;
       // A column's cells come in ascending index order, which is ascending y whatever the order.
       for (let i = world.shape.y - 1; i >= 0; i--) {
         if (column[i * 4] | column[i * 4 + 1] | column[i * 4 + 2] | column[i * 4 + 3]) {
@@ -364,6 +369,7 @@ async function inspect() {
     const index = indexOf(x, y, z);
     const since = world.earliest === null ? '' : `&since=${iso(world.earliest)}`;
     const { changes } = await getJson(`history?start=${index}&count=1&limit=50${since}`);
+    if (turn !== inspections) return;
     summary.textContent = `x ${x}, y ${y}, z ${z} (cell ${index}): ${describeCell(bytes)}${state.at === null ? '' : ` at ${iso(state.at)}`}. ${changes.length ? `${changes.length} change${changes.length === 1 ? '' : 's'} kept, newest first:` : 'No change to it in the kept history.'}`;
     const body = table.tBodies[0];
     body.replaceChildren(...changes.map((change) => {
