@@ -33,7 +33,8 @@ async function recipes(): Promise<Array<{ heading: string; script: string }>> {
 test('every curl recipe in the README works against a real server', async (t) => {
   const which = await run('sh', ['-c', 'command -v curl']).catch(() => undefined);
   assert.ok(which, 'curl is needed for this test (apt-get install curl)');
-  const s = await startServer(t, await openFileStore(t));
+  // A world with a shape (16x16x16 = the test world's 4,096 cells), so the box and map recipes run too.
+  const s = await startServer(t, await openFileStore(t), { shape: { x: 16, y: 16, z: 16, order: 'xzy' } });
   const cwd = await mkdtemp(join(tmpdir(), 'cubecache-readme-'));
   t.after(() => rm(cwd, { recursive: true, force: true }));
   const env = { ...process.env, CUBE: s.url, AUTH: `${AUTH.user}:${AUTH.password}` };
