@@ -18,6 +18,7 @@ import { pruneCommits, type SnapshotRef } from './retention.js';
 import { every, Mutex } from './schedule.js';
 import { cellsAt, historyOf, historySpan, mergeRanges, planRollback, type CellRange, type HistoryQuery, type HistorySource, type RollbackPlan } from './history.js';
 import { loadSnapshot, writeSnapshot, type BackupInfo } from './snapshot.js';
+import { SnapshotCache } from './snapshot-cache.js';
 import { LogCorruptError, LogLockedError, WriteAheadLog, type WalSync } from './wal.js';
 
 export type { BackupInfo } from './snapshot.js';
@@ -89,6 +90,8 @@ export class Backups {
   private cursor: LogCursor | undefined;
   /** Kept snapshots, newest first. */
   private snapshots: SnapshotRef[] = [];
+  /** The snapshot the map's reads of the past start from, kept a minute after the last (see cellsAt's `keep`). */
+  private readonly keptSnapshot = new SnapshotCache(60_000);
   /** Recent shipments, so a snapshot knows which of them it does not cover. */
   private recentShips: Array<{ seq: number; toLsn: number }> = [];
   /** The world's version and bytes written as of the newest snapshot (for "changed since a snapshot"). */
@@ -265,6 +268,7 @@ export class Backups {
   /** Shutdown: ships (or snapshots) what the store lacks, within FINAL_DEADLINE_MS, then closes the log. The log keeps whatever failed. */
   async finish(): Promise<FinalBackup> {
     await this.stop();
+    this.keptSnapshot.clear();
     let final: FinalBackup = { outcome: 'unchanged' };
     if (this.dirty) {
       let timer: NodeJS.Timeout | undefined;
@@ -361,11 +365,14 @@ export class Backups {
     return span && { ...span, granularity: this.options.shipIntervalMs > 0 ? 'change' : 'snapshot' };
   }
 
-  /** The cells of `ranges` as they were at `at` (ms): one buffer per range. OutsideHistoryError outside history(). */
-  async cellsAt(at: number, ranges: CellRange[]): Promise<Uint8Array[]> {
+  /**
+   * The cells of `ranges` as they were at `at` (ms): one buffer per range. OutsideHistoryError outside history().
+   * `keep`: reads that will come again near this instant (the map) keep the snapshot they start from in memory for a minute.
+   */
+  async cellsAt(at: number, ranges: CellRange[], options: { keep?: boolean } = {}): Promise<Uint8Array[]> {
     await this.pruned(); // a prune running may be deleting the snapshot this read starts from
     const merged = mergeRanges(ranges);
-    const parts = await cellsAt(this.historySource(), at, merged);
+    const parts = await cellsAt(this.historySource(), at, merged, options.keep ? this.keptSnapshot : undefined);
     // Each asked range out of the merged one that holds it.
     return ranges.map((r) => {
       const i = lastStartingAtOrBefore(merged, r.start); // a binary search: a box can be 65,536 ranges

@@ -36,7 +36,8 @@ export async function map(req: IncomingMessage, res: ServerResponse, ctx: Ctx): 
   // Only the cells drawn are read: the box, or for a slice its one layer, as the range from first to last cell.
   const region = view === 'slice' ? { ...box, y, h: 1 } : box;
   const span = boxSpan(shape, region);
-  const past = at === undefined ? undefined : (await upstream(ctx.backups.cellsAt(at, [span])))[0]!;
+  // Kept: the next map is likely a moment away (a slider dragged through time) and starts from the same snapshot.
+  const past = at === undefined ? undefined : (await upstream(ctx.backups.cellsAt(at, [span], { keep: true })))[0]!;
   const read = performance.now();
   const picture = await renderMap(shape, past ?? ctx.cube.bytes, past ? span.start : 0, { view, y, box: region });
   const drawn = performance.now();
