@@ -369,3 +369,15 @@ fetch(${JSON.stringify(`${server.url}/request`)}, { method: 'POST', mode: 'no-co
   assert.equal(await refused(), before + 2, 'the fetch and the form were both refused');
   assert.equal((await server.post('/request', { index: 0 })).json.category, 1, 'cell 0 is still alice\'s floor');
 });
+
+test('a flat world: the console says the map needs a shape, and nothing fails', async (t) => {
+  const flat = await startServer(t, await openFileStore(t));
+  const { page, problems } = await openPage(browser.browser, AUTH);
+  t.after(() => page.close());
+  await page.goto(`${flat.url}/console`);
+  await page.waitForSelector('#map-note:not([hidden])');
+  assert.match(await text(page, '#map-note'), /This world is flat.*WORLD_SHAPE/);
+  assert.equal(await text(page, '#world'), '4,096 cells, flat');
+  await page.waitForFunction(() => document.body.dataset.busy === '0');
+  assert.deepEqual(problems, [], 'no map is asked for, so no request fails');
+});
