@@ -445,6 +445,8 @@ async function previewRollback() {
     $('rollback-result').textContent = answer.restored === 0 && answer.skipped === 0
       ? `${body.by} changed nothing in this box since ${formatTime(body.since)}.`
       : `${answer.restored} cell${answer.restored === 1 ? '' : 's'} to put back in ${restoreColumns} column${restoreColumns === 1 ? '' : 's'}; ${answer.skipped === 0 ? 'none kept.' : `${answer.skipped} kept (someone else changed them later) in ${columns.size - restoreColumns}.`}`;
+    // Past its bounds the server lists only the first runs: the map shows those, the counts are exact.
+    if (answer.truncated) $('rollback-result').textContent += ' The server listed only part of them: the map shows that part.';
     $('legend').hidden = columns.size === 0;
     $('rollback-apply').disabled = answer.restored === 0;
     $('rollback-clear').disabled = false;
