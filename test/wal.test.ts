@@ -1,6 +1,6 @@
 /** The write-ahead log on its own: group commit, recovery, torn and corrupt logs, the lock, failing writes. */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -119,7 +119,8 @@ test('one folder, one server: a second open is refused while the first holds the
   const first = await WriteAheadLog.open({ dir, sync: 'write', cells: CELLS, log: memoryLog() });
   await assert.rejects(WriteAheadLog.open({ dir, sync: 'write', cells: CELLS, log: memoryLog() }), LogLockedError);
   await first.close();
-  await writeFile(join(dir, 'LOCK'), '999999999 deadbeef\n'); // a crashed process's lock
+  // A crashed process's lock: same PID namespace and boot, a PID that is gone.
+  await writeFile(join(dir, 'LOCK'), JSON.stringify({ pid: 999_999_999, start: '1', ns: await readlink('/proc/self/ns/pid'), boot: (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim(), host: 'h', token: 'deadbeefdeadbeef', beat: 3 }));
   const second = await WriteAheadLog.open({ dir, sync: 'write', cells: CELLS, log: memoryLog() });
   await second.close();
 });
