@@ -596,7 +596,9 @@ export class Backups {
       // Taken after the instant: every change in the snapshot was made at or before it (time travel relies on it).
       const createdAt = new Date(this.now());
       this.firstWriteAfterSnapshotMs = null;
-      const lsn = this.changeLog.lastLsn;
+      // The durable lsn, not the last: a change not yet written may be dropped and its lsn given to the next
+      // change, which the snapshot must not claim. Those it holds anyway are replayed over it again (harmless).
+      const lsn = this.changeLog.durableLsn;
       this.snapshotDue = false;
       // The changes up to the instant go to the store as change sets first: the snapshot holds their values,
       // but history (who changed what, and each second in between) lives in the sets only. A shipment that

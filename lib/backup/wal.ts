@@ -292,7 +292,7 @@ export class WriteAheadLog implements ChangeLog {
       }
       if (this.broken) {
         await this.wait(this.options.retryMs ?? 1000);
-        if (this.closed) return;
+        if (this.closed || this.lockLost) continue; // the top of the loop ends it, or stops writing for good
       } else if (this.pending.bytes === 0 || (this.flushQueued && !this.closed)) {
         // Nothing to write yet (or the turn that appended is still running: its other changes join the group).
         await this.wait(this.unsynced ? Math.max(0, this.syncDueAt - Date.now()) : undefined);
