@@ -187,9 +187,12 @@ test('a segment that cannot be started (no inode left) is a failure like any oth
   if (!disk) return;
   const dir = join(disk.dir, 'wal');
   const { wal, log } = await reopen(t, dir, undefined, 0, { segmentBytes: 100, retryMs: 20 });
-  for (let i = 1; i <= 5; i++) wal.append(i, 'a', cell(i, i));
-  assert.equal(await written(wal), undefined, 'the first segment is full now');
+  for (let i = 1; i <= 4; i++) wal.append(i, 'a', cell(i, i));
+  assert.equal(await written(wal), undefined);
   await disk.fillInodes();
+  wal.append(5, 'a', cell(5, 5)); // 5 frames of 20 bytes: the segment is full, the next write needs a new one
+  assert.equal(await written(wal), undefined);
+  assert.equal((await stat(join(dir, (await readdir(dir)).find((n) => n.endsWith('.wal'))!))).size, 100);
   wal.append(6, 'b', cell(6, 6));
   assert.equal(((await written(wal)) as { code?: string })?.code, 'ENOSPC', 'told, not left waiting');
   assert.ok(wal.failure);

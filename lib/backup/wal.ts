@@ -8,7 +8,8 @@
  * change after it are dropped (their waiters told), the segment is cut back to its last durable frame, and
  * writes are refused until a retry finds the log writable again.
  *
- * Layout of the folder: `LOCK` (its owner: wal-lock.ts) and segments named `<lineage>-<first lsn>.wal`. A
+ * Layout of the folder: `LOCK` (its owner: wal-lock.ts), segments named `<lineage>-<first lsn>.wal`, and for a
+ * moment after a failed write `probe.tmp` (does the disk take writes again?). A
  * frame is [payload length u32 LE][CRC-32 of payload u32 LE][payload] (change.ts). At start a torn last
  * frame is cut off (the cut bytes kept in `<segment>.broken`); a bad frame with good ones after it is
  * corruption and start is refused.
