@@ -178,6 +178,27 @@ describe('shipping changes', () => {
     assert.equal((await s.call('/healthcheck?backup=1')).status, 200);
   });
 
+  test('a log segment that cannot be started (no inode left): writes answer 503 instead of hanging, health says why, and writes resume once it can be', async (t) => {
+    const disk = await openTinyDisk(t, { bytes: 4 * 1024 * 1024, inodes: 64 });
+    if (!disk) return;
+    const fixture = await openFileStore(t);
+    const s = await startServer(t, fixture, { wal: { dir: join(disk.dir, 'wal'), sync: 'write', retryMs: 50, segmentBytes: 1024 } });
+    await disk.fillInodes();
+    // Each write of 256 cells is a frame of over 1 KiB: the first fills the open segment, the second needs a new one.
+    const range = (value: number) => s.call('/cells?start=0', { method: 'PUT', body: new Uint8Array(1024).fill(value), auth: AUTH });
+    assert.equal((await range(1)).status, 200);
+    const failed = await range(2);
+    assert.equal(failed.status, 503, failed.text);
+    assert.match(failed.json.error, /could not be written to the log \(.*ENOSPC/);
+    assert.equal((await s.post('/request', write(3000, 3))).status, 503, 'refused while no segment can be started');
+    assert.equal((await s.post('/request', { index: 3000 })).status, 200, 'reads go on');
+    assert.match((await s.call('/healthcheck?backup=1')).json.error, /write-ahead log cannot be written/);
+    assert.match((await s.call('/healthcheck')).json.backup.log.failure, /ENOSPC/);
+    await disk.free();
+    await waitFor('writes taken again', async () => (await s.post('/request', write(3000, 4))).status === 200);
+    assert.equal((await s.call('/healthcheck?backup=1')).status, 200);
+  });
+
   test('writes made while a shipment is in flight wait for the next cadence: under constant writes one PUT a cadence, not one after another', async (t) => {
     const fixture = await openFileStore(t);
     const intervalMs = 1000;
