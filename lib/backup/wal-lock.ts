@@ -171,10 +171,14 @@ function parse(raw: string): Owner | undefined {
 async function judge(path: string, raw: string, owner: Owner | undefined, me: Owner, watchMs: number, heartbeatMs: number): Promise<'alive' | 'dead' | 'gone'> {
   if (owner && owner.start !== null && owner.ns !== null && owner.ns === me.ns && owner.boot === me.boot && me.start !== null) {
     if (owner.pid === me.pid && owner.start === me.start) return 'alive'; // another log in this very process
-    const stat = await readFile(`/proc/${owner.pid}/stat`, 'utf8').catch(() => undefined);
-    // A zombie (killed, not yet reaped) has a stat file but holds nothing.
-    const state = stat?.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-    return stat !== undefined && startTime(stat) === owner.start && state !== 'Z' && state !== 'X' ? 'alive' : 'dead';
+    const stat = await readFile(`/proc/${owner.pid}/stat`, 'utf8').catch((err: unknown) => (isCode(err, 'ENOENT') || isCode(err, 'ESRCH') ? null : undefined));
+    if (stat === null) return 'dead'; // no such process
+    if (stat !== undefined) {
+      // A zombie (killed, not yet reaped) has a stat file but holds nothing.
+      const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+      return startTime(stat) === owner.start && state !== 'Z' && state !== 'X' ? 'alive' : 'dead';
+    }
+    // /proc would not say (hidepid, another user's process): the heartbeat will.
   }
   // Another PID namespace (another container), another host or boot, or an older version's lock: watch it.
   const deadline = Date.now() + watchMs;
