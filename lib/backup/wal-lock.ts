@@ -88,7 +88,10 @@ export class FolderLock {
       await lock.write();
       await syncDir(dir);
     } catch (err) {
+      // A lock this process could not write (disk full) would make the next start watch it for nothing.
       await file.close().catch(() => undefined);
+      const held = parse(await readFile(join(dir, LOCK), 'utf8').catch(() => ''));
+      if (!held || held.token === me.token) await unlink(join(dir, LOCK)).catch(() => undefined);
       throw err;
     }
     lock.timer = setInterval(() => void lock.heartbeat(), heartbeatMs);
