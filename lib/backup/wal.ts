@@ -9,13 +9,11 @@
  * writes are refused until a retry finds the log writable again.
  *
  * Layout of the folder: `LOCK` (its owner: wal-lock.ts), segments named `<lineage>-<first lsn>.wal`, and for a
- * moment after a failed write `probe.tmp` (does the disk take writes again?). A
- * frame is [payload length u32 LE][CRC-32 of payload u32 LE][payload] (change.ts). At start a torn last
- * frame is cut off (the cut bytes kept in `<segment>.broken`); a bad frame with good ones after it is
- * corruption and start is refused.
+ * moment after a failed write `probe.tmp` (does the disk take writes again?). A frame is [payload length u32
+ * LE][CRC-32 of payload u32 LE][payload] (change.ts); wal-frames.ts reads them back, wal-recovery.ts replays
+ * them at start.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
@@ -23,10 +21,12 @@ import { isCode, syncDir } from '../fs-util.js';
 import type { Log } from '../log.js';
 import { ByteWriter, CHANGES_A_TURN, decodeFramePayload, writeFramePayload, type Change, type Run } from './change.js';
 import type { ChangeLog, LogCursor, UnshippedChanges } from './change-log.js';
-import { frameProblem, goodFrameAfter, HEADER_BYTES, readFrames } from './wal-frames.js';
+import { HEADER_BYTES, readFrames } from './wal-frames.js';
 import { FolderLock, type LockTiming } from './wal-lock.js';
+import { listSegments, recoverSegments, segmentName, type Recovery, type Segment } from './wal-recovery.js';
 
 export { LogLockedError } from './wal-lock.js';
+export { LogCorruptError, type Recovery } from './wal-recovery.js';
 
 /** How the log makes a frame durable before the answer: `write` survives a process crash, `strict` a power loss. */
 export type WalSync = 'write' | 'strict';
@@ -49,29 +49,10 @@ export interface WalOptions {
   lock?: LockTiming;
 }
 
-/** The log holds a bad frame with good ones after it: it cannot be replayed safely. */
-export class LogCorruptError extends Error {
-  override name = 'LogCorruptError';
-}
-
-/** What recovery found and did. */
-export interface Recovery {
-  /** Frames applied (those after the store's lsn). */
-  replayed: number;
-  /** The newest lsn the log held. */
-  lastLsn: number;
-  /** A torn tail was cut: where it was kept. */
-  cut?: { segment: string; bytes: number; keptIn: string };
-  /** The log belonged to another lineage and was moved aside here. */
-  setAside?: string;
-}
-
-interface Segment { name: string; firstLsn: number; lineage: string }
 /** Frames waiting for one write: `buffers`, then the frames appended into `out` since (sealed into `buffers` when written). */
 interface Group { buffers: Buffer[]; out: ByteWriter | undefined; bytes: number; lastLsn: number; waiters: Array<(err?: Error) => void> }
 interface Cursor { segment: string; offset: number }
 
-const SEGMENT_NAME = /^([0-9a-f]{16})-(\d{16})\.wal$/;
 /** After a failed write, the disk must take this much (at most) in a probe file before writes are taken again. */
 const PROBE_MAX_BYTES = 1024 * 1024;
 
@@ -85,7 +66,6 @@ function seal(group: Group): void {
   group.buffers.push(group.out.view());
   group.out = undefined;
 }
-const segmentName = (lineage: string, firstLsn: number) => `${lineage}-${String(firstLsn).padStart(16, '0')}.wal`;
 
 /** A write-ahead log in one folder, owned by one server at a time. Open, then recover() once, then append. */
 export class WriteAheadLog implements ChangeLog {
@@ -133,7 +113,7 @@ export class WriteAheadLog implements ChangeLog {
     await mkdir(options.dir, { recursive: true });
     wal.lock = await FolderLock.take(options.dir, options.lock ?? {}, (err) => wal.loseLock(err));
     try {
-      wal.segments = await wal.listSegments();
+      wal.segments = await listSegments(options.dir);
     } catch (err) {
       await wal.lock.release();
       throw err;
@@ -147,39 +127,15 @@ export class WriteAheadLog implements ChangeLog {
    * appends, continuing the lineage (or starting a new one). LogCorruptError if a bad frame precedes good ones.
    */
   async recover(lineage: string | undefined, storeLsn: number, apply: (change: Change) => void): Promise<Recovery> {
-    const recovery: Recovery = { replayed: 0, lastLsn: 0 };
-    const ours = lineage !== undefined && this.segments.length > 0 && this.segments.every((s) => s.lineage === lineage);
-    if (this.segments.length > 0 && !ours) {
-      // A log of another lineage with frames is kept for an operator; one with none holds nothing to keep.
-      const sizes = await Promise.all(this.segments.map(async (s) => (await stat(join(this.options.dir, s.name))).size));
-      if (sizes.some((size) => size > 0)) recovery.setAside = await this.setAside();
-      else await this.dropAll();
-    }
-    let last = storeLsn;
-    if (ours && this.segments[0]!.firstLsn > storeLsn + 1) {
-      throw new LogCorruptError(`the write-ahead log in ${this.options.dir} starts at change ${this.segments[0]!.firstLsn}, but the store holds changes only up to ${storeLsn}: the changes between are missing. Move the folder aside to start from the store alone`);
-    }
-    if (ours) {
-      for (let i = 0; i < this.segments.length; i++) {
-        const segment = this.segments[i]!;
-        const scanned = await this.scan(segment, i === this.segments.length - 1, storeLsn, apply);
-        recovery.replayed += scanned.replayed;
-        if (scanned.cut) recovery.cut = scanned.cut;
-        if (scanned.lastLsn > 0) recovery.lastLsn = scanned.lastLsn;
-        last = Math.max(last, scanned.lastLsn);
-      }
-      this.lineage = lineage!;
-      if (storeLsn >= recovery.lastLsn) await this.dropAll(); // the store holds everything: the old segments are history
-    } else {
-      this.lineage = randomBytes(8).toString('hex');
-      last = 0;
-    }
-    this.lastLsn = last;
-    this.durableLsn = last;
-    await this.startSegment(last + 1);
+    const found = await recoverSegments(this.options, this.segments, lineage, storeLsn, apply, (segment, bytes) => this.mark(segment, bytes));
+    this.segments = found.segments;
+    this.lineage = found.lineage;
+    this.lastLsn = found.lastLsn;
+    this.durableLsn = found.lastLsn;
+    await this.startSegment(found.lastLsn + 1);
     await this.syncNewSegment();
     this.writer = this.run();
-    return recovery;
+    return found.recovery;
   }
 
   append(at: number, by: string, runs: Run[]): Change {
@@ -481,76 +437,5 @@ export class WriteAheadLog implements ChangeLog {
     await syncDir(this.options.dir);
     this.dirUnsynced = false;
     await this.mark();
-  }
-
-  /** Reads one segment's frames, applying those after `storeLsn`; cuts a torn tail of the last segment. */
-  private async scan(segment: Segment, last: boolean, storeLsn: number, apply: (change: Change) => void): Promise<{ replayed: number; lastLsn: number; cut?: Recovery['cut'] }> {
-    const path = join(this.options.dir, segment.name);
-    const data = await readFile(path);
-    let pos = 0;
-    let expected = segment.firstLsn;
-    let replayed = 0;
-    let lastLsn = 0;
-    const where = () => `segment ${segment.name} at byte ${pos}`;
-    while (pos < data.length) {
-      const bad = frameProblem(data, pos, this.options.cells);
-      if (bad) {
-        if (!last) throw new LogCorruptError(`the write-ahead log in ${this.options.dir} is corrupt: ${bad} in ${where()}, which is not its last segment`);
-        if (goodFrameAfter(data, pos)) throw new LogCorruptError(`the write-ahead log in ${this.options.dir} is corrupt: ${bad} in ${where()}, with good frames after it`);
-        const keptIn = `${path}.broken`;
-        await writeFile(keptIn, data.subarray(pos));
-        const handle = await open(path, 'r+');
-        try {
-          await handle.truncate(pos);
-          await handle.datasync();
-        } finally {
-          await handle.close();
-        }
-        await this.mark(segment.name, pos);
-        this.options.log.warn('wal_tail_cut', { segment: segment.name, offset: pos, bytes: data.length - pos, keptIn, reason: bad, message: 'a torn last frame (a crash mid-write) was cut off' });
-        return { replayed, lastLsn, cut: { segment: segment.name, bytes: data.length - pos, keptIn } };
-      }
-      const length = data.readUInt32LE(pos);
-      const change = decodeFramePayload(data.subarray(pos + HEADER_BYTES, pos + HEADER_BYTES + length), this.options.cells);
-      if (change.lsn !== expected) throw new LogCorruptError(`the write-ahead log in ${this.options.dir} is corrupt: frame ${change.lsn} where ${expected} was due in ${where()}`);
-      if (change.lsn > storeLsn) {
-        apply(change);
-        replayed++;
-      }
-      lastLsn = change.lsn;
-      expected++;
-      pos += HEADER_BYTES + length;
-    }
-    return { replayed, lastLsn };
-  }
-
-  private async dropAll(): Promise<void> {
-    for (const segment of this.segments) {
-      await unlink(join(this.options.dir, segment.name)).catch(() => undefined);
-      await unlink(join(this.options.dir, `${segment.name}.synced`)).catch(() => undefined);
-    }
-    this.segments = [];
-  }
-
-  /** Moves the segments into `aside-<time>/` (never replayed, kept for an operator). */
-  private async setAside(): Promise<string> {
-    const aside = join(this.options.dir, `aside-${new Date().toISOString().replace(/[-:.]/g, '')}-${randomBytes(3).toString('hex')}`);
-    await mkdir(aside);
-    for (const segment of this.segments) {
-      await rename(join(this.options.dir, segment.name), join(aside, segment.name));
-      await unlink(join(this.options.dir, `${segment.name}.synced`)).catch(() => undefined);
-    }
-    this.options.log.warn('wal_set_aside', { dir: aside, segments: this.segments.length, message: 'the write-ahead log belongs to another lineage (the store holds newer commits by another server): moved aside, not replayed' });
-    this.segments = [];
-    return aside;
-  }
-
-  private async listSegments(): Promise<Segment[]> {
-    const segments: Segment[] = [];
-    for (const name of await readdir(this.options.dir)) {
-      const match = SEGMENT_NAME.exec(name);
-      if (match) segments.push({ name, lineage: match[1]!, firstLsn: Number(match[2]) });
-    }
-    return segments.sort((a, b) => a.firstLsn - b.firstLsn);
   }
 }
