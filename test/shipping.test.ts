@@ -173,6 +173,8 @@ describe('shipping changes', () => {
     assert.equal(health.status, 503);
     assert.match(health.json.error, /write-ahead log cannot be written/);
     assert.match((await s.call('/healthcheck')).json.backup.log.failure, /ENOSPC/);
+    await new Promise((r) => setTimeout(r, 300)); // six retries: each finds the disk still full
+    assert.equal((await s.post('/request', write(3, 3))).status, 503, 'still refused while the disk is full');
     await disk.free();
     await waitFor('writes taken again', async () => (await s.post('/request', write(4, 4))).status === 200);
     assert.equal((await s.call('/healthcheck?backup=1')).status, 200);
