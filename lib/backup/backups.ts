@@ -59,7 +59,7 @@ export interface BackupsOptions {
   /** PUT requests a month that shipping may use; 0 for no bound. Under constant writes the cadence stretches to fit. */
   putBudget?: number;
   /** The write-ahead log; undefined keeps changes in memory only (lost on a crash until shipped). */
-  wal?: { dir: string; sync: WalSync; syncMarks?: boolean; writeFault?: () => Error | undefined };
+  wal?: { dir: string; sync: WalSync; syncMarks?: boolean; segmentBytes?: number; retryMs?: number };
   log: Log;
   now?: () => number;
   /** A full garbage collection, run after restores and backups (see AppOptions.collectGarbage). */
@@ -332,7 +332,7 @@ export class Backups {
     this.cube.replace(cells);
     this.record([{ start: 0, bytes: cells }], by);
     const lsn = this.changeLog.lastLsn;
-    await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the restore is applied but the write-ahead log could not write it yet (${err.message})`)) : resolve())));
+    await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the restore is applied but the write-ahead log could not write it, and dropped it (${err.message})`)) : resolve())));
     this.log.info('world_restored', { from: 'backup', name, reason: 'request', lsn });
     // The restored world is that snapshot's object: when nothing was written since, commit it as the newest
     // snapshot without uploading it again. It is in the log already, so a failure here only delays that.
@@ -397,7 +397,7 @@ export class Backups {
     const runs = wanted.map((r, i) => ({ start: r.start, bytes: past[i]! }));
     for (const run of runs) this.cube.writeRange(run.start, run.bytes);
     this.record(runs, by);
-    await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the restore is applied but the write-ahead log could not write it yet (${err.message})`)) : resolve())));
+    await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the restore is applied but the write-ahead log could not write it, and dropped it (${err.message})`)) : resolve())));
     const cells = wanted.reduce((n, r) => n + r.count, 0);
     this.log.info('world_restored', { from: 'history', at: new Date(at).toISOString(), ranges: wanted.length, cells, by });
     return cells;
@@ -438,7 +438,7 @@ export class Backups {
       const runs = restore.map((cell) => ({ start: cell.index, bytes: cell.to }));
       for (const run of runs) this.cube.writeRange(run.start, run.bytes);
       this.record(runs, operator);
-      await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the rollback is applied but the write-ahead log could not write it yet (${err.message})`)) : resolve())));
+      await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the rollback is applied but the write-ahead log could not write it, and dropped it (${err.message})`)) : resolve())));
     }
     this.log.info('rollback', { by, since: new Date(since).toISOString(), until: new Date(until).toISOString(), restored: restore.length, skipped: skipped.length, operator });
     return { restore, skipped };
@@ -603,7 +603,9 @@ export class Backups {
       // Taken after the instant: every change in the snapshot was made at or before it (time travel relies on it).
       const createdAt = new Date(this.now());
       this.firstWriteAfterSnapshotMs = null;
-      const lsn = this.changeLog.lastLsn;
+      // The durable lsn, not the last: a change not yet written may be dropped and its lsn given to the next
+      // change, which the snapshot must not claim. Those it holds anyway are replayed over it again (harmless).
+      const lsn = this.changeLog.durableLsn;
       this.snapshotDue = false;
       // The changes up to the instant go to the store as change sets first: the snapshot holds their values,
       // but history (who changed what, and each second in between) lives in the sets only. A shipment that
