@@ -325,6 +325,6 @@ describe('a slow S3', () => {
     assert.ok(inFlight, 'the dump was still in flight when the 200th request answered');
     assert.ok(upDuring > 0, 'the upload moved while the requests ran');
     // How slow they were is a figure for bench/backup.ts (p99 with and without backups), not a limit here.
-    assert.ok(result.status === 200 || result.status === 502, `dump answered ${result.status}: ${result.text}`);
+    assert.equal(result.status, 200, `the dump completes once S3 is fast again: ${result.text}`);
   });
 });

@@ -81,7 +81,8 @@ describe('POST /s3dump?async=1', () => {
     const sync = await a.post('/s3dump');
     assert.equal(sync.status, 200);
     assert.equal(sync.json.backup.bytes, TEST_CELLS * 4, 'the plain form answers with the committed backup');
-    await startServer(t, fixture); // a newer server claims the prefix
+    const b = await startServer(t, fixture); // a newer server claims the prefix
+    assert.equal((await b.post('/request', { index: 1 })).json.category, 1, 'the newer server restored the older one\'s backup');
     await a.post('/request', { action: 1, index: 1, category: 2 });
     assert.equal((await a.post('/s3dump')).status, 409);
     const fenced = await a.post('/s3dump?async=1');
