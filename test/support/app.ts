@@ -20,10 +20,25 @@ export const AUTH = { user: 'tester', password: 'correct horse battery staple' }
 /** A small world keeps tests fast; the size is not what they test. */
 export const TEST_CELLS = 4096;
 
+/** The apps startServer started for each test, so that a folder the test made is removed only after they closed. */
+const serversOf = new WeakMap<TestContext, Set<App>>();
+
+/**
+ * Removes `dir` when `t` ends, once every server the test started has closed: node:test runs after-hooks in
+ * the order they were added, so a folder made before its server would otherwise go while the server still
+ * ships into it.
+ */
+function removeAfterServers(t: TestContext, dir: string): void {
+  t.after(async () => {
+    await Promise.all([...(serversOf.get(t) ?? [])].map((app) => app.close()));
+    await rm(dir, { recursive: true, force: true });
+  });
+}
+
 /** A fresh folder for a write-ahead log (WAL_DIR), removed after the test. */
 export async function openWalDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'cubecache-wal-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  removeAfterServers(t, dir);
   return join(dir, 'wal');
 }
 
@@ -33,7 +48,7 @@ export interface StoreFixture { store: BlobStore; prefix: string; kind: 'file' |
 /** A FileStore in a fresh temp folder, removed after the test. */
 export async function openFileStore(t: TestContext): Promise<StoreFixture & { dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'cubecache-test-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  removeAfterServers(t, dir);
   return { store: new FileStore(dir), prefix: 'world/', kind: 'file', dir };
 }
 
@@ -98,6 +113,8 @@ export function productionOptions(fixture: StoreFixture, walDir: string, overrid
 export async function startServer(t: TestContext, fixture: StoreFixture, overrides: Partial<AppOptions> = {}): Promise<Running> {
   const temp = 'wal' in overrides ? undefined : await mkdtemp(join(tmpdir(), 'cubecache-wal-'));
   const app = createApp(productionOptions(fixture, join(temp ?? '', 'wal'), overrides));
+  if (!serversOf.has(t)) serversOf.set(t, new Set());
+  serversOf.get(t)!.add(app);
   // The log's folder goes only once the app has closed it.
   t.after(async () => {
     await app.close();
