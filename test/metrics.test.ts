@@ -5,6 +5,30 @@ import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
 import { call, waitFor } from './support/http.js';
 
 describe('stats and metrics', () => {
+  test('GET /metrics: a stall of the event loop shows in its delay quantiles', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    const delay = async (quantile: string) => {
+      const text = (await call(s.url, '/metrics', { auth: AUTH })).text;
+      const line = text.split('\n').find((l) => l.startsWith(`cubecache_event_loop_delay_seconds{quantile="${quantile}"} `));
+      assert.ok(line, `no delay line for quantile ${quantile}`);
+      return Number(line.slice(line.lastIndexOf(' ') + 1));
+    };
+    // The test shares the server's event loop: holding it for 300 ms is a stall the server's monitor must see.
+    // Node's monitor takes its first tick after a reset (the app resets it once started) as its baseline, so a
+    // stall in that tick is not counted: stall again until one shows.
+    const stallMs = 300;
+    const max = await waitFor('the stall in the delay metric', async () => {
+      const until = performance.now() + stallMs;
+      while (performance.now() < until) { /* the stall */ }
+      const seconds = await delay('1');
+      return seconds >= (stallMs - 20) / 1000 ? seconds : undefined;
+    });
+    const p50 = await delay('0.5');
+    const p99 = await delay('0.99');
+    assert.ok(p50 <= p99 && p99 <= max, `quantiles in order: p50 ${p50}, p99 ${p99}, max ${max}`);
+    assert.ok(max < 60, `seconds, not milliseconds or nanoseconds: ${max}`);
+  });
+
   test('GET /stats: cells in use, categories, bytes written since the last backup', async (t) => {
     const s = await startServer(t, await openFileStore(t));
     await s.post('/request', [{ action: 1, index: 1, category: 5 }, { action: 1, index: 2, category: 5 }, { action: 1, index: 3, sideB: 1 }]);
@@ -44,27 +68,5 @@ describe('stats and metrics', () => {
       assert.match(line, /^(# (HELP|TYPE) \w+ .+|\w+(\{[^}]*\})? -?[\d.e+-]+)$/, `not exposition format: ${line}`);
     }
     assert.equal((await call(s.url, '/metrics')).status, 401);
-  });
-
-  test('GET /metrics: a stall of the event loop shows in its delay quantiles', async (t) => {
-    const s = await startServer(t, await openFileStore(t));
-    const delay = async (quantile: string) => {
-      const text = (await call(s.url, '/metrics', { auth: AUTH })).text;
-      const line = text.split('\n').find((l) => l.startsWith(`cubecache_event_loop_delay_seconds{quantile="${quantile}"} `));
-      assert.ok(line, `no delay line for quantile ${quantile}`);
-      return Number(line.slice(line.lastIndexOf(' ') + 1));
-    };
-    // The test shares the server's event loop: holding it for 300 ms is a stall the server's monitor must see.
-    const stallMs = 300;
-    const until = performance.now() + stallMs;
-    while (performance.now() < until) { /* the stall */ }
-    const max = await waitFor('the stall in the delay metric', async () => {
-      const seconds = await delay('1');
-      return seconds >= (stallMs - 20) / 1000 ? seconds : undefined;
-    });
-    const p50 = await delay('0.5');
-    const p99 = await delay('0.99');
-    assert.ok(p50 <= p99 && p99 <= max, `quantiles in order: p50 ${p50}, p99 ${p99}, max ${max}`);
-    assert.ok(max < 60, `seconds, not milliseconds or nanoseconds: ${max}`);
   });
 });

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { BlobStore } from '../lib/store.js';
-import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
+import { AUTH, openFileStore, startServer, TEST_CELLS, waitForShipped } from './support/app.js';
 import { waitFor } from './support/http.js';
 import { storeWith } from './support/store.js';
 
@@ -70,7 +70,8 @@ describe('POST /s3dump?async=1', () => {
       return b.consecutiveFailures > 0 && !b.inProgress ? b : undefined;
     });
     assert.match(backup.lastError.error, /InjectedFailure|injected/);
-    assert.equal(backup.unsavedChanges, true);
+    assert.equal(backup.lastSuccessAt, null, 'no snapshot was taken');
+    await waitForShipped(s, 'the write shipped all the same (a failed snapshot does not hold back shipping)');
   });
 
   test('needs credentials; the plain POST /s3dump stays synchronous; fenced is a 409 at once', async (t) => {

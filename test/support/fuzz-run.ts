@@ -18,6 +18,7 @@ import assert from 'node:assert/strict';
 import { Agent } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { TestContext } from 'node:test';
+import type { AppOptions } from '../../lib/app.js';
 import { BATCH_BODY_LIMIT, REQUEST_BODY_LIMIT } from '../../lib/handlers.js';
 import { MAX_BATCH } from '../../lib/protocol.js';
 import { openFileStore, startServer } from './app.js';
@@ -114,9 +115,9 @@ async function runWorker(f: Fuzz, w: Worker, group: Group): Promise<void> {
 /**
  * Runs `group`'s generators against a server on production defaults for its share of FUZZ_REQUESTS, then checks
  * the server is up, the world equals the model byte for byte, /stats agrees, and every connection closes.
- * `file` is the test file, named in the replay hint.
+ * `file` is the test file, named in the replay hint; `overrides` what its server runs with besides production's.
  */
-export async function runFuzz(t: TestContext, group: Group, file: string): Promise<void> {
+export async function runFuzz(t: TestContext, group: Group, file: string, overrides: Partial<AppOptions> = {}): Promise<void> {
   assert.equal(REQUEST_BODY_LIMIT, SINGLE_LIMIT, 'the documented single-command limit');
   assert.equal(BATCH_BODY_LIMIT, BATCH_LIMIT, 'the documented body limit');
   assert.equal(MAX_BATCH, BATCH_MAX, 'the documented batch length');
@@ -125,7 +126,7 @@ export async function runFuzz(t: TestContext, group: Group, file: string): Promi
   const all = Object.values(GROUPS).reduce((sum, entries) => sum + weight(entries), 0);
   const requests = Math.ceil((TOTAL * weight(GROUPS[group])) / all);
 
-  const s = await startServer(t, await openFileStore(t), { maxLoginFailures: 1_000_000, timeouts: { headersMs: HEADERS_MS } });
+  const s = await startServer(t, await openFileStore(t), { maxLoginFailures: 1_000_000, timeouts: { headersMs: HEADERS_MS }, ...overrides });
   const agent = new Agent({ keepAlive: true, maxSockets: WORKERS });
   t.after(() => agent.destroy());
   const f: Fuzz = { world: new World(), agent, port: Number(new URL(s.url).port), failed: false };
