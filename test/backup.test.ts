@@ -10,7 +10,7 @@ import { RestoreError } from '../lib/backup/backups.js';
 import { waitFor } from './support/http.js';
 import { memoryLog, silentLog } from './support/log.js';
 import { S3Store } from '../lib/store-s3.js';
-import { assertBootRefusal, AUTH, openFileStore, openS3Store, s3Bucket, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
+import { assertBootRefusal, AUTH, openFileStore, openS3Store, s3Bucket, startServer, TEST_CELLS, waitForShipped, type StoreFixture } from './support/app.js';
 
 const STORES: Array<[string, (t: TestContext) => Promise<StoreFixture>]> = [['file', openFileStore], ['s3', () => openS3Store()]];
 
@@ -57,7 +57,7 @@ describe('backups and restore', () => {
     assert.equal((await c.post('/request', { index: 3 })).json.category, 3);
   });
 
-  eachStore('the seed\'s raw data.bin is restored, then written in the new format, and never touched', async (t, open) => {
+  eachStore('the seed\'s raw data.bin is restored, then written in the new format by the first shipment, and never touched', async (t, open) => {
     const fixture = await open();
     const legacy = new Uint8Array(TEST_CELLS * 4);
     legacy.set([9, 8, 7, 6], 7 * 4);
@@ -65,8 +65,9 @@ describe('backups and restore', () => {
     const a = await startServer(t, fixture);
     assert.deepEqual((await a.post('/request', { index: 7 })).json, { status: 200, category: 9, rotation: 8, sideA: 7, sideB: 6 });
     assert.deepEqual((await a.call('/healthcheck')).json.backup.restoredFrom, { kind: 'legacy', key: `${fixture.prefix}data.bin` });
-    assert.equal((await a.call('/healthcheck')).json.backup.unsavedChanges, true, 'not yet in the new format');
-    assert.equal((await a.app.close()).outcome, 'written');
+    await waitForShipped(a, 'the world written in the new format');
+    assert.equal((await fixture.store.list(`${fixture.prefix}backups/`)).length, 1, 'as a snapshot');
+    assert.equal((await a.app.close()).outcome, 'unchanged');
     await fixture.store.put(`${fixture.prefix}data.bin`, new Uint8Array(TEST_CELLS * 4)); // a newer commit wins over the legacy object
     const b = await startServer(t, fixture);
     assert.equal((await b.post('/request', { index: 7 })).json.category, 9);
