@@ -170,6 +170,6 @@ export async function runFuzz(t: TestContext, group: Group, file: string, overri
 
   const statuses = [...seen.statuses].sort(([a], [b]) => a - b).map(([k, v]) => `${k}×${v}`).join(' ');
   t.diagnostic(`${sent} requests in ${seconds.toFixed(1)} s by ${WORKERS} workers (event loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(0)} ms, max ${(loopDelay.max / 1e6).toFixed(0)} ms); answers ${statuses}`);
-  t.diagnostic(`${seen.raw} raw-socket cases, ${seen.pipelines} pipelines (${seen.pipelined} requests), slow senders answered after ${seen.slow.join(', ')} ms, stalled clients cut off after ${seen.cutOff.join(', ')} ms`);
+  if (group === 'http') t.diagnostic(`${seen.raw} raw-socket cases, ${seen.pipelines} pipelines (${seen.pipelined} requests), slow senders answered after ${seen.slow.join(', ')} ms, stalled clients cut off after ${seen.cutOff.join(', ')} ms`);
   t.diagnostic(`${seen.writes} cell writes accepted, ${seen.conflicts} conflicts, ${seen.lenient} deep or huge-integer bodies refused, ${seen.resets} resets after an early refusal, ${seen.bareErrors} bare node:http errors (known bug)`);
 }
