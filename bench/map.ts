@@ -13,7 +13,7 @@
  * server during the renders comes from bench/loop-probe.ts.
  * Targets (issue 19): top view now <= 100 ms, one hour back <= 500 ms (p50); stall <= 20 ms.
  *
- *   npm run bench:map       BENCH_ROUNDS=15
+ *   npm run bench:map       BENCH_ROUNDS=15  BENCH_PROFILE=cpu
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,7 +25,7 @@ import { createLog } from '../lib/log.js';
 import type { BlobStore } from '../lib/store.js';
 import { FileStore } from '../lib/store-file.js';
 import {
-  AUTH_HEADER, cpuMs, ensureBuilt, fmt, fmtMs, main, makeWorld, table, verdicts, workDir, startCubecache, type ServerProc, type Verdict,
+  AUTH_HEADER, cpuMs, ensureBuilt, fmt, fmtMs, main, makeWorld, profileArgs, table, verdicts, workDir, startCubecache, type ServerProc, type Verdict,
 } from './support.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
@@ -43,7 +43,7 @@ await main('bench:map: GET /map.png on a 256³ world with an hour of history', a
   const world = makeWorld('sparse');
   console.log(`seeding ${prefix}: a sparse world (${fmt(world.cellsSet, 0)} cells set), an hour of changes, a snapshot every 10 minutes`);
   const timeline = await seedHour(new FileStore(dataDir), prefix, world.bytes);
-  const server = await startCubecache('map', { env: { DATA_DIR: dataDir, S3_PREFIX: prefix, SHIP_INTERVAL_SECONDS: '1' }, probe: true });
+  const server = await startCubecache('map', { env: { DATA_DIR: dataDir, S3_PREFIX: prefix, SHIP_INTERVAL_SECONDS: '1' }, probe: true, nodeArgs: profileArgs('map') });
 
   const hourBack = new Date(Date.now() - 3_600_000).toISOString();
   const worst = new Date(timeline.lastSnapshotAt - 1000).toISOString();
