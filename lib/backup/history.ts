@@ -131,8 +131,8 @@ async function keptRanges(source: HistorySource, snapshot: SnapshotCommit, range
   return out;
 }
 
-/** Copies out of a kept snapshot go this many bytes between turns of the event loop. */
-const COPY_PIECE_BYTES = 4 * 1024 * 1024;
+/** Copies out of a kept snapshot go this many bytes between turns of the event loop (into memory not touched before, a piece can take tens of ms on a VM). */
+const COPY_PIECE_BYTES = 1024 * 1024;
 
 /** The cells of `ranges` in `snapshot`, one buffer per range. */
 async function loadRanges(source: HistorySource, snapshot: SnapshotCommit, ranges: CellRange[]): Promise<Uint8Array[]> {

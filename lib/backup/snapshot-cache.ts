@@ -18,7 +18,7 @@ export class SnapshotCache {
   get(key: string, load: () => Promise<Uint8Array>): Promise<Uint8Array> {
     let entry = this.entry;
     if (entry?.key !== key) {
-      this.clear();
+      if (entry?.timer) clearTimeout(entry.timer); // the spare stays: the next read of the past is as large
       entry = { key, bytes: load(), timer: undefined };
       this.entry = entry;
       // A failed load is not kept: the next read tries again.
