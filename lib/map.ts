@@ -53,35 +53,37 @@ export async function renderMap(shape: Shape, source: Uint8Array, base: number, 
   const { box } = view;
   const words = wordsOf(source);
   const bytes = Buffer.from(words.buffer, words.byteOffset, words.byteLength);
-  const width = box.w;
+  const s = strides(shape);
   // Int32, not Uint32: an opaque colour's word is above 2^31, which a Uint32Array hands out as a slower double.
   const pixels = new Int32Array(box.w * box.d); // 0: transparent
-  const s = strides(shape);
-  // Empty rows and layers are skipped by a native comparison with zeros, when they are contiguous.
-  const rowsContiguous = s.x === 1;
+  // The columns still without a colour, as the offset of their cell from the layer's first: each layer looks
+  // only at those, so the work shrinks as the top view fills in.
+  const offsets = new Int32Array(pixels.length);
+  const todo = new Int32Array(pixels.length);
+  for (let dz = 0, p = 0; dz < box.d; dz++) {
+    for (let dx = 0; dx < box.w; dx++, p++) {
+      offsets[p] = dz * s.z + dx * s.x;
+      todo[p] = p;
+    }
+  }
+  let left = todo.length;
+  // An empty layer is skipped by one native comparison with zeros, when its cells are one run.
   const layerContiguous = boxRangeCount(shape, { ...box, h: 1 }) === 1;
-  const layerCells = box.w * box.d;
-  let turnStarted = performance.now();
   const levels = view.view === 'top' ? box.h : 1;
-  let left = pixels.length; // columns still without a colour (top view)
+  let turnStarted = performance.now();
   for (let level = 0; level < levels && left > 0; level++) {
     const y = view.view === 'top' ? box.y + box.h - 1 - level : view.y;
     const first = box.x * s.x + y * s.y + box.z * s.z - base;
-    if (!(layerContiguous && isZero(bytes, first, layerCells))) {
+    if (!(layerContiguous && isZero(bytes, first, pixels.length))) {
       const colours = view.view === 'top' ? shaded(y, shape.y) : PALETTE_WORDS;
-      for (let dz = 0; dz < box.d; dz++) {
-        const row = first + dz * s.z;
-        if (rowsContiguous && isZero(bytes, row, width)) continue;
-        const out = dz * width;
-        for (let dx = 0; dx < width; dx++) {
-          if (pixels[out + dx] !== 0) continue;
-          const word = words[row + dx * s.x]!;
-          if (word !== 0) {
-            pixels[out + dx] = colours[LITTLE_ENDIAN ? word & 0xff : word >>> 24]!;
-            left--;
-          }
-        }
+      let kept = 0;
+      for (let i = 0; i < left; i++) {
+        const p = todo[i]!;
+        const word = words[first + offsets[p]!]!;
+        if (word !== 0) pixels[p] = colours[LITTLE_ENDIAN ? word & 0xff : word >>> 24]!;
+        else todo[kept++] = p;
       }
+      left = kept;
     }
     if (performance.now() - turnStarted > TURN_MS) {
       await nextTurn();

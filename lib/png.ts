@@ -19,7 +19,8 @@ export async function encodePng(picture: Picture, scale = 1): Promise<Buffer> {
   header[8] = 8; // bits per channel
   header[9] = 6; // colour type: RGBA
   // compression, filter and interlace methods: 0 (deflate, adaptive filters, none)
-  const idat = await deflate(scanlines(picture, scale), { level: 6 });
+  // Level 1: maps are flat colours that compress about as well at the fastest level, and a map is drawn often.
+  const idat = await deflate(scanlines(picture, scale), { level: 1 });
   return Buffer.concat([SIGNATURE, chunk('IHDR', header), chunk('IDAT', idat), chunk('IEND', Buffer.alloc(0))]);
 }
 

@@ -28,4 +28,22 @@ describe('snapshot cache', () => {
     assert.equal(cache.kept, 's1');
     await waitFor('the snapshot to be let go', () => cache.kept === undefined);
   });
+
+  test('a buffer given back is lent again (its memory is already touched) while a snapshot is kept, and let go with it', async () => {
+    const cache = new SnapshotCache(60_000);
+    const first = cache.borrow(16);
+    cache.giveBack(first.subarray(4, 8));
+    assert.notEqual(cache.borrow(16).buffer, first.buffer, 'nothing is kept: a buffer given back is dropped');
+    await cache.get('s1', async () => new Uint8Array(4));
+    cache.giveBack(first.subarray(4, 8));
+    const again = cache.borrow(8);
+    assert.equal(again.buffer, first.buffer, 'the whole buffer, lent again');
+    assert.equal(again.byteLength, 8);
+    assert.notEqual(cache.borrow(8).buffer, first.buffer, 'lent once');
+    cache.giveBack(again);
+    assert.notEqual(cache.borrow(32).buffer, first.buffer, 'too small for a larger read');
+    cache.giveBack(again);
+    cache.clear();
+    assert.notEqual(cache.borrow(8).buffer, first.buffer, 'let go with the snapshot');
+  });
 });

@@ -403,6 +403,11 @@ export class Backups {
     return cells;
   }
 
+  /** Gives back the buffers a cellsAt with `keep` answered, once nothing reads them any more: the next such read reuses them. */
+  givePastBack(parts: Uint8Array[]): void {
+    for (const part of parts) this.keptSnapshot.giveBack(part);
+  }
+
   /** A page of the changes to a region, or by an author, newest first (see historyOf). */
   async historyOf(query: HistoryQuery): Promise<Awaited<ReturnType<typeof historyOf>>> {
     await this.pruned();

@@ -111,7 +111,7 @@ export async function cellsAt(source: HistorySource, at: number, ranges: CellRan
   return out;
 }
 
-/** The cells of `ranges` in `snapshot`, one buffer per range, copied out of the whole snapshot as `keep` holds it. */
+/** The cells of `ranges` in `snapshot`, one buffer per range (borrowed from `keep`), copied out of the whole snapshot as `keep` holds it. */
 async function keptRanges(source: HistorySource, snapshot: SnapshotCommit, ranges: CellRange[], keep: SnapshotCache): Promise<Uint8Array[]> {
   const whole = await keep.get(snapshot.key, async () => {
     const bytes = new Uint8Array(snapshot.bytes);
@@ -120,7 +120,7 @@ async function keptRanges(source: HistorySource, snapshot: SnapshotCommit, range
   });
   const out: Uint8Array[] = [];
   for (const r of ranges) {
-    const part = new Uint8Array(r.count * CELL_BYTES);
+    const part = keep.borrow(r.count * CELL_BYTES);
     // A piece at a time with a turn for the event loop between: one copy of a whole world would stall it for tens of ms.
     for (let at = 0; at < part.length; at += COPY_PIECE_BYTES) {
       part.set(whole.subarray(r.start * CELL_BYTES + at, r.start * CELL_BYTES + Math.min(part.length, at + COPY_PIECE_BYTES)), at);
@@ -131,8 +131,8 @@ async function keptRanges(source: HistorySource, snapshot: SnapshotCommit, range
   return out;
 }
 
-/** Copies out of a kept snapshot go this many bytes between turns of the event loop. */
-const COPY_PIECE_BYTES = 4 * 1024 * 1024;
+/** Copies out of a kept snapshot go this many bytes between turns of the event loop (into memory not touched before, a piece can take tens of ms on a VM). */
+const COPY_PIECE_BYTES = 1024 * 1024;
 
 /** The cells of `ranges` in `snapshot`, one buffer per range. */
 async function loadRanges(source: HistorySource, snapshot: SnapshotCommit, ranges: CellRange[]): Promise<Uint8Array[]> {

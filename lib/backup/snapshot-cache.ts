@@ -9,6 +9,8 @@ interface Entry { key: string; bytes: Promise<Uint8Array>; timer: NodeJS.Timeout
 /** Keeps the most recently read snapshot (by its object key: a snapshot object never changes). */
 export class SnapshotCache {
   private entry: Entry | undefined;
+  /** A buffer given back after a read of the past, lent to the next: memory touched once is fast to fill again, fresh memory is not. */
+  private spare: Uint8Array | undefined;
 
   constructor(private readonly ttlMs: number) {}
 
@@ -16,7 +18,7 @@ export class SnapshotCache {
   get(key: string, load: () => Promise<Uint8Array>): Promise<Uint8Array> {
     let entry = this.entry;
     if (entry?.key !== key) {
-      this.clear();
+      if (entry?.timer) clearTimeout(entry.timer); // the spare stays: the next read of the past is as large
       entry = { key, bytes: load(), timer: undefined };
       this.entry = entry;
       // A failed load is not kept: the next read tries again.
@@ -33,17 +35,35 @@ export class SnapshotCache {
     return this.entry?.key;
   }
 
-  /** Lets go of the kept snapshot. */
+  /** Lets go of the kept snapshot (and the spare buffer). */
   clear(): void {
     if (this.entry?.timer) clearTimeout(this.entry.timer);
     this.entry = undefined;
+    this.spare = undefined;
+  }
+
+  /** `size` bytes to fill (not zeroed: the caller overwrites them all), the spare if it is large enough. */
+  borrow(size: number): Uint8Array {
+    const spare = this.spare;
+    if (spare && spare.byteLength >= size) {
+      this.spare = undefined;
+      return spare.subarray(0, size);
+    }
+    return new Uint8Array(size);
+  }
+
+  /** Takes back a borrowed buffer (any view of it) that its borrower no longer reads, to lend it again while a snapshot is kept. */
+  giveBack(view: Uint8Array): void {
+    if (!this.entry) return;
+    const whole = new Uint8Array(view.buffer);
+    if (!this.spare || whole.byteLength > this.spare.byteLength) this.spare = whole;
   }
 
   /** Restarts the entry's time to live; the timer never keeps the process up. */
   private touch(entry: Entry): void {
     if (entry.timer) clearTimeout(entry.timer);
     entry.timer = setTimeout(() => {
-      if (this.entry === entry) this.entry = undefined;
+      if (this.entry === entry) this.clear();
     }, this.ttlMs);
     entry.timer.unref();
   }

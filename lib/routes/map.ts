@@ -39,7 +39,12 @@ export async function map(req: IncomingMessage, res: ServerResponse, ctx: Ctx): 
   // Kept: the next map is likely a moment away (a slider dragged through time) and starts from the same snapshot.
   const past = at === undefined ? undefined : (await upstream(ctx.backups.cellsAt(at, [span], { keep: true })))[0]!;
   const read = performance.now();
-  const picture = await renderMap(shape, past ?? ctx.cube.bytes, past ? span.start : 0, { view, y, box: region });
+  let picture;
+  try {
+    picture = await renderMap(shape, past ?? ctx.cube.bytes, past ? span.start : 0, { view, y, box: region });
+  } finally {
+    if (past) ctx.backups.givePastBack([past]); // the picture holds its own pixels
+  }
   const drawn = performance.now();
   const png = await encodePng(picture, scale);
   const ms = (a: number, b: number) => (b - a).toFixed(1);
