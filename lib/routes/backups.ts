@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FencedError, type CellRange } from '../backup/backups.js';
 import { HttpError, readBody, readJson, sendJson, upstream } from '../http.js';
-import { parseInstant } from '../protocol.js';
+import { parseInstant } from '../values.js';
 import { requireAuth, type Ctx } from './context.js';
 import { operator } from './query.js';
 

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CellChange, HistoryCursor } from '../backup/backups.js';
 import type { Cell } from '../cube.js';
 import { HttpError, readJson, sendJson, upstream } from '../http.js';
-import { isAuthor, MAX_AUTHOR, parseInstant } from '../protocol.js';
+import { isAuthor, MAX_AUTHOR, parseInstant } from '../values.js';
 import { RESTORE_BODY_LIMIT, restoreRanges } from './backups.js';
 import { requireAuth, type Ctx } from './context.js';
 import { operator, queryInstant, queryInteger } from './query.js';

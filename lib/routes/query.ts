@@ -2,7 +2,7 @@
 import type { IncomingMessage } from 'node:http';
 import { parseBasic } from '../auth.js';
 import { HttpError } from '../http.js';
-import { isAuthor, MAX_AUTHOR, parseInstant } from '../protocol.js';
+import { isAuthor, MAX_AUTHOR, parseInstant } from '../values.js';
 
 /** A query parameter naming an instant (ISO 8601), in ms; undefined when absent, 400 when it names none. */
 export function queryInstant(query: URLSearchParams, name: string): number | undefined {

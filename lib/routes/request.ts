@@ -3,7 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Run } from '../backup/change.js';
 import type { Cell } from '../cube.js';
 import { collectBody, HttpError, sendJson, upstream, type BodyLimit } from '../http.js';
-import { encodeAnswer, isJsonSpace, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from '../protocol.js';
+import { isJsonSpace } from '../json-scanner.js';
+import { encodeAnswer, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from '../protocol.js';
 import { requireAuth, type Ctx } from './context.js';
 import { assertWritable, notLogged } from './writes.js';
 
