@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CELL_BYTES } from '../cube.js';
 import { HttpError, readBody, sendJson, upstream } from '../http.js';
 import { requireAuth, type Ctx } from './context.js';
-import { operator, queryInstant, queryInteger } from './query.js';
+import { operator, queryInstant, queryInteger, queryOf } from './query.js';
 import { assertWritable, logged } from './writes.js';
 
 /** Range reads are sent in copies of this size: consistent cells, bounded memory, and backpressure between them. */
@@ -12,7 +12,7 @@ const RANGE_CHUNK_BYTES = 256 * 1024;
 /** GET /cells?start=S&count=N: the raw bytes of N cells from S (4 a cell), streamed in consistent chunks. */
 export async function readCells(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  const query = new URL(req.url ?? '/', 'http://x').searchParams;
+  const query = queryOf(req, ['start', 'count', 'at']);
   const start = queryInteger(query, 'start', 0, 0, ctx.cube.cells);
   const count = queryInteger(query, 'count', ctx.cube.cells - start, 0, ctx.cube.cells - start);
   const at = queryInstant(query, 'at');
@@ -35,7 +35,7 @@ export async function readCells(req: IncomingMessage, res: ServerResponse, ctx: 
 /** PUT /cells?start=S: writes the raw bytes of the body (whole cells, inside the world) as one step once the body is whole. */
 export async function writeCells(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  const query = new URL(req.url ?? '/', 'http://x').searchParams;
+  const query = queryOf(req, ['start', 'by']);
   const start = queryInteger(query, 'start', 0, 0, ctx.cube.cells);
   const room = (ctx.cube.cells - start) * CELL_BYTES;
   const declared = Number(req.headers['content-length'] ?? 0);

@@ -6,7 +6,7 @@ import { HttpError, readJson, sendJson, upstream } from '../http.js';
 import { isAuthor, MAX_AUTHOR, parseInstant } from '../values.js';
 import { RESTORE_BODY_LIMIT, restoreRanges } from './backups.js';
 import { requireAuth, type Ctx } from './context.js';
-import { operator, queryInstant, queryInteger } from './query.js';
+import { operator, queryInstant, queryInteger, queryOf } from './query.js';
 
 /** The most entries one page of history holds; 100 unless `limit` says otherwise. */
 const MAX_HISTORY_LIMIT = 1000;
@@ -20,7 +20,7 @@ const MAX_HISTORY_CELLS = 1 << 20;
  */
 export async function history(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  const query = new URL(req.url ?? '/', 'http://x').searchParams;
+  const query = queryOf(req, ['start', 'count', 'by', 'since', 'until', 'limit', 'cursor']);
   const by = query.get('by') ?? undefined;
   if (by !== undefined && !isAuthor(by)) throw new HttpError(400, `by must be up to ${MAX_AUTHOR} printable ASCII characters`);
   const region = query.has('start') || query.has('count');
@@ -68,6 +68,7 @@ function parseCursor(raw: string | null): HistoryCursor | undefined {
  */
 export async function rollback(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
+  queryOf(req, ['by']);
   const body = await readJson(req, RESTORE_BODY_LIMIT);
   const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
   if (typeof fields.by !== 'string' || !isAuthor(fields.by)) throw new HttpError(400, `by must be the player id whose changes to roll back (up to ${MAX_AUTHOR} printable ASCII characters)`);
