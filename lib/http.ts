@@ -1,5 +1,6 @@
 /** HTTP plumbing: one error type, bounded body reads, JSON answers, and the one table that turns errors into statuses. */
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { FencedError, OutsideHistoryError, UnknownBackupError, WritesRefusedError } from './backup/backups.js';
 import type { Log } from './log.js';
 
@@ -186,6 +187,26 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: unknow
     res.on('finish', () => req.destroy());
   }
   sendJson(res, answer.status, { status: answer.status, error: answer.message, ...answer.extra }, answer.headers);
+}
+
+/** How long a connection that is closing still reads, and drops, what its client sends (see closeGently). */
+const LINGER_MS = 2000;
+
+/**
+ * Closes `socket` once what was written to it has gone out, gently, and for sure: a FIN first, then what the
+ * client still sends (the rest of a refused body) is read and dropped until the client closes its side or
+ * LINGER_MS pass, and then the socket is destroyed whatever the client does. Destroying it at once while a
+ * body still arrives makes the kernel answer with an RST, which can throw the answer away in the client's
+ * buffer before it is read; only ending it leaves a half-open socket, and the request's memory, to a
+ * client that never closes.
+ */
+export function closeGently(socket: Duplex): void {
+  if (socket.destroyed) return;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.once('end', () => socket.destroy()); // the client closed its side: nothing more will come
+  socket.end();
+  socket.resume(); // read and drop (node:http's parser, when it reads the socket itself, drops the body too)
 }
 
 /** The answer to an error node:http's parser raised before any request existed, as raw bytes (by httpErrorOf); the connection closes after it. */

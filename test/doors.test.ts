@@ -6,10 +6,19 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { AUTH, openFileStore, startServer, type Running } from './support/app.js';
 import { basicHeader, waitFor } from './support/http.js';
 
 const MiB = 1024 * 1024;
+
+/** The bytes of ArrayBuffers still reachable in this process (the server shares it): measured after a full collection. */
+function heldBuffers(): number {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+  return process.memoryUsage().arrayBuffers;
+}
 
 async function open(s: Running): Promise<Socket> {
   const socket = connect(Number(new URL(s.url).port), '127.0.0.1');
@@ -101,6 +110,27 @@ describe('doors closed to strangers', () => {
     await closedWithin(serverSide, 10_000, "the server's side of a connection that never reads");
     client.destroy();
     assert.equal((await s.call('/healthcheck')).status, 200);
+  });
+
+  test('an upload that stalls mid-body is dropped at the request timeout, and the body it held is given back', async (t) => {
+    const s = await startServer(t, await openFileStore(t), { cells: 8 * MiB, timeouts: { headersMs: 300, requestMs: 600 } }); // room for 20 MiB uploads
+    const accepted = once(s.app.server, 'connection');
+    const before = heldBuffers();
+    const client = await open(s);
+    const [serverSide] = (await accepted) as [Socket];
+    client.pause(); // a client that stops: it neither sends nor reads nor closes
+    const head = `PUT /cells HTTP/1.1\r\nHost: x\r\nAuthorization: ${basicHeader(AUTH.user, AUTH.password)}\r\nContent-Length: ${20 * MiB}\r\n\r\n`;
+    client.write(head);
+    client.write(Buffer.alloc(6 * MiB, 7));
+    await waitFor('6 MiB of the body on the server', () => serverSide.bytesRead >= head.length + 6 * MiB);
+    const held = heldBuffers() - before;
+    assert.ok(held >= 5 * MiB, `while the upload lasts the server holds its body: ${(held / MiB).toFixed(1)} MiB`);
+    // The 408 ended the connection only on the server's side, and the client never closes its own: it stayed open, with the body.
+    await closedWithin(serverSide, 30_000, "the server's side of a stalled upload");
+    const kept = heldBuffers() - before;
+    assert.ok(kept < 2 * MiB, `after the upload is dropped the server still holds ${(kept / MiB).toFixed(1)} MiB`);
+    client.destroy();
+    assert.equal(s.app.cube.version, 0, 'nothing written');
   });
 
   test('PUT /cells holds memory for what has arrived, not for what is declared', async (t) => {
