@@ -113,7 +113,7 @@ describe('doors closed to strangers', () => {
   });
 
   test('an upload that stalls mid-body is dropped at the request timeout, and the body it held is given back', async (t) => {
-    const s = await startServer(t, await openFileStore(t), { cells: 8 * MiB, timeouts: { headersMs: 300, requestMs: 600 } }); // room for 20 MiB uploads
+    const s = await startServer(t, await openFileStore(t), { cells: 8 * MiB, timeouts: { headersMs: 1000, requestMs: 2000 } }); // room for 20 MiB uploads
     const accepted = once(s.app.server, 'connection');
     const before = heldBuffers();
     const client = await open(s);
@@ -127,8 +127,8 @@ describe('doors closed to strangers', () => {
     assert.ok(held >= 5 * MiB, `while the upload lasts the server holds its body: ${(held / MiB).toFixed(1)} MiB`);
     // The 408 ended the connection only on the server's side, and the client never closes its own: it stayed open, with the body.
     await closedWithin(serverSide, 30_000, "the server's side of a stalled upload");
-    const kept = heldBuffers() - before;
-    assert.ok(kept < 2 * MiB, `after the upload is dropped the server still holds ${(kept / MiB).toFixed(1)} MiB`);
+    // The request lets go of its body as its 'close' follows the socket's.
+    await waitFor('the body given back', () => heldBuffers() - before < 2 * MiB, 10_000, 100);
     client.destroy();
     assert.equal(s.app.cube.version, 0, 'nothing written');
   });
