@@ -183,10 +183,21 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: unknow
     return;
   }
   if (answer.headers.Connection === 'close') {
-    // Once the answer is out, drop the connection: the unread body must not be parsed as a request.
-    res.on('finish', () => req.destroy());
+    // Once the answer is out the connection goes, gently: the client may still be sending the body we refused
+    // (a 413 comes before it is read), and must get to read the answer. node:http ends such a connection
+    // with socket.destroySoon(), which destroys it as soon as the answer is written: that is closeGently here.
+    const socket = req.socket as typeof req.socket & { destroySoon?: () => void };
+    socket.destroySoon = () => closeGently(socket);
+    res.on('finish', () => closeGently(socket));
   }
   sendJson(res, answer.status, { status: answer.status, error: answer.message, ...answer.extra }, answer.headers);
+}
+
+/** Marks a socket closeGently has taken over. */
+const CLOSING = Symbol('cubecache.closing');
+/** True once closeGently has taken `socket` over: a request that still arrives on it is not to be served. */
+export function isClosing(socket: Duplex): boolean {
+  return (socket as Duplex & { [CLOSING]?: true })[CLOSING] === true;
 }
 
 /** How long a connection that is closing still reads, and drops, what its client sends (see closeGently). */
@@ -201,7 +212,9 @@ const LINGER_MS = 2000;
  * client that never closes.
  */
 export function closeGently(socket: Duplex): void {
-  if (socket.destroyed) return;
+  const closing = socket as Duplex & { [CLOSING]?: true };
+  if (socket.destroyed || closing[CLOSING]) return;
+  closing[CLOSING] = true;
   const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref();
   socket.once('close', () => clearTimeout(timer));
   socket.once('end', () => socket.destroy()); // the client closed its side: nothing more will come
