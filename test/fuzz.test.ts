@@ -578,6 +578,7 @@ function pickAuth(r: Rng, pBad = 0.12): AuthChoice {
 const ROUTES = new Map<string, readonly string[]>([
   ['/request', ['POST']], ['/s3dump', ['POST']], ['/healthcheck', ['GET', 'HEAD']], ['/backups', ['GET']],
   ['/restore', ['POST']], ['/cells', ['GET', 'PUT']], ['/stats', ['GET']], ['/metrics', ['GET']],
+  ['/favicon.ico', ['GET', 'HEAD']], // the console's icon (lib/routes/console.ts), which the fuzzer's paths include
 ]);
 /** The query parameters each route and method takes: any other, or one given twice, is a 400 that changes nothing. */
 const TAKES = new Map<string, readonly string[]>([
@@ -636,6 +637,17 @@ function probe(what: string, req: Req, auth: AuthChoice, world: World): Probe {
   if (path === '/healthcheck') {
     if (queryRefused(req.method, path, query)) return error([400]);
     return { what: fullWhat, req, cells: [], writes: false, closes: false, judge: (res) => checkHealth(res, head) };
+  }
+  // The icon needs no credentials: a browser asks for it on its own.
+  if (path === '/favicon.ico') {
+    return {
+      what: fullWhat, req, cells: [], writes: false, closes: false,
+      judge: (res) => {
+        assert.equal(res.status, 200, `GET /favicon.ico: ${res.status}`);
+        assert.equal(res.headers['content-type'], 'image/x-icon');
+        assert.equal(res.body.length, head ? 0 : Number(res.headers['content-length']));
+      },
+    };
   }
   // A 401 (or 429) to a request that declares a body closes the connection: the stranger's body is never read.
   if (auth.kind === 'deny') {

@@ -18,10 +18,14 @@ const ROUTES: Array<{ method: string; path: string; query: string; body?: CallOp
   { method: 'PUT', path: '/cells', query: 'start=0', body: new Uint8Array([7, 7, 7, 7]) },
   { method: 'GET', path: '/stats', query: '' },
   { method: 'GET', path: '/metrics', query: '' },
+  { method: 'GET', path: '/map.png', query: 'view=top&scale=1' },
 ];
 
+/** A world with a shape (16 x 16 x 16), so that /map.png and boxes are served. */
+const SHAPED = { cells: 4096, shape: { x: 16, y: 16, z: 16, order: 'xzy' } };
+
 test('a parameter a route does not take is a 400 naming it, on every route, and nothing changes', async (t) => {
-  const s = await startServer(t, await openFileStore(t));
+  const s = await startServer(t, await openFileStore(t), SHAPED);
   for (const route of ROUTES) {
     for (const [query, named] of [
       [`${route.query}${route.query ? '&' : ''}strat=100`, /"strat"/],
@@ -40,7 +44,7 @@ test('a parameter a route does not take is a 400 naming it, on every route, and 
 });
 
 test('a parameter given twice is a 400 naming it, on every route that takes one', async (t) => {
-  const s = await startServer(t, await openFileStore(t));
+  const s = await startServer(t, await openFileStore(t), SHAPED);
   for (const route of ROUTES.filter((r) => r.query !== '')) {
     const first = route.query.split('&')[0]!;
     const answer = await call(s.url, `${route.path}?${route.query}&${first}`, { method: route.method, body: route.body, auth: AUTH });
@@ -51,9 +55,9 @@ test('a parameter given twice is a 400 naming it, on every route that takes one'
 });
 
 test('the typos of the issue: PUT /cells?strat=100 writes nothing, GET /cells?cout=1 sends no world', async (t) => {
-  const s = await startServer(t, await openFileStore(t));
+  const s = await startServer(t, await openFileStore(t), SHAPED);
   const put = await call(s.url, '/cells?strat=100', { method: 'PUT', body: new Uint8Array([9, 9, 9, 9]), auth: AUTH });
-  assert.deepEqual(put.json, { status: 400, error: 'unknown query parameter "strat": this route takes start, by' });
+  assert.deepEqual(put.json, { status: 400, error: 'unknown query parameter "strat": this route takes start, box, by' });
   assert.deepEqual((await s.post('/request', { index: 0 })).json, { status: 200, ...cell(0) });
   const get = await call(s.url, '/cells?cout=1', { auth: AUTH });
   assert.equal(get.status, 400);
@@ -63,7 +67,7 @@ test('the typos of the issue: PUT /cells?strat=100 writes nothing, GET /cells?co
 });
 
 test('the parameters a route takes still work, and an empty query is no parameter', async (t) => {
-  const s = await startServer(t, await openFileStore(t));
+  const s = await startServer(t, await openFileStore(t), SHAPED);
   for (const route of ROUTES) {
     const answer = await call(s.url, `${route.path}?${route.query}`, { method: route.method, body: route.body, auth: AUTH });
     // A restore or rollback to an instant before the server started is outside the history it keeps: a 400 that is not about the query.

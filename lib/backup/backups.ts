@@ -18,6 +18,7 @@ import { pruneCommits, type SnapshotRef } from './retention.js';
 import { every, Mutex } from './schedule.js';
 import { cellsAt, historyOf, historySpan, mergeRanges, planRollback, type CellRange, type HistoryQuery, type HistorySource, type RollbackPlan } from './history.js';
 import { loadSnapshot, writeSnapshot, type BackupInfo } from './snapshot.js';
+import { SnapshotCache } from './snapshot-cache.js';
 import { LogCorruptError, LogLockedError, WriteAheadLog, type WalSync } from './wal.js';
 
 export type { BackupInfo } from './snapshot.js';
@@ -58,7 +59,7 @@ export interface BackupsOptions {
   /** PUT requests a month that shipping may use; 0 for no bound. Under constant writes the cadence stretches to fit. */
   putBudget?: number;
   /** The write-ahead log; undefined keeps changes in memory only (lost on a crash until shipped). */
-  wal?: { dir: string; sync: WalSync; syncMarks?: boolean; writeFault?: () => Error | undefined };
+  wal?: { dir: string; sync: WalSync; syncMarks?: boolean; segmentBytes?: number; retryMs?: number };
   log: Log;
   now?: () => number;
   /** A full garbage collection, run after restores and backups (see AppOptions.collectGarbage). */
@@ -89,6 +90,8 @@ export class Backups {
   private cursor: LogCursor | undefined;
   /** Kept snapshots, newest first. */
   private snapshots: SnapshotRef[] = [];
+  /** The snapshot the map's reads of the past start from, kept a minute after the last (see cellsAt's `keep`). */
+  private readonly keptSnapshot = new SnapshotCache(60_000);
   /** Recent shipments, so a snapshot knows which of them it does not cover. */
   private recentShips: Array<{ seq: number; toLsn: number }> = [];
   /** The world's version and bytes written as of the newest snapshot (for "changed since a snapshot"). */
@@ -265,6 +268,7 @@ export class Backups {
   /** Shutdown: ships (or snapshots) what the store lacks, within FINAL_DEADLINE_MS, then closes the log. The log keeps whatever failed. */
   async finish(): Promise<FinalBackup> {
     await this.stop();
+    this.keptSnapshot.clear();
     let final: FinalBackup = { outcome: 'unchanged' };
     if (this.dirty) {
       let timer: NodeJS.Timeout | undefined;
@@ -328,7 +332,7 @@ export class Backups {
     this.cube.replace(cells);
     this.record([{ start: 0, bytes: cells }], by);
     const lsn = this.changeLog.lastLsn;
-    await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the restore is applied but the write-ahead log could not write it yet (${err.message})`)) : resolve())));
+    await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the restore is applied but the write-ahead log could not write it, and dropped it (${err.message})`)) : resolve())));
     this.log.info('world_restored', { from: 'backup', name, reason: 'request', lsn });
     // The restored world is that snapshot's object: when nothing was written since, commit it as the newest
     // snapshot without uploading it again. It is in the log already, so a failure here only delays that.
@@ -361,14 +365,17 @@ export class Backups {
     return span && { ...span, granularity: this.options.shipIntervalMs > 0 ? 'change' : 'snapshot' };
   }
 
-  /** The cells of `ranges` as they were at `at` (ms): one buffer per range. OutsideHistoryError outside history(). */
-  async cellsAt(at: number, ranges: CellRange[]): Promise<Uint8Array[]> {
+  /**
+   * The cells of `ranges` as they were at `at` (ms): one buffer per range. OutsideHistoryError outside history().
+   * `keep`: reads that will come again near this instant (the map) keep the snapshot they start from in memory for a minute.
+   */
+  async cellsAt(at: number, ranges: CellRange[], options: { keep?: boolean } = {}): Promise<Uint8Array[]> {
     await this.pruned(); // a prune running may be deleting the snapshot this read starts from
     const merged = mergeRanges(ranges);
-    const parts = await cellsAt(this.historySource(), at, merged);
+    const parts = await cellsAt(this.historySource(), at, merged, options.keep ? this.keptSnapshot : undefined);
     // Each asked range out of the merged one that holds it.
     return ranges.map((r) => {
-      const i = merged.findIndex((m) => m.start <= r.start && r.start + r.count <= m.start + m.count);
+      const i = lastStartingAtOrBefore(merged, r.start); // a binary search: a box can be 65,536 ranges
       const offset = (r.start - merged[i]!.start) * CELL_BYTES;
       return parts[i]!.subarray(offset, offset + r.count * CELL_BYTES);
     });
@@ -390,7 +397,7 @@ export class Backups {
     const runs = wanted.map((r, i) => ({ start: r.start, bytes: past[i]! }));
     for (const run of runs) this.cube.writeRange(run.start, run.bytes);
     this.record(runs, by);
-    await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the restore is applied but the write-ahead log could not write it yet (${err.message})`)) : resolve())));
+    await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the restore is applied but the write-ahead log could not write it, and dropped it (${err.message})`)) : resolve())));
     const cells = wanted.reduce((n, r) => n + r.count, 0);
     this.log.info('world_restored', { from: 'history', at: new Date(at).toISOString(), ranges: wanted.length, cells, by });
     return cells;
@@ -431,7 +438,7 @@ export class Backups {
       const runs = restore.map((cell) => ({ start: cell.index, bytes: cell.to }));
       for (const run of runs) this.cube.writeRange(run.start, run.bytes);
       this.record(runs, operator);
-      await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the rollback is applied but the write-ahead log could not write it yet (${err.message})`)) : resolve())));
+      await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the rollback is applied but the write-ahead log could not write it, and dropped it (${err.message})`)) : resolve())));
     }
     this.log.info('rollback', { by, since: new Date(since).toISOString(), until: new Date(until).toISOString(), restored: restore.length, skipped: skipped.length, operator });
     return { restore, skipped };
@@ -596,7 +603,9 @@ export class Backups {
       // Taken after the instant: every change in the snapshot was made at or before it (time travel relies on it).
       const createdAt = new Date(this.now());
       this.firstWriteAfterSnapshotMs = null;
-      const lsn = this.changeLog.lastLsn;
+      // The durable lsn, not the last: a change not yet written may be dropped and its lsn given to the next
+      // change, which the snapshot must not claim. Those it holds anyway are replayed over it again (harmless).
+      const lsn = this.changeLog.durableLsn;
       this.snapshotDue = false;
       // The changes up to the instant go to the store as change sets first: the snapshot holds their values,
       // but history (who changed what, and each second in between) lives in the sets only. A shipment that
@@ -778,4 +787,16 @@ function describe(err: unknown): string {
   const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   const code = (err as { code?: string }).code;
   return `${err.name}${code && code !== err.name ? ` ${code}` : ''}${status ? ` (HTTP ${status})` : ''}${err.message && err.message !== 'UnknownError' ? `: ${err.message}` : ''}`;
+}
+
+/** The index of the last of the sorted `ranges` that starts at or before cell `index` (0 if none does). */
+function lastStartingAtOrBefore(ranges: CellRange[], index: number): number {
+  let lo = 0;
+  let hi = ranges.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (ranges[mid]!.start <= index) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }

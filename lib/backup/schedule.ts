@@ -26,17 +26,11 @@ export async function every(interval: () => number, step: () => Promise<void>, s
 /** Runs tasks one at a time, in the order they asked. */
 export class Mutex {
   private tail: Promise<unknown> = Promise.resolve();
-  private held = 0;
 
-  /** True while a task runs or waits. */
-  get busy(): boolean {
-    return this.held > 0;
-  }
-
+  /** Runs `task` once every task asked before it has ended; its result or error. */
   run<T>(task: () => Promise<T>): Promise<T> {
-    this.held++;
     const result = this.tail.then(task);
-    this.tail = result.catch(() => undefined).finally(() => this.held--);
+    this.tail = result.catch(() => undefined);
     return result;
   }
 }

@@ -7,7 +7,7 @@ import { requireAuth, type Ctx } from './context.js';
 import { NO_PARAMETERS, queryOf } from './query.js';
 
 
-/** GET /stats: cells in use, cells per category, bytes written since the last backup. */
+/** GET /stats: cells in use, cells per category, the world's shape and order (null when flat), bytes written since the last backup. */
 export async function stats(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
   queryOf(req, NO_PARAMETERS);
@@ -19,6 +19,8 @@ export async function stats(req: IncomingMessage, res: ServerResponse, ctx: Ctx)
   sendJson(res, 200, {
     status: 200,
     cells: ctx.cube.cells,
+    shape: ctx.shape ? { x: ctx.shape.x, y: ctx.shape.y, z: ctx.shape.z } : null,
+    order: ctx.shape?.order ?? null,
     cellsInUse: ctx.cube.cellsInUse,
     categories,
     bytesWrittenSinceBackup: backup.bytesWrittenSinceBackup,

@@ -13,7 +13,11 @@ export function logged(ctx: Ctx): Promise<void> {
   return new Promise((resolve, reject) => ctx.backups.afterWrite((err) => (err ? reject(notLogged(err)) : resolve())));
 }
 
-/** The answer to a change the log could not write: its outcome is unknown until the log recovers. */
+/**
+ * The answer to a change the log could not write: the log dropped it and will never replay it (ChangeLog).
+ * TODO(core, issue 17): the world still holds it until a restart (and a snapshot taken meanwhile would keep
+ * it); the one write path must undo it with its before-image, newest first, as the log's waiters are called.
+ */
 export function notLogged(err: Error): HttpError {
-  return new HttpError(503, `the change could not be written to the log (${err.message}); it may be applied once the log recovers, retry`);
+  return new HttpError(503, `the change could not be written to the log (${err.message}); it is not logged and will not be, retry`);
 }
