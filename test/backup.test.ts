@@ -1,29 +1,35 @@
-/** Durability end to end: backups, boot restore, refusals, legacy migration, two servers on one prefix. */
+/** lib/backup/backups.ts end to end: backups, boot restore and its refusals, legacy migration, undo by restore. */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test, type TestContext, type TestOptions } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { S3Client } from '@aws-sdk/client-s3';
 import { createApp } from '../lib/app.js';
 import { RestoreError } from '../lib/backup/backups.js';
+import { waitFor } from './support/http.js';
 import { memoryLog, silentLog } from './support/log.js';
 import { S3Store } from '../lib/store-s3.js';
-import { assertBootRefusal, AUTH, openFileStore, openS3Store, s3Bucket, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';
+import { assertBootRefusal, AUTH, openFileStore, openS3Store, s3Bucket, startServer, TEST_CELLS, waitForShipped, type StoreFixture } from './support/app.js';
 
 const STORES: Array<[string, (t: TestContext) => Promise<StoreFixture>]> = [['file', openFileStore], ['s3', () => openS3Store()]];
 
 /** Defines the test once per store. */
-function eachStore(name: string, fn: (t: TestContext, open: () => Promise<StoreFixture>) => Promise<void>) {
-  for (const [kind, open] of STORES) test(`${name} (${kind} store)`, (t) => fn(t, () => open(t)));
+function eachStore(name: string, ...args: [fn: StoreTest] | [options: TestOptions, fn: StoreTest]) {
+  const [options, fn] = args.length === 1 ? [{}, args[0]] : args;
+  for (const [kind, open] of STORES) test(`${name} (${kind} store)`, options, (t) => fn(t, () => open(t)));
 }
+type StoreTest = (t: TestContext, open: () => Promise<StoreFixture>) => Promise<void>;
 
 /** Starting fails with a RestoreError matching `pattern`, and the store's keys stay as they were. */
 async function assertBootRefused(fixture: StoreFixture, pattern: RegExp, inspect = fixture.store) {
   const before = await inspect.list(fixture.prefix);
   const app = createApp({ cells: TEST_CELLS, auth: AUTH, store: fixture.store, prefix: fixture.prefix, legacyKey: `${fixture.prefix}data.bin`, backupRetain: 24, backupIntervalMs: 0, log: silentLog });
-  await assertBootRefusal(app, app.start(0, '127.0.0.1'), pattern);
-  await app.close();
+  try {
+    await assertBootRefusal(app, app.start(0, '127.0.0.1'), pattern);
+  } finally {
+    await app.close(); // also when it started after all: a server left listening would keep the test process alive
+  }
   assert.deepEqual(await inspect.list(fixture.prefix), before, 'nothing written');
 }
 
@@ -51,7 +57,7 @@ describe('backups and restore', () => {
     assert.equal((await c.post('/request', { index: 3 })).json.category, 3);
   });
 
-  eachStore('the seed\'s raw data.bin is restored, then written in the new format, and never touched', async (t, open) => {
+  eachStore('the seed\'s raw data.bin is restored, then written in the new format by the first shipment, and never touched', async (t, open) => {
     const fixture = await open();
     const legacy = new Uint8Array(TEST_CELLS * 4);
     legacy.set([9, 8, 7, 6], 7 * 4);
@@ -59,8 +65,9 @@ describe('backups and restore', () => {
     const a = await startServer(t, fixture);
     assert.deepEqual((await a.post('/request', { index: 7 })).json, { status: 200, category: 9, rotation: 8, sideA: 7, sideB: 6 });
     assert.deepEqual((await a.call('/healthcheck')).json.backup.restoredFrom, { kind: 'legacy', key: `${fixture.prefix}data.bin` });
-    assert.equal((await a.call('/healthcheck')).json.backup.unsavedChanges, true, 'not yet in the new format');
-    assert.equal((await a.app.close()).outcome, 'written');
+    await waitForShipped(a, 'the world written in the new format');
+    assert.equal((await fixture.store.list(`${fixture.prefix}backups/`)).length, 1, 'as a snapshot');
+    assert.equal((await a.app.close()).outcome, 'unchanged');
     await fixture.store.put(`${fixture.prefix}data.bin`, new Uint8Array(TEST_CELLS * 4)); // a newer commit wins over the legacy object
     const b = await startServer(t, fixture);
     assert.equal((await b.post('/request', { index: 7 })).json.category, 9);
@@ -85,6 +92,7 @@ describe('backups and restore', () => {
     const fixture = await open();
     const a = await startServer(t, fixture);
     await a.post('/request', { action: 1, index: 1, category: 1 });
+    assert.equal((await a.post('/s3dump')).status, 200, 'a snapshot to corrupt (a shutdown only ships the change)');
     await a.app.close();
     const [dataKey] = await fixture.store.list(`${fixture.prefix}backups/`);
     const good = await fixture.store.get(dataKey!);
@@ -105,7 +113,20 @@ describe('backups and restore', () => {
     const fixture = await open();
     const a = await startServer(t, fixture, { cells: TEST_CELLS * 2 });
     await a.post('/request', { action: 1, index: 1, category: 1 });
+    assert.equal((await a.post('/s3dump')).status, 200);
     await a.app.close();
+    await assertBootRefused(fixture, /CUBE_CELLS/);
+  });
+
+  // Bug (lib/, left to the core's rebuild): a change set does not record the world's size, so a world that lives
+  // only in change sets (production's case until the first scheduled snapshot: a shutdown ships, it does not
+  // snapshot) boots under any CUBE_CELLS that covers the cells it changed, and serves a world of the wrong size.
+  eachStore('change sets of another world size refuse the boot', { todo: 'change sets carry no world size (see the comment above)' }, async (t, open) => {
+    const fixture = await open();
+    const a = await startServer(t, fixture, { cells: TEST_CELLS * 2 });
+    await a.post('/request', { action: 1, index: 1, category: 1 });
+    assert.equal((await a.app.close()).outcome, 'written');
+    assert.deepEqual(await fixture.store.list(`${fixture.prefix}backups/`), [], 'no snapshot: the world is in change sets alone');
     await assertBootRefused(fixture, /CUBE_CELLS/);
   });
 
@@ -171,21 +192,6 @@ describe('backups and restore', () => {
     assert.equal((await b.post('/request', { index: 2 })).json.category, 2);
   });
 
-  eachStore('keeps the newest BACKUP_RETAIN backups and deletes the rest', async (t, open) => {
-    const fixture = await open();
-    const s = await startServer(t, fixture, { backupRetain: 3 });
-    const names: string[] = [];
-    for (let i = 1; i <= 5; i++) {
-      await s.post('/request', { action: 1, index: i, category: i });
-      names.push((await s.post('/s3dump')).json.backup.name);
-    }
-    await s.app.backups.pruned();
-    const kept = await s.call('/backups', { auth: AUTH });
-    assert.deepEqual(kept.json.backups.map((b: { name: string }) => b.name), names.slice(2).reverse());
-    const objects = await fixture.store.list(`${fixture.prefix}backups/`);
-    assert.deepEqual(objects.map((key) => key.slice(key.lastIndexOf('/') + 1)), names.slice(2).map((n) => `${n}.gz`));
-  });
-
   eachStore('a backup taken during a stream of writes restores to a state that existed at one instant', async (t, open) => {
     const fixture = await open();
     const s = await startServer(t, fixture);
@@ -199,7 +205,12 @@ describe('backups and restore', () => {
         acknowledged = i + 1;
       }
     })();
-    while (acknowledged < 50) await new Promise((r) => setImmediate(r));
+    let failed: unknown;
+    writer.catch((err: unknown) => { failed = err; });
+    await waitFor('50 writes acknowledged', () => {
+      if (failed) throw failed;
+      return acknowledged >= 50;
+    });
     const before = acknowledged;
     const dump = await s.post('/s3dump');
     const after = acknowledged;
@@ -219,42 +230,45 @@ describe('backups and restore', () => {
   });
 });
 
-describe('two servers on one prefix', () => {
-  test('the newer server wins: the older one\'s backups fail loudly instead of overwriting', async (t) => {
-    const { server } = await s3Bucket();
-    if (!server.conditionalWrites) return t.skip('this S3 server ignores If-None-Match: * (not checked here)');
-    const fixture = await openS3Store();
-    const oldLog = memoryLog();
-    const older = await startServer(t, fixture, { log: oldLog });
-    await older.post('/request', { action: 1, index: 1, category: 1 });
-    assert.equal((await older.post('/s3dump')).status, 200);
-    const newer = await startServer(t, fixture); // restores the older one's backup and claims the prefix
-    assert.equal((await newer.post('/request', { index: 1 })).json.category, 1);
-    await newer.post('/request', { action: 1, index: 2, category: 2 });
-    await older.post('/request', { action: 1, index: 3, category: 3 });
-    const refused = await older.post('/s3dump');
-    assert.equal(refused.status, 409);
-    assert.match(refused.json.error, /another server/);
-    assert.ok(oldLog.events.some((e) => e.event === 'backups_fenced' && e.level === 'error'));
-    assert.ok((await older.call('/healthcheck')).json.backup.fenced);
-    assert.equal((await older.call('/healthcheck?backup=1')).status, 503);
-    assert.equal((await older.app.close()).outcome, 'failed', 'no final backup over the newer world');
-    assert.equal((await newer.post('/s3dump')).status, 200);
-    await newer.app.close();
-    const third = await startServer(t, fixture);
-    assert.equal((await third.post('/request', { index: 2 })).json.category, 2);
-    assert.equal((await third.post('/request', { index: 3 })).json.category, 0, 'the fenced write never landed');
-  });
+describe('undo by restore', () => {
+  for (const [kind, open] of [['file', openFileStore], ['s3', () => openS3Store()]] as const) {
+    test(`GET /backups lists, POST /restore brings one back and a restart keeps it (${kind} store)`, async (t) => {
+      const fixture = await open(t);
+      const s = await startServer(t, fixture);
+      await s.post('/request', { action: 1, index: 1, category: 1 });
+      const good = (await s.post('/s3dump')).json.backup;
+      await s.post('/request', { action: 1, index: 1, category: 66 }); // the griefer
+      await s.post('/request', { action: 1, index: 2, category: 66 });
+      const bad = (await s.post('/s3dump')).json.backup;
+      const list = await s.call('/backups', { auth: AUTH });
+      assert.equal(list.status, 200);
+      assert.deepEqual(list.json.backups.map((b: { name: string }) => b.name), [bad.name, good.name]);
+      assert.deepEqual(Object.keys(list.json.backups[0]).sort(), ['bytes', 'compressedBytes', 'createdAt', 'name', 'sha256']);
+      const restored = await s.call('/restore', { method: 'POST', body: { name: good.name }, auth: AUTH });
+      assert.equal(restored.status, 200, restored.text);
+      assert.equal(restored.json.restored.name, good.name);
+      assert.equal((await s.post('/request', { index: 1 })).json.category, 1);
+      assert.equal((await s.post('/request', { index: 2 })).json.category, 0);
+      assert.equal((await s.call('/healthcheck')).json.backup.unsavedChanges, false, 'the restored state is committed');
+      assert.equal((await s.call('/backups', { auth: AUTH })).json.backups[0].name, good.name, 'newest again');
+      await s.app.close();
+      const b = await startServer(t, fixture);
+      assert.equal((await b.post('/request', { index: 1 })).json.category, 1);
+      assert.equal((await b.post('/request', { index: 2 })).json.category, 0);
+    });
+  }
 
-  test('the same on the file store', async (t) => {
-    const fixture = await openFileStore(t);
-    const older = await startServer(t, fixture);
-    await older.post('/request', { action: 1, index: 1, category: 1 });
-    await older.post('/s3dump');
-    const newer = await startServer(t, fixture);
-    await older.post('/request', { action: 1, index: 3, category: 3 });
-    assert.equal((await older.post('/s3dump')).status, 409);
-    await newer.post('/request', { action: 1, index: 2, category: 2 });
-    assert.equal((await newer.post('/s3dump')).status, 200);
+  test('POST /restore: unknown name 404, bad body 400, no credentials 401; the world is untouched', async (t) => {
+    const s = await startServer(t, await openFileStore(t));
+    await s.post('/request', { action: 1, index: 1, category: 5 });
+    const unknown = await s.call('/restore', { method: 'POST', body: { name: 'nope' }, auth: AUTH });
+    assert.equal(unknown.status, 404);
+    assert.match(unknown.json.error, /no kept backup/);
+    for (const body of ['{}', '{"name":5}', '[]', 'x', '']) {
+      assert.equal((await s.call('/restore', { method: 'POST', body, auth: AUTH })).status, 400, body);
+    }
+    assert.equal((await s.call('/restore', { method: 'POST', body: { name: 'x' } })).status, 401);
+    assert.equal((await s.call('/backups')).status, 401);
+    assert.equal((await s.post('/request', { index: 1 })).json.category, 5);
   });
 });

@@ -4,11 +4,12 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { AUTH, openFileStore, startServer, type Running } from './support/app.js';
+import { AUTH, openFileStore, startServer } from './support/app.js';
+import type { Socket } from 'node:net';
+import { closedWithin, connections, openSocket as open } from './support/sockets.js';
 import { basicHeader, waitFor } from './support/http.js';
 
 const MiB = 1024 * 1024;
@@ -18,26 +19,6 @@ function heldBuffers(): number {
   setFlagsFromString('--expose-gc');
   (runInNewContext('gc') as () => void)();
   return process.memoryUsage().arrayBuffers;
-}
-
-async function open(s: Running): Promise<Socket> {
-  const socket = connect(Number(new URL(s.url).port), '127.0.0.1');
-  socket.on('error', () => {});
-  await once(socket, 'connect');
-  return socket;
-}
-
-function connections(s: Running): Promise<number> {
-  return new Promise((resolve, reject) => s.app.server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
-}
-
-/** Resolves once `socket` has closed; rejects after `ms` (a bound far below the server's own slow-client limits). */
-function closedWithin(socket: Socket, ms: number, what: string): Promise<void> {
-  if (socket.destroyed && socket.closed) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${what}: still open after ${ms} ms`)), ms);
-    socket.once('close', () => { clearTimeout(timer); resolve(); });
-  });
 }
 
 describe('doors closed to strangers', () => {
@@ -57,46 +38,6 @@ describe('doors closed to strangers', () => {
       assert.match(received, /"error":"authentication required"/);
     }
     assert.equal((await s.call('/healthcheck')).status, 200);
-  });
-
-  test('when every slot is taken by strangers, a health check still gets through (the oldest stranger goes)', async (t) => {
-    const s = await startServer(t, await openFileStore(t), { maxConnections: 3 });
-    const strangers = [await open(s), await open(s), await open(s)];
-    await waitFor('three connections accepted', async () => (await connections(s)) === 3);
-    const health = await s.call('/healthcheck');
-    assert.equal(health.status, 200);
-    await closedWithin(strangers[0]!, 5000, 'the oldest stranger');
-    assert.ok(!strangers[1]!.destroyed && !strangers[2]!.destroyed, 'only the oldest stranger was dropped');
-    for (const socket of strangers) socket.destroy();
-  });
-
-  test('when every slot is working, a new connection is refused and the working ones keep serving', async (t) => {
-    const s = await startServer(t, await openFileStore(t), { maxConnections: 2 });
-    const working = [await open(s), await open(s)];
-    for (const socket of working) {
-      socket.write(`GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n`);
-      await once(socket, 'data');
-    }
-    const extra = await open(s);
-    await closedWithin(extra, 5000, 'the connection over the cap');
-    working[0]!.write(`GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n`);
-    const [again] = await once(working[0]!, 'data');
-    assert.match(String(again), /^HTTP\/1\.1 200 /);
-    for (const socket of working) socket.destroy();
-  });
-
-  test('a silent new connection is closed sooner than a working idle one', async (t) => {
-    const s = await startServer(t, await openFileStore(t), { timeouts: { headersMs: 300, requestMs: 600, keepAliveMs: 30_000 } });
-    const working = await open(s);
-    working.write(`GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n`);
-    await once(working, 'data');
-    const silent = await open(s);
-    await closedWithin(silent, 10_000, 'the silent connection');
-    assert.equal(working.destroyed, false, 'the working connection is still open');
-    working.write(`GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n`);
-    const [answer] = await once(working, 'data');
-    assert.match(String(answer), /^HTTP\/1\.1 200 /);
-    working.destroy();
   });
 
   test('a client that never reads a whole-world GET /cells is dropped once the answer stops moving', async (t) => {

@@ -228,7 +228,8 @@ describe('a connection reset in the middle of a multipart upload', () => {
     const r = await rig(t);
     const big = { cells: BIG_CELLS };
     const log = memoryLog();
-    const s = await startServer(t, r.proxied, { ...big, log });
+    // Shipping off: the last write must still be unsaved at shutdown, so that the final backup is what the refused S3 fails.
+    const s = await startServer(t, r.proxied, { ...big, log, shipIntervalMs: 0 });
     randomFillSync(s.app.cube.bytes); // random cells: gzip cannot shrink them below the part size
     await s.post('/request', { action: 1, index: 5, category: 5 });
     const good = await s.post('/s3dump');
@@ -325,6 +326,6 @@ describe('a slow S3', () => {
     assert.ok(inFlight, 'the dump was still in flight when the 200th request answered');
     assert.ok(upDuring > 0, 'the upload moved while the requests ran');
     // How slow they were is a figure for bench/backup.ts (p99 with and without backups), not a limit here.
-    assert.ok(result.status === 200 || result.status === 502, `dump answered ${result.status}: ${result.text}`);
+    assert.equal(result.status, 200, `the dump completes once S3 is fast again: ${result.text}`);
   });
 });

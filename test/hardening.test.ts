@@ -1,11 +1,9 @@
-/** Hardening: login throttling, parser errors as JSON, proxies, stalled headers, request logging, end to end. */
+/** Hardening: login throttling, parser errors as JSON, proxies, stalled headers, end to end. */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import { describe, test } from 'node:test';
-import { memoryLog } from './support/log.js';
+import { describe, test, type TestContext } from 'node:test';
 import { AUTH, openFileStore, startServer } from './support/app.js';
-import { waitFor } from './support/http.js';
 
 describe('hardening', () => {
   test('repeated failed logins from one address: 429 with Retry-After, even with the right password', async (t) => {
@@ -40,42 +38,43 @@ describe('hardening', () => {
   test('X-Forwarded-For names the client only when TRUST_PROXY says so', async (t) => {
     const trusted = await startServer(t, await openFileStore(t), { maxLoginFailures: 2, trustedProxies: 1 });
     const from = (address: string) => ({ 'X-Forwarded-For': address });
-    for (let i = 0; i < 2; i++) await trusted.call('/request', { method: 'POST', body: {}, auth: { user: 'x', password: 'y' }, headers: from('203.0.113.7') });
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await trusted.call('/request', { method: 'POST', body: {}, auth: { user: 'x', password: 'y' }, headers: from('203.0.113.7') })).status, 401, `failed login ${i + 1}`);
+    }
     assert.equal((await trusted.call('/request', { method: 'POST', body: {}, auth: AUTH, headers: from('203.0.113.7') })).status, 429);
     assert.equal((await trusted.call('/request', { method: 'POST', body: {}, auth: AUTH, headers: from('203.0.113.8') })).status, 200, 'another player is not locked out');
     const untrusted = await startServer(t, await openFileStore(t), { maxLoginFailures: 2 });
-    for (let i = 0; i < 2; i++) await untrusted.call('/request', { method: 'POST', body: {}, auth: { user: 'x', password: 'y' }, headers: from(`198.51.100.${i}`) });
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await untrusted.call('/request', { method: 'POST', body: {}, auth: { user: 'x', password: 'y' }, headers: from(`198.51.100.${i}`) })).status, 401, `failed login ${i + 1}`);
+    }
     assert.equal((await untrusted.call('/request', { method: 'POST', body: {}, auth: AUTH, headers: from('198.51.100.9') })).status, 429, 'a forged header does not dodge the limit');
   });
 
-  test('a client that stalls in its headers is disconnected', async (t) => {
+  /** Sends half a request's headers and stops; what the server sent before it closed the connection. */
+  async function stallInHeaders(t: TestContext): Promise<string> {
     const s = await startServer(t, await openFileStore(t), { timeouts: { headersMs: 300, requestMs: 600 } });
     const socket = connect(Number(new URL(s.url).port), '127.0.0.1');
     await once(socket, 'connect');
     let received = '';
     socket.on('data', (chunk) => { received += chunk.toString(); });
     socket.on('error', () => {});
-    const started = Date.now();
     socket.write('POST /request HTTP/1.1\r\nHost: x\r\n');
     await once(socket, 'close');
-    const waited = Date.now() - started;
-    assert.ok(waited < 5000, `closed after ${waited} ms`);
-    assert.match(received, /^$|^HTTP\/1\.1 408/);
+    return received;
+  }
+
+  test('a client that stalls in its headers is disconnected', async (t) => {
+    await stallInHeaders(t); // returns only once the server has closed the connection
   });
 
-  test('request logging is off by default; when on, one line a request without credentials', async (t) => {
-    const quiet = memoryLog();
-    const a = await startServer(t, await openFileStore(t), { log: quiet });
-    await a.post('/request', {});
-    assert.equal(quiet.events.filter((e) => e.event === 'request').length, 0);
-    const loud = memoryLog();
-    const b = await startServer(t, await openFileStore(t), { log: loud, logRequests: true });
-    await b.post('/request', {});
-    await b.call('/request', { method: 'POST', body: {}, auth: { user: AUTH.user, password: 'wrong-password' } });
-    await waitFor('two request lines', () => loud.events.filter((e) => e.event === 'request').length === 2);
-    const lines = loud.events.filter((e) => e.event === 'request');
-    assert.deepEqual(lines.map((e) => [e.method, e.route, e.status]), [['POST', '/request', 200], ['POST', '/request', 401]]);
-    const everything = JSON.stringify(loud.events);
-    assert.ok(!everything.includes(AUTH.password) && !everything.includes('wrong-password') && !everything.includes('Basic '), 'no credentials in the log');
+  // Bug (lib/connections.ts, left to the rebuild of lib/): the connection cap closes a stranger at headersTimeout
+  // without a word, and node:http's own check (every second) would answer 408 only later, so the 408 is almost
+  // never sent. Every error is a JSON body, so this one should be too.
+  test('a client that stalls in its headers gets a JSON 408 before the connection closes', { todo: 'the stranger timer drops the connection first (see the comment above)' }, async (t) => {
+    const received = await stallInHeaders(t);
+    assert.match(received, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+    assert.match(received, /\r\nContent-Type: application\/json\r\n/);
+    assert.deepEqual(JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4)), { status: 408, error: 'request timeout' });
   });
+
 });

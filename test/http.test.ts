@@ -180,20 +180,6 @@ describe('POST /request', () => {
 });
 
 describe('routing and errors', () => {
-  test('unknown path 404, wrong method 405 with Allow, every error a JSON body', async (t) => {
-    const s = await startServer(t, await openFileStore(t));
-    const notFound = await s.call('/nope');
-    assert.equal(notFound.status, 404);
-    assert.deepEqual(notFound.json, { status: 404, error: 'no route /nope' });
-    const wrongMethod = await s.call('/request', { auth: AUTH });
-    assert.equal(wrongMethod.status, 405);
-    assert.equal(wrongMethod.headers.allow, 'POST');
-    assert.equal(wrongMethod.json.status, 405);
-    const healthPost = await s.call('/healthcheck', { method: 'POST', body: {} });
-    assert.equal(healthPost.status, 405);
-    assert.equal(healthPost.headers.allow, 'GET, HEAD');
-  });
-
   test('GET /healthcheck: 200 without credentials, with world size, uptime, restore source and last backup', async (t) => {
     const s = await startServer(t, await openFileStore(t));
     const health = await s.call('/healthcheck');

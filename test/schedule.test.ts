@@ -1,10 +1,93 @@
-/** Scheduled backups, and undo by restore through GET /backups and POST /restore. */
+/** lib/backup/schedule.ts: the loop every background job runs, and the mutex; then scheduled snapshots, end to end. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AUTH, openFileStore, openS3Store, startServer } from './support/app.js';
+import { every, Mutex } from '../lib/backup/schedule.js';
+import { openFileStore, startServer, waitForShipped } from './support/app.js';
 import { waitFor } from './support/http.js';
+import { memoryLog, silentLog } from './support/log.js';
 
-describe('the schedule', () => {
+/** A promise and the function that resolves it. */
+function gate(): { opened: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => { open = resolve; });
+  return { opened, open };
+}
+
+describe('every', () => {
+  test('runs its step each interval until aborted; abort ends the wait at once, and the loop resolves', async () => {
+    const controller = new AbortController();
+    let steps = 0;
+    const loop = every(() => 5, async () => { steps++; }, controller.signal, silentLog, 'tick');
+    await waitFor('three steps', () => steps >= 3);
+    // An hour's interval now: the loop ends only if abort ends its wait.
+    const stopped = every(() => 3_600_000, async () => { steps++; }, controller.signal, silentLog, 'idle');
+    controller.abort();
+    await Promise.all([loop, stopped]);
+    const after = steps;
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(steps, after, 'no step after the loop resolved');
+  });
+
+  test('cancel-and-wait: a step running when the loop is aborted finishes before the loop resolves, and no step follows', async () => {
+    const controller = new AbortController();
+    const inStep = gate();
+    const release = gate();
+    let steps = 0;
+    let finished = false;
+    const loop = every(() => 1, async () => {
+      steps++;
+      inStep.open();
+      await release.opened;
+      finished = true;
+    }, controller.signal, silentLog, 'job');
+    let resolved = false;
+    const done = loop.then(() => { resolved = true; });
+    await inStep.opened;
+    controller.abort();
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(resolved, false, 'the loop waits for its running step');
+    release.open();
+    await done;
+    assert.ok(finished);
+    assert.equal(steps, 1);
+  });
+
+  test('a failing step is retried after a second, not after the interval, and each failure is logged', async () => {
+    const controller = new AbortController();
+    const log = memoryLog();
+    let calls = 0;
+    // The first wait is short; after it the interval is an hour, so only the retry rule brings the second call.
+    const loop = every(() => (calls === 0 ? 1 : 3_600_000), async () => {
+      calls++;
+      throw new Error(`failure ${calls}`);
+    }, controller.signal, log, 'ship');
+    await waitFor('the retry', () => calls >= 2);
+    controller.abort();
+    await loop;
+    const retries = log.events.filter((e) => e.event === 'ship_retry');
+    assert.deepEqual(retries.slice(0, 2).map((e) => [e.level, e.failures, e.message]), [['warn', 1, 'failure 1'], ['warn', 2, 'failure 2']]);
+  });
+});
+
+describe('Mutex', () => {
+  test('runs tasks one at a time, in the order they asked; a failing task fails its caller only', async () => {
+    const mutex = new Mutex();
+    const order: string[] = [];
+    const first = gate();
+    const a = mutex.run(async () => { order.push('a starts'); await first.opened; order.push('a ends'); return 'a'; });
+    const b = mutex.run(async () => { order.push('b'); throw new Error('b failed'); });
+    const c = mutex.run(async () => { order.push('c'); return 'c'; });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(order, ['a starts'], 'b and c wait for a');
+    first.open();
+    assert.equal(await a, 'a');
+    await assert.rejects(b, /b failed/);
+    assert.equal(await c, 'c');
+    assert.deepEqual(order, ['a starts', 'a ends', 'b', 'c']);
+  });
+});
+
+describe('scheduled snapshots, end to end', () => {
   test('backs up a changed world within an interval, and skips ticks while nothing changes', async (t) => {
     const fixture = await openFileStore(t);
     const s = await startServer(t, fixture, { backupIntervalMs: 50 });
@@ -22,55 +105,12 @@ describe('the schedule', () => {
     assert.equal(health.json.backup.unsavedSince, null);
   });
 
-  test('interval 0: no schedule', async (t) => {
+  test('interval 0: no scheduled snapshot, while shipping still saves the changes', async (t) => {
     const s = await startServer(t, await openFileStore(t), { backupIntervalMs: 0 });
     await s.post('/request', { action: 1, index: 1, category: 1 });
-    await s.post('/request', { index: 1 });
-    assert.equal(s.app.backups.status().skippedUnchanged, 0);
-    assert.equal(s.app.backups.status().backupsTotal, 0);
-    assert.equal(typeof (await s.call('/healthcheck')).json.backup.unsavedSince, 'string');
-  });
-});
-
-describe('undo by restore', () => {
-  for (const [kind, open] of [['file', openFileStore], ['s3', () => openS3Store()]] as const) {
-    test(`GET /backups lists, POST /restore brings one back and a restart keeps it (${kind} store)`, async (t) => {
-      const fixture = await open(t);
-      const s = await startServer(t, fixture);
-      await s.post('/request', { action: 1, index: 1, category: 1 });
-      const good = (await s.post('/s3dump')).json.backup;
-      await s.post('/request', { action: 1, index: 1, category: 66 }); // the griefer
-      await s.post('/request', { action: 1, index: 2, category: 66 });
-      const bad = (await s.post('/s3dump')).json.backup;
-      const list = await s.call('/backups', { auth: AUTH });
-      assert.equal(list.status, 200);
-      assert.deepEqual(list.json.backups.map((b: { name: string }) => b.name), [bad.name, good.name]);
-      assert.deepEqual(Object.keys(list.json.backups[0]).sort(), ['bytes', 'compressedBytes', 'createdAt', 'name', 'sha256']);
-      const restored = await s.call('/restore', { method: 'POST', body: { name: good.name }, auth: AUTH });
-      assert.equal(restored.status, 200, restored.text);
-      assert.equal(restored.json.restored.name, good.name);
-      assert.equal((await s.post('/request', { index: 1 })).json.category, 1);
-      assert.equal((await s.post('/request', { index: 2 })).json.category, 0);
-      assert.equal((await s.call('/healthcheck')).json.backup.unsavedChanges, false, 'the restored state is committed');
-      assert.equal((await s.call('/backups', { auth: AUTH })).json.backups[0].name, good.name, 'newest again');
-      await s.app.close();
-      const b = await startServer(t, fixture);
-      assert.equal((await b.post('/request', { index: 1 })).json.category, 1);
-      assert.equal((await b.post('/request', { index: 2 })).json.category, 0);
-    });
-  }
-
-  test('POST /restore: unknown name 404, bad body 400, no credentials 401; the world is untouched', async (t) => {
-    const s = await startServer(t, await openFileStore(t));
-    await s.post('/request', { action: 1, index: 1, category: 5 });
-    const unknown = await s.call('/restore', { method: 'POST', body: { name: 'nope' }, auth: AUTH });
-    assert.equal(unknown.status, 404);
-    assert.match(unknown.json.error, /no kept backup/);
-    for (const body of ['{}', '{"name":5}', '[]', 'x', '']) {
-      assert.equal((await s.call('/restore', { method: 'POST', body, auth: AUTH })).status, 400, body);
-    }
-    assert.equal((await s.call('/restore', { method: 'POST', body: { name: 'x' } })).status, 401);
-    assert.equal((await s.call('/backups')).status, 401);
-    assert.equal((await s.post('/request', { index: 1 })).json.category, 5);
+    await waitForShipped(s);
+    assert.equal(s.app.backups.status().skippedUnchanged, 0, 'the schedule never ticked');
+    assert.equal(s.app.backups.status().backupsTotal, 0, 'no snapshot');
+    assert.equal((await s.call('/healthcheck')).json.backup.intervalSeconds, 0);
   });
 });

@@ -43,9 +43,24 @@ describe('shipping changes', () => {
 
   test('a second writer takes over: the old server answers writes 503 within a cadence instead of acknowledging what it cannot ship', async (t) => {
     const fixture = await openFileStore(t);
-    const a = await startServer(t, fixture, { wal: { dir: await openWalDir(t), sync: 'write' }, shipIntervalMs: 50 });
+    // The old server's commits are held while the new one boots: a commit landing between the new server's
+    // read of the commits and its claim would refuse its start (two writers at once is the standby's case).
+    let hold: Promise<void> | undefined;
+    let release = () => {};
+    const store = storeWith(fixture.store, {
+      async putIfAbsent(key, body) {
+        if (hold && key.includes('/commits/')) await hold;
+        return fixture.store.putIfAbsent(key, body);
+      },
+    });
+    const a = await startServer(t, { ...fixture, store }, { shipIntervalMs: 50 });
     assert.equal((await a.post('/request', write(1, 1))).status, 200);
-    const b = await startServer(t, fixture, { wal: { dir: await openWalDir(t), sync: 'write' }, shipIntervalMs: 50 });
+    await waitForShipped(a, 'the first write shipped');
+    hold = new Promise((resolve) => { release = resolve; });
+    const b = await startServer(t, fixture, { shipIntervalMs: 50 });
+    hold = undefined;
+    release();
+    assert.equal((await b.post('/request', { index: 1 })).json.category, 1, 'the new server has what the old one shipped');
     const refused = await waitFor('the old server refusing writes', async () => {
       const answer = await a.post('/request', write(2, 2));
       return answer.status === 503 ? answer : undefined;
@@ -102,7 +117,7 @@ describe('shipping changes', () => {
     await waitForShipped(a, 'shipped after the snapshot')
     const commits = await fixture.store.list(`${fixture.prefix}commits/`);
     assert.ok(commits.length >= 2, `${commits.length} commits: the snapshot and the change sets after it`);
-    // Kill it without a shutdown: the memory log dies with it, the store must hold everything shipped.
+    // Kill it without a shutdown: the next server has a log of its own, so the store must hold everything shipped.
     await a.app.server.close();
     const b = await startServer(t, fixture);
     for (let i = 0; i < 30; i++) assert.equal((await b.post('/request', { index: i })).json.category, i + 1, `cell ${i}`);
@@ -270,7 +285,7 @@ describe('shipping changes', () => {
     test(`a change too big for a change set (${logKind}) is carried by one snapshot, not two`, async (t) => {
       const fixture = await openFileStore(t);
       const cells = 3 * 1024 * 1024; // 12 MiB: a whole-world PUT is over the 8 MiB a change set may hold
-      const wal = logKind === 'write-ahead log' ? { wal: { dir: await openWalDir(t), sync: 'write' as const } } : {};
+      const wal = logKind === 'write-ahead log' ? {} : { wal: undefined }; // the fixture's default log, or none
       const s = await startServer(t, fixture, { cells, ...wal, shipIntervalMs: 50 });
       assert.equal((await call(s.url, '/cells', { method: 'PUT', body: new Uint8Array(cells * 4).fill(3), auth: AUTH })).status, 200);
       await waitFor('the compaction snapshot', async () => (await s.call('/healthcheck')).json.backup.backupsTotal >= 1);

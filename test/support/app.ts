@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { createApp, type App, type AppOptions } from '../../lib/app.js';
 import { RestoreError } from '../../lib/backup/backups.js';
+import { loadConfig } from '../../lib/config.js';
 import { silentLog } from './log.js';
 import type { BlobStore } from '../../lib/store.js';
 import { FileStore } from '../../lib/store-file.js';
@@ -19,10 +20,25 @@ export const AUTH = { user: 'tester', password: 'correct horse battery staple' }
 /** A small world keeps tests fast; the size is not what they test. */
 export const TEST_CELLS = 4096;
 
+/** The apps startServer started for each test, so that a folder the test made is removed only after they closed. */
+const serversOf = new WeakMap<TestContext, Set<App>>();
+
+/**
+ * Removes `dir` when `t` ends, once every server the test started has closed: node:test runs after-hooks in
+ * the order they were added, so a folder made before its server would otherwise go while the server still
+ * ships into it.
+ */
+function removeAfterServers(t: TestContext, dir: string): void {
+  t.after(async () => {
+    await Promise.all([...(serversOf.get(t) ?? [])].map((app) => app.close()));
+    await rm(dir, { recursive: true, force: true });
+  });
+}
+
 /** A fresh folder for a write-ahead log (WAL_DIR), removed after the test. */
 export async function openWalDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'cubecache-wal-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  removeAfterServers(t, dir);
   return join(dir, 'wal');
 }
 
@@ -32,7 +48,7 @@ export interface StoreFixture { store: BlobStore; prefix: string; kind: 'file' |
 /** A FileStore in a fresh temp folder, removed after the test. */
 export async function openFileStore(t: TestContext): Promise<StoreFixture & { dir: string }> {
   const dir = await mkdtemp(join(tmpdir(), 'cubecache-test-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  removeAfterServers(t, dir);
   return { store: new FileStore(dir), prefix: 'world/', kind: 'file', dir };
 }
 
@@ -63,13 +79,47 @@ export interface Running {
   post(path: string, body?: unknown): Promise<Answer>;
 }
 
-/** Starts an app over `fixture` (restore included) and closes it after the test if the test did not. */
-export async function startServer(t: TestContext, fixture: StoreFixture, overrides: Partial<AppOptions> = {}): Promise<Running> {
-  const app = createApp({
+/** What a server runs with when nothing is set: the configuration of an empty environment. */
+export const PRODUCTION = loadConfig({}, () => 'unused');
+
+/**
+ * The app options a server has in production, over `fixture`, with a small world: the write-ahead log on in a
+ * folder of its own (`walDir`), changes shipped every SHIP_INTERVAL_SECONDS, snapshots every
+ * BACKUP_INTERVAL_SECONDS, the default retention, connection cap, login throttle and proxy trust.
+ * `overrides` are what a test needs otherwise; `{ wal: undefined }` turns the log off.
+ */
+export function productionOptions(fixture: StoreFixture, walDir: string, overrides: Partial<AppOptions> = {}): AppOptions {
+  return {
     cells: TEST_CELLS, auth: AUTH, store: fixture.store, prefix: fixture.prefix, legacyKey: `${fixture.prefix}data.bin`,
-    backupRetain: 24, backupIntervalMs: 0, log: silentLog, drainMs: 2000, ...overrides,
+    backupRetain: PRODUCTION.backupRetain,
+    backupIntervalMs: PRODUCTION.backupIntervalSeconds * 1000,
+    shipIntervalMs: PRODUCTION.shipIntervalSeconds * 1000,
+    putBudget: PRODUCTION.shipPutBudget,
+    wal: { dir: walDir, sync: PRODUCTION.wal!.sync },
+    trustedProxies: PRODUCTION.trustedProxies,
+    maxConnections: PRODUCTION.maxConnections,
+    maxLoginFailures: PRODUCTION.authFailureLimit,
+    logRequests: PRODUCTION.logRequests,
+    // Tests close servers often: two seconds is plenty for their requests in flight.
+    log: silentLog, drainMs: 2000,
+    ...overrides,
+  };
+}
+
+/**
+ * Starts an app over `fixture` (restore included) on production defaults (see productionOptions; its log in a
+ * fresh temp folder unless `overrides.wal` names one) and closes it after the test if the test did not.
+ */
+export async function startServer(t: TestContext, fixture: StoreFixture, overrides: Partial<AppOptions> = {}): Promise<Running> {
+  const temp = 'wal' in overrides ? undefined : await mkdtemp(join(tmpdir(), 'cubecache-wal-'));
+  const app = createApp(productionOptions(fixture, join(temp ?? '', 'wal'), overrides));
+  if (!serversOf.has(t)) serversOf.set(t, new Set());
+  serversOf.get(t)!.add(app);
+  // The log's folder goes only once the app has closed it.
+  t.after(async () => {
+    await app.close();
+    if (temp) await rm(temp, { recursive: true, force: true });
   });
-  t.after(() => app.close());
   const address = await app.start(0, '127.0.0.1');
   const url = `http://127.0.0.1:${address.port}`;
   return {
