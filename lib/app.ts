@@ -7,7 +7,7 @@ import { Backups, type BackupsOptions, type FinalBackup, type RestoredFrom } fro
 import { capConnections } from './connections.js';
 import { Cube } from './cube.js';
 import type { Ctx } from './routes/context.js';
-import { HttpError, rawErrorAnswer, sendError } from './http.js';
+import { closeGently, HttpError, rawErrorAnswer, sendError } from './http.js';
 import type { Log } from './log.js';
 import { createListener } from './listener.js';
 import { LoginGuard } from './login-guard.js';
@@ -164,6 +164,9 @@ function answerClientError(err: NodeJS.ErrnoException, socket: import('node:stre
     socket.destroy();
     return;
   }
-  socket.end(rawErrorAnswer(err));
+  // Then closed for sure: a timed-out request's client may never close its side, and would keep the socket
+  // and the body that had arrived (a PUT /cells of 6 of 20 MiB, say) for as long as it lives.
+  socket.write(rawErrorAnswer(err));
+  closeGently(socket);
 }
 

@@ -1,5 +1,6 @@
 /** HTTP plumbing: one error type, bounded body reads, JSON answers, and the one table that turns errors into statuses. */
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { FencedError, OutsideHistoryError, UnknownBackupError, WritesRefusedError } from './backup/backups.js';
 import type { Log } from './log.js';
 
@@ -182,10 +183,43 @@ export function sendError(req: IncomingMessage, res: ServerResponse, err: unknow
     return;
   }
   if (answer.headers.Connection === 'close') {
-    // Once the answer is out, drop the connection: the unread body must not be parsed as a request.
-    res.on('finish', () => req.destroy());
+    // Once the answer is out the connection goes, gently: the client may still be sending the body we refused
+    // (a 413 comes before it is read), and must get to read the answer. node:http ends such a connection
+    // with socket.destroySoon(), which destroys it as soon as the answer is written: that is closeGently here.
+    const socket = req.socket as typeof req.socket & { destroySoon?: () => void };
+    socket.destroySoon = () => closeGently(socket);
+    res.on('finish', () => closeGently(socket));
   }
   sendJson(res, answer.status, { status: answer.status, error: answer.message, ...answer.extra }, answer.headers);
+}
+
+/** Marks a socket closeGently has taken over. */
+const CLOSING = Symbol('cubecache.closing');
+/** True once closeGently has taken `socket` over: a request that still arrives on it is not to be served. */
+export function isClosing(socket: Duplex): boolean {
+  return (socket as Duplex & { [CLOSING]?: true })[CLOSING] === true;
+}
+
+/** How long a connection that is closing still reads, and drops, what its client sends (see closeGently). */
+const LINGER_MS = 2000;
+
+/**
+ * Closes `socket` once what was written to it has gone out, gently, and for sure: a FIN first, then what the
+ * client still sends (the rest of a refused body) is read and dropped until the client closes its side or
+ * LINGER_MS pass, and then the socket is destroyed whatever the client does. Destroying it at once while a
+ * body still arrives makes the kernel answer with an RST, which can throw the answer away in the client's
+ * buffer before it is read; only ending it leaves a half-open socket, and the request's memory, to a
+ * client that never closes.
+ */
+export function closeGently(socket: Duplex): void {
+  const closing = socket as Duplex & { [CLOSING]?: true };
+  if (socket.destroyed || closing[CLOSING]) return;
+  closing[CLOSING] = true;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS).unref();
+  socket.once('close', () => clearTimeout(timer));
+  socket.once('end', () => socket.destroy()); // the client closed its side: nothing more will come
+  socket.end();
+  socket.resume(); // read and drop (node:http's parser, when it reads the socket itself, drops the body too)
 }
 
 /** The answer to an error node:http's parser raised before any request existed, as raw bytes (by httpErrorOf); the connection closes after it. */

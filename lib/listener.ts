@@ -14,7 +14,7 @@ import { healthcheck, metrics, stats } from './routes/health.js';
 import { history, rollback } from './routes/history.js';
 import { map } from './routes/map.js';
 import { request } from './routes/request.js';
-import { hasBody, HttpError, sendError } from './http.js';
+import { hasBody, HttpError, isClosing, sendError } from './http.js';
 import type { Log } from './log.js';
 import { clientAddress } from './login-guard.js';
 
@@ -80,6 +80,12 @@ class Turn {
 export function createListener(options: ListenerOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const { ctx, log } = options;
   return (req, res) => {
+    // The connection is closing after an answer that said so: the client was told, and what it sent after
+    // is not served (RFC 9112, 9.6), only drained until the socket goes.
+    if (isClosing(req.socket)) {
+      req.resume();
+      return;
+    }
     options.opened();
     const started = performance.now();
     // Pipelined requests on one connection run in order: a read must not overtake an earlier write still

@@ -1,7 +1,7 @@
 /**
  * The seed's /request protocol: one strict single-pass decoder from body bytes to typed commands, and the
- * answer encoder. The decoder is the JSON grammar (RFC 8259) and the seed's rules at once, so no value tree
- * is built and no second parser exists: keys match case-insensitively, the last duplicate wins, null counts
+ * answer encoder. The decoder applies the seed's rules as it scans (the grammar is JsonScanner's), so no value
+ * tree is built and no second parser exists: keys match case-insensitively, the last duplicate wins, null counts
  * as 0, numbers must be integers written as such (no fraction, no exponent) and action is checked against
  * Go's int64 exactly.
  *
@@ -11,6 +11,8 @@
  */
 import type { Cell } from './cube.js';
 import { HttpError } from './http.js';
+import { COMMA, JsonScanner, LBRACE, LBRACKET, MINUS, NINE, RBRACKET, ZERO } from './json-scanner.js';
+import { isAuthor, MAX_AUTHOR, parseInstant } from './values.js';
 
 /** One validated command: a write of `cell` at `index` (only if the cell holds `expect`, when given), or a read of it (as it was at the instant `at`, ms since the epoch, when given). */
 export interface CellCommand { write: boolean; index: number; cell: Cell; expect?: Cell; at?: number; by?: string }
@@ -20,8 +22,6 @@ export type RequestBody = { batch: false; command: CellCommand } | { batch: true
 
 /** The longest batch one request may carry. */
 export const MAX_BATCH = 4096;
-/** Nesting deeper than this is refused (a command is at most three levels deep: batch, command, expect). */
-export const MAX_JSON_DEPTH = 64;
 
 /** Decodes a whole /request body: an array is a batch (every element checked; the first bad one named), anything else one command. 400 (naming the problem) for anything the seed would refuse, 413 for a batch over MAX_BATCH. */
 export function parseRequest(body: Uint8Array, cells: number): RequestBody {
@@ -33,33 +33,10 @@ export function opensBatch(byte: number): boolean {
   return byte === LBRACKET;
 }
 
-/** True for the bytes JSON allows between tokens. */
-export function isJsonSpace(byte: number): boolean {
-  return byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09;
-}
-
-/** The longest author id a change may carry (PlayFab's ids are 16 hex characters). */
-export const MAX_AUTHOR = 64;
-
-/** True for an author id: up to MAX_AUTHOR printable ASCII characters (space to tilde). */
-export function isAuthor(text: string): boolean {
-  return text.length <= MAX_AUTHOR && /^[\x20-\x7e]*$/.test(text);
-}
-
-/** The instant an ISO 8601 text names (date, time to the minute or finer, and Z or an offset), in ms since the epoch; undefined if it names none. */
-export function parseInstant(text: string): number | undefined {
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$/.test(text)) return undefined;
-  const ms = Date.parse(text);
-  return Number.isNaN(ms) ? undefined : ms;
-}
-
 /** The answer to a command: the cell after the request, as the seed writes it. */
 export function encodeAnswer(cell: Cell): string {
   return `{"status":200,"category":${cell.category},"rotation":${cell.rotation},"sideA":${cell.sideA},"sideB":${cell.sideB}}`;
 }
-
-const QUOTE = 0x22, BACKSLASH = 0x5c, COMMA = 0x2c, COLON = 0x3a, MINUS = 0x2d, PLUS = 0x2b, DOT = 0x2e;
-const LBRACE = 0x7b, RBRACE = 0x7d, LBRACKET = 0x5b, RBRACKET = 0x5d, ZERO = 0x30, NINE = 0x39;
 
 // Field ids; their names as the error texts spell them.
 const ACTION = 0, INDEX = 1, CATEGORY = 2, ROTATION = 3, SIDE_A = 4, SIDE_B = 5, EXPECT = 6, AT = 7, BY = 8, UNKNOWN = -1;
@@ -73,15 +50,16 @@ const EXACT_DIGITS = 15;
 /** A broken rule noted while the scan goes on; thrown only if the body turns out to be valid JSON. */
 const NONE = -1;
 
-class Decoder {
-  private at = 0;
+class Decoder extends JsonScanner {
   /** The first broken rule (an HttpError to throw once the whole body is known to be JSON). */
   private pending: HttpError | undefined;
   // Where the digits of the last integer read lie (for the exact int64 check of a long one).
   private numberStart = 0;
   private numberEnd = 0;
 
-  constructor(private readonly buf: Uint8Array, private readonly cells: number) {}
+  constructor(buf: Uint8Array, private readonly cells: number) {
+    super(buf);
+  }
 
   request(): RequestBody {
     const buf = this.buf;
@@ -236,32 +214,12 @@ class Decoder {
     return cell;
   }
 
-  /** After an object's `{`: skips whitespace; false (and past the `}`) when the object is empty. */
-  private openMembers(): boolean {
-    this.space();
-    if (this.buf[this.at] !== RBRACE) return true;
-    this.at++;
-    return false;
-  }
-
   /** A member's key and its `:`, leaving the position at its value. */
   private memberKey(): number {
     this.space();
     const field = this.key();
-    this.space();
-    if (this.buf[this.at] !== COLON) this.fail('expected ":"');
-    this.at++;
-    this.space();
+    this.colon();
     return field;
-  }
-
-  /** After a member's value: true at a `,` (another member follows), false past the closing `}`. */
-  private nextMember(): boolean {
-    this.space();
-    const next = this.buf[this.at++];
-    if (next === RBRACE) return false;
-    if (next !== COMMA) this.fail(next === undefined ? 'unexpected end of input' : 'expected "," or "}"', -1);
-    return true;
   }
 
   private bytesFit(cell: Cell, element: number, where: string): boolean {
@@ -318,40 +276,13 @@ class Decoder {
     return Buffer.from(this.buf.buffer, this.buf.byteOffset + this.numberStart, this.numberEnd - this.numberStart).toString('latin1');
   }
 
-  /** Consumes a fraction and an exponent after an integer's digits, if any; true if there was either. */
-  private fractionOrExponent(): boolean {
-    const buf = this.buf;
-    let any = false;
-    if (buf[this.at] === DOT) {
-      this.at++;
-      this.digits();
-      any = true;
-    }
-    const e = buf[this.at];
-    if (e === 0x65 || e === 0x45) {
-      this.at++;
-      if (buf[this.at] === PLUS || buf[this.at] === MINUS) this.at++;
-      this.digits();
-      any = true;
-    }
-    return any;
-  }
-
-  /** One or more digits. */
-  private digits(): void {
-    const buf = this.buf;
-    const start = this.at;
-    while (this.at < buf.length && buf[this.at]! >= ZERO && buf[this.at]! <= NINE) this.at++;
-    if (this.at === start) this.fail(this.at === buf.length ? 'unexpected end of input' : 'expected a digit');
-  }
-
   /**
    * A key at `at` (its opening quote), consumed: the field it names, compared case-insensitively, or UNKNOWN.
    * A key without escapes is compared in place; one with escapes is decoded first, as JSON.parse would.
    */
   private key(): number {
     const buf = this.buf;
-    if (buf[this.at] !== QUOTE) this.fail(this.at === buf.length ? 'unexpected end of input' : 'expected a string key');
+    this.expectKey();
     const open = this.at;
     const escaped = this.string();
     const start = open + 1;
@@ -381,133 +312,4 @@ class Decoder {
     const text = this.text(depth);
     return text === undefined ? undefined : parseInstant(text);
   }
-
-  /** A string value at `at`, consumed and decoded; undefined for any other value (consumed too). */
-  private text(depth: number): string | undefined {
-    const buf = this.buf;
-    if (buf[this.at] !== QUOTE) {
-      this.skip(depth);
-      return undefined;
-    }
-    const open = this.at;
-    this.string();
-    return JSON.parse(Buffer.from(buf.buffer, buf.byteOffset + open, this.at - open).toString('utf8')) as string;
-  }
-
-  /** True when the bytes at `start` spell the lower-case ASCII `word` in any case (b | 0x20 maps only 'A'-'Z' onto 'a'-'z'). */
-  private is(start: number, word: string): boolean {
-    const buf = this.buf;
-    for (let i = 0; i < word.length; i++) if ((buf[start + i]! | 0x20) !== word.charCodeAt(i)) return false;
-    return true;
-  }
-
-  /**
-   * A string at `at` (its opening quote), consumed and checked: no raw control character, only JSON's
-   * escapes. Bytes from 0x80 up are taken as they are: decoded as UTF-8 they are characters (or U+FFFD),
-   * all valid in a JSON string, and none is a quote or a backslash. True if it held an escape.
-   */
-  private string(): boolean {
-    const buf = this.buf;
-    const end = buf.length;
-    let at = this.at + 1;
-    let escaped = false;
-    for (;;) {
-      if (at >= end) { this.at = at; this.fail('unexpected end of input'); }
-      const c = buf[at]!;
-      if (c === QUOTE) break;
-      if (c < 0x20) { this.at = at; this.fail('control character in a string'); }
-      if (c === BACKSLASH) {
-        escaped = true;
-        const e = buf[at + 1];
-        if (e === 0x75) { // \uXXXX
-          for (let i = 2; i < 6; i++) {
-            if (!isHex(buf[at + i])) { this.at = at; this.fail('bad escape in a string'); }
-          }
-          at += 6;
-          continue;
-        }
-        if (e === QUOTE || e === BACKSLASH || e === 0x2f || e === 0x62 || e === 0x66 || e === 0x6e || e === 0x72 || e === 0x74) {
-          at += 2;
-          continue;
-        }
-        this.at = at;
-        this.fail('bad escape in a string');
-      }
-      at++;
-    }
-    this.at = at + 1;
-    return escaped;
-  }
-
-  /** Consumes `word` (true, false, null) at `at` if it is there. */
-  private literal(word: string): boolean {
-    const buf = this.buf;
-    for (let i = 0; i < word.length; i++) if (buf[this.at + i] !== word.charCodeAt(i)) return false;
-    this.at += word.length;
-    return true;
-  }
-
-  /** Consumes any JSON value at `at`, checking its syntax; `depth` is its nesting level (the top value is 0). */
-  private skip(depth: number): void {
-    if (depth > MAX_JSON_DEPTH) this.fail('nesting too deep');
-    const buf = this.buf;
-    const c = buf[this.at];
-    if (c === LBRACE || c === LBRACKET) {
-      const close = c === LBRACE ? RBRACE : RBRACKET;
-      this.at++;
-      this.space();
-      if (buf[this.at] === close) { this.at++; return; }
-      for (;;) {
-        this.space();
-        if (close === RBRACE) {
-          if (buf[this.at] !== QUOTE) this.fail(this.at === buf.length ? 'unexpected end of input' : 'expected a string key');
-          this.string();
-          this.space();
-          if (buf[this.at] !== COLON) this.fail('expected ":"');
-          this.at++;
-          this.space();
-        }
-        this.skip(depth + 1);
-        this.space();
-        const next = buf[this.at++];
-        if (next === close) return;
-        if (next !== COMMA) this.fail(next === undefined ? 'unexpected end of input' : close === RBRACE ? 'expected "," or "}"' : 'expected "," or "]"', -1);
-      }
-    }
-    if (c === QUOTE) { this.string(); return; }
-    if (c === 0x74 && this.literal('true')) return;
-    if (c === 0x66 && this.literal('false')) return;
-    if (c === 0x6e && this.literal('null')) return;
-    if (c === MINUS || (c !== undefined && c >= ZERO && c <= NINE)) {
-      if (c === MINUS) this.at++;
-      const first = buf[this.at];
-      if (first === ZERO) this.at++;
-      else if (first !== undefined && first > ZERO && first <= NINE) this.digits();
-      else this.fail(first === undefined ? 'unexpected end of input' : 'unexpected character');
-      this.fractionOrExponent();
-      return;
-    }
-    this.fail(c === undefined ? 'unexpected end of input' : 'unexpected character');
-  }
-
-  private space(): void {
-    const buf = this.buf;
-    let at = this.at;
-    while (at < buf.length && isJsonSpace(buf[at]!)) at++;
-    this.at = at;
-  }
-
-  /**
-   * A syntax error: 400 "invalid JSON" saying what and where (`back` steps back over a byte already
-   * consumed). A body of nothing but whitespace (in String.prototype.trim's sense, as before) is "empty".
-   */
-  private fail(what: string, back = 0): never {
-    const text = Buffer.from(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength).toString('utf8');
-    if (text.trim() === '') throw new HttpError(400, 'empty body');
-    throw new HttpError(400, `invalid JSON: ${what} at offset ${this.at + back}`);
-  }
-}
-
-function isHex(c: number | undefined): boolean {
-  return c !== undefined && ((c >= ZERO && c <= NINE) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x66));
 }

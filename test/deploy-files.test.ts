@@ -176,6 +176,28 @@ describe('platform versions', () => {
   });
 });
 
+describe('install scripts (npm 11 allowScripts)', () => {
+  test('every dependency with an install script is reviewed in allowScripts, an approval pinned to the version the lockfile installs and named by its registry URL', () => {
+    const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { allowScripts?: Record<string, boolean> };
+    const lock = JSON.parse(readFileSync('package-lock.json', 'utf8')) as { packages: Record<string, { version?: string; resolved?: string; hasInstallScript?: boolean }> };
+    const policy = pkg.allowScripts ?? {};
+    const entries = Object.entries(policy).map(([key, allowed]) => ({ key, allowed, name: key.replace(/@[^@]*$/, ''), version: /^.+@(\d+\.\d+\.\d+)$/.exec(key)?.[1] }));
+    for (const [path, entry] of Object.entries(lock.packages)) {
+      if (!entry.hasInstallScript) continue;
+      const name = path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length);
+      // Without a review, npm 11 warns on every fresh install ("not yet covered by allowScripts").
+      assert.ok(entries.some((e) => e.name === name), `${name} runs an install script that allowScripts does not review`);
+      for (const approval of entries.filter((e) => e.name === name && e.allowed)) {
+        // A name-only approval would run the script of any later version unreviewed.
+        assert.equal(approval.version, entry.version, `allowScripts approves ${approval.key}, the lockfile installs ${name}@${entry.version}`);
+        // npm trusts a version only from the lockfile's resolved URL; this machine's npm config omits it by default.
+        assert.equal(entry.resolved, `https://registry.npmjs.org/${name}/-/${name.split('/').pop()}-${entry.version}.tgz`, `the lockfile names ${name} by its registry URL, so npm can check the pin`);
+      }
+    }
+    assert.ok(entries.length > 0, 'esbuild (tsx) runs an install script: allowScripts has at least its entry');
+  });
+});
+
 describe('README: what a first deploy on real AWS needs', () => {
   const deploy = README.slice(README.indexOf('## Deploying to AWS Elastic Beanstalk'));
   test('each correction is there', () => {

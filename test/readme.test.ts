@@ -1,4 +1,4 @@
-/** Runs every shell block of the README that talks to a server ($CUBE), in order, against a real one. */
+/** The README holds true: every shell block that talks to a server ($CUBE) works against a real one, and the configuration table is what loadConfig reads. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
+import { loadConfig } from '../lib/config.js';
 import { AUTH, openFileStore, startServer } from './support/app.js';
 
 const run = promisify(execFile);
@@ -55,4 +56,78 @@ test('every curl recipe in the README works against a real server', async (t) =>
     t.diagnostic(`ok: ${heading}: ${concrete.split('\n')[0]}`);
   }
   assert.ok((await s.call('/backups', { auth: AUTH })).json.backups.length >= 1, 'the recipes made a backup');
+});
+
+/** The rows of the README's configuration table: variable name → its default column, as written. */
+async function configurationTable(): Promise<Map<string, string>> {
+  const readme = await readFile('README.md', 'utf8');
+  const section = readme.split('\n## Configuration\n')[1]?.split('\n## ')[0];
+  assert.ok(section, 'the README has a "## Configuration" section');
+  const rows = new Map<string, string>();
+  for (const line of section.split('\n')) {
+    const row = /^\| `([A-Z0-9_]+)` \| (.*?) \| .* \|$/.exec(line);
+    if (!row) continue;
+    assert.ok(!rows.has(row[1]!), `${row[1]} has one row, not two`);
+    rows.set(row[1]!, row[2]!);
+  }
+  return rows;
+}
+
+/** Every variable name loadConfig reads, whichever way the values it is given send it. */
+function variablesRead(): Set<string> {
+  const read = new Set<string>();
+  for (const base of [{}, { S3_BUCKET: 'b' }, { AUTH_PASSWORD: 'p', AUTH_PASSWORD_PREVIOUS: 'q' }, { WAL_DIR: '' }, { TRUST_PROXY: '2' }]) {
+    const env = new Proxy<Record<string, string | undefined>>(base, {
+      get: (target, key) => {
+        if (typeof key === 'string') read.add(key);
+        return target[key as string];
+      },
+      has: (target, key) => {
+        if (typeof key === 'string') read.add(key);
+        return key in target;
+      },
+    });
+    loadConfig(env, () => 'generated');
+  }
+  return read;
+}
+
+test('the configuration table names every variable loadConfig reads, and only those', async () => {
+  const table = await configurationTable();
+  const read = variablesRead();
+  assert.ok(read.size >= 20, `loadConfig read only ${read.size} variables: the probe is broken`);
+  assert.deepEqual([...read].filter((name) => !table.has(name)).sort(), [], 'variables loadConfig reads that the README does not list');
+  assert.deepEqual([...table.keys()].filter((name) => !read.has(name)).sort(), [], 'variables the README lists that loadConfig never reads');
+});
+
+test('every default the configuration table writes in backticks is loadConfig\'s default; the others are words', async () => {
+  const random = () => 'generated';
+  const defaults = loadConfig({}, random);
+  let literals = 0;
+  for (const [name, written] of await configurationTable()) {
+    const literal = /^`([^`]*)`$/.exec(written);
+    if (literal) {
+      // Setting the variable to the value the README calls its default must change nothing.
+      assert.deepEqual(loadConfig({ [name]: literal[1] }, random), defaults, `README: ${name} defaults to ${written}, but loadConfig's default differs`);
+      literals++;
+    } else {
+      // A derived or absent default (random, unset, a folder inside DATA_DIR) is described in words, not as a value.
+      assert.match(written.replace(/`[^`]*`/g, ''), /[a-z]{3,}/, `README: ${name}'s default ${JSON.stringify(written)} is neither one value in backticks nor words`);
+    }
+  }
+  assert.ok(literals >= 15, `only ${literals} defaults checked`);
+});
+
+test('no file in the repository holds merge-conflict markers', async () => {
+  const { stdout } = await run('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { maxBuffer: 64 * 1024 * 1024 });
+  const files = stdout.split('\0').filter((file) => file !== '');
+  assert.ok(files.includes('README.md') && files.length > 50, `git listed ${files.length} files`);
+  const marker = new RegExp(`^(?:${'<'.repeat(7)}|${'>'.repeat(7)})(?: |$)|^${'='.repeat(7)}$`, 'm');
+  const marked: string[] = [];
+  for (const file of files) {
+    const bytes = await readFile(file).catch(() => undefined); // a file deleted but not yet staged
+    if (bytes === undefined || bytes.includes(0)) continue; // binary
+    if (marker.test(bytes.toString('utf8'))) marked.push(file);
+  }
+  assert.deepEqual(marked, [], 'files with conflict markers');
 });

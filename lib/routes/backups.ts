@@ -2,9 +2,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FencedError, type CellRange } from '../backup/backups.js';
 import { HttpError, readBody, readJson, sendJson, upstream } from '../http.js';
-import { parseInstant } from '../protocol.js';
+import { parseInstant } from '../values.js';
 import { requireAuth, type Ctx } from './context.js';
-import { operator } from './query.js';
+import { NO_PARAMETERS, operator, queryOf } from './query.js';
 import { bodyRanges } from './region.js';
 
 /** Bodies of the other JSON routes: a name or nothing. */
@@ -17,8 +17,8 @@ const SMALL_BODY_LIMIT = 4096;
  */
 export async function s3dump(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
+  const mode = queryOf(req, ['async']).get('async');
   await readBody(req, SMALL_BODY_LIMIT); // the seed's clients send {}; its content does not matter
-  const mode = new URL(req.url ?? '/', 'http://x').searchParams.get('async');
   if (mode === '1' || mode === 'true') {
     const before = ctx.backups.status();
     if (before.fenced) throw new FencedError('backups stopped: another server took over this prefix');
@@ -35,6 +35,7 @@ export async function s3dump(req: IncomingMessage, res: ServerResponse, ctx: Ctx
 /** GET /backups: the kept backups, newest first. */
 export async function listBackups(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
+  queryOf(req, NO_PARAMETERS);
   sendJson(res, 200, { status: 200, backups: await upstream(ctx.backups.list()), history: ctx.backups.history() ?? null });
 }
 
@@ -45,6 +46,7 @@ export async function listBackups(req: IncomingMessage, res: ServerResponse, ctx
  */
 export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
+  queryOf(req, ['by']);
   const body = await readJson(req, RESTORE_BODY_LIMIT);
   const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
   if (fields.at !== undefined) {

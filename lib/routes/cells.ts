@@ -5,7 +5,7 @@ import { CELL_BYTES } from '../cube.js';
 import { boxCells, boxRanges, boxSpan } from '../shape.js';
 import { HttpError, readBody, sendJson, upstream } from '../http.js';
 import { requireAuth, type Ctx } from './context.js';
-import { operator, queryInstant, queryInteger } from './query.js';
+import { operator, queryInstant, queryInteger, queryOf } from './query.js';
 import { queryBox } from './region.js';
 import { assertWritable, logged } from './writes.js';
 
@@ -15,7 +15,7 @@ const RANGE_CHUNK_BYTES = 256 * 1024;
 /** GET /cells?start=S&count=N or ?box=x,y,z,w,h,d: the raw bytes of those cells (4 a cell, a box's in index order), streamed in consistent chunks. */
 export async function readCells(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  const query = new URL(req.url ?? '/', 'http://x').searchParams;
+  const query = queryOf(req, ['start', 'count', 'box', 'at']);
   const box = queryBox(query, ctx, ['start', 'count']);
   const start = queryInteger(query, 'start', 0, 0, ctx.cube.cells);
   const count = queryInteger(query, 'count', ctx.cube.cells - start, 0, ctx.cube.cells - start);
@@ -67,7 +67,7 @@ function* gather(source: Uint8Array, base: number, ranges: CellRange[]): Generat
 /** PUT /cells?start=S or ?box=x,y,z,w,h,d: writes the raw bytes of the body (whole cells inside the world; exactly the box's, in index order) as one step once the body is whole. */
 export async function writeCells(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  const query = new URL(req.url ?? '/', 'http://x').searchParams;
+  const query = queryOf(req, ['start', 'box', 'by']);
   const box = queryBox(query, ctx, ['start']);
   const start = queryInteger(query, 'start', 0, 0, ctx.cube.cells);
   const room = (box ? boxCells(box) : ctx.cube.cells - start) * CELL_BYTES;

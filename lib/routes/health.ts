@@ -4,11 +4,13 @@ import type { Backups } from '../backup/backups.js';
 import { sendJson } from '../http.js';
 import type { Sample } from '../metrics.js';
 import { requireAuth, type Ctx } from './context.js';
+import { NO_PARAMETERS, queryOf } from './query.js';
 
 
 /** GET /stats: cells in use, cells per category, the world's shape and order (null when flat), bytes written since the last backup. */
 export async function stats(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
+  queryOf(req, NO_PARAMETERS);
   const categories: Record<string, number> = {};
   ctx.cube.categories.forEach((count, category) => {
     if (count > 0) categories[category] = count;
@@ -29,6 +31,7 @@ export async function stats(req: IncomingMessage, res: ServerResponse, ctx: Ctx)
 /** GET /metrics: Prometheus text format. */
 export async function metrics(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
+  queryOf(req, NO_PARAMETERS);
   const b = ctx.backups.status();
   const time = (iso: string | null | undefined) => (iso ? Date.parse(iso) / 1000 : 0);
   const extra: Sample[] = [
@@ -52,8 +55,8 @@ export async function metrics(req: IncomingMessage, res: ServerResponse, ctx: Ct
 }
 /** GET /healthcheck: 200 while the server can serve; `?backup=1` also answers 503 when unsaved changes have waited over three intervals. */
 export async function healthcheck(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
+  const strict = queryOf(req, ['backup']).get('backup');
   const backup = ctx.backups.status();
-  const strict = new URL(req.url ?? '/', 'http://x').searchParams.get('backup');
   let status = 200;
   let problem: string | undefined;
   if (strict === '1' || strict === 'true') {

@@ -3,11 +3,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CellChange, HistoryCursor } from '../backup/backups.js';
 import type { Cell } from '../cube.js';
 import { HttpError, readJson, sendJson, upstream } from '../http.js';
-import { isAuthor, MAX_AUTHOR, parseInstant } from '../protocol.js';
+import { isAuthor, MAX_AUTHOR, parseInstant } from '../values.js';
 import { boxCells, boxRanges } from '../shape.js';
 import { RESTORE_BODY_LIMIT } from './backups.js';
 import { requireAuth, type Ctx } from './context.js';
-import { operator, queryInstant, queryInteger } from './query.js';
+import { operator, queryInstant, queryInteger, queryOf } from './query.js';
 import { bodyRanges, queryBox } from './region.js';
 
 /** The most entries one page of history holds; 100 unless `limit` says otherwise. */
@@ -22,7 +22,7 @@ const MAX_HISTORY_CELLS = 1 << 20;
  */
 export async function history(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  const query = new URL(req.url ?? '/', 'http://x').searchParams;
+  const query = queryOf(req, ['start', 'count', 'box', 'by', 'since', 'until', 'limit', 'cursor']);
   const by = query.get('by') ?? undefined;
   if (by !== undefined && !isAuthor(by)) throw new HttpError(400, `by must be up to ${MAX_AUTHOR} printable ASCII characters`);
   const box = queryBox(query, ctx, ['start', 'count']);
@@ -73,6 +73,7 @@ function parseCursor(raw: string | null): HistoryCursor | undefined {
  */
 export async function rollback(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
+  queryOf(req, ['by']);
   const body = await readJson(req, RESTORE_BODY_LIMIT);
   const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
   if (typeof fields.by !== 'string' || !isAuthor(fields.by)) throw new HttpError(400, `by must be the player id whose changes to roll back (up to ${MAX_AUTHOR} printable ASCII characters)`);

@@ -5,7 +5,7 @@ import { renderMap } from '../map.js';
 import { encodePng } from '../png.js';
 import { boxSpan, wholeBox } from '../shape.js';
 import { requireAuth, type Ctx } from './context.js';
-import { queryInstant, queryInteger } from './query.js';
+import { queryInstant, queryInteger, queryOf } from './query.js';
 import { queryBox, requireShape } from './region.js';
 
 /** A picture is at most this many pixels along a side once enlarged, so `scale` cannot ask for a huge one. */
@@ -22,7 +22,7 @@ const MAX_SCALE = 16;
 export async function map(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
   const shape = requireShape(ctx, 'the map');
-  const query = new URL(req.url ?? '/', 'http://x').searchParams;
+  const query = queryOf(req, ['view', 'y', 'box', 'at', 'scale']);
   const view = query.get('view') ?? 'top';
   if (view !== 'top' && view !== 'slice') throw new HttpError(400, 'view must be top or slice');
   const box = queryBox(query, ctx) ?? wholeBox(shape);

@@ -2,7 +2,35 @@
 import type { IncomingMessage } from 'node:http';
 import { parseBasic } from '../auth.js';
 import { HttpError } from '../http.js';
-import { isAuthor, MAX_AUTHOR, parseInstant } from '../protocol.js';
+import { isAuthor, MAX_AUTHOR, parseInstant } from '../values.js';
+
+/** A route that takes no query parameter. */
+export const NO_PARAMETERS: readonly string[] = [];
+
+/**
+ * The query of `req`, once it is known to hold only parameters of `takes`, each at most once: a 400 naming
+ * any other (a typo such as `strat` must not be read as no parameter) or any given twice. Every route calls
+ * it before it reads a body or changes anything.
+ */
+export function queryOf(req: IncomingMessage, takes: readonly string[]): URLSearchParams {
+  const url = req.url ?? '/';
+  // The hot path (POST /request) has no query: no URL is parsed for it.
+  if (!url.includes('?')) return new URLSearchParams();
+  const query = new URL(url, 'http://x').searchParams;
+  const unknown: string[] = [];
+  const seen = new Set<string>();
+  for (const name of query.keys()) {
+    if (!takes.includes(name)) {
+      if (!unknown.includes(name)) unknown.push(name);
+    } else if (seen.has(name)) throw new HttpError(400, `query parameter ${name} is given more than once; give it once`);
+    else seen.add(name);
+  }
+  if (unknown.length > 0) {
+    const names = unknown.map((name) => JSON.stringify(name)).join(', ');
+    throw new HttpError(400, `unknown query parameter${unknown.length > 1 ? 's' : ''} ${names}: ${takes.length === 0 ? 'this route takes none' : `this route takes ${takes.join(', ')}`}`);
+  }
+  return query;
+}
 
 /** A query parameter naming an instant (ISO 8601), in ms; undefined when absent, 400 when it names none. */
 export function queryInstant(query: URLSearchParams, name: string): number | undefined {

@@ -3,8 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Run } from '../backup/change.js';
 import type { Cell } from '../cube.js';
 import { collectBody, HttpError, sendJson, upstream, type BodyLimit } from '../http.js';
-import { encodeAnswer, isJsonSpace, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from '../protocol.js';
+import { isJsonSpace } from '../json-scanner.js';
+import { encodeAnswer, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from '../protocol.js';
 import { requireAuth, type Ctx } from './context.js';
+import { NO_PARAMETERS, queryOf } from './query.js';
 import { assertWritable, notLogged } from './writes.js';
 
 /** Bodies of /request holding one command: it is under 200 bytes; a few KiB leaves room for whitespace and unknown fields. */
@@ -29,6 +31,7 @@ const REQUEST_LIMIT: BodyLimit = {
 export function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
   try {
     requireAuth(req, ctx);
+    queryOf(req, NO_PARAMETERS);
   } catch (err) {
     done(err);
     return;

@@ -72,6 +72,20 @@ export const ROUTES = new Map<string, readonly string[]>([
   ['/restore', ['POST']], ['/cells', ['GET', 'PUT']], ['/stats', ['GET']], ['/metrics', ['GET']],
   ['/favicon.ico', ['GET', 'HEAD']], // the console's icon (lib/routes/console.ts), which the fuzzer's paths include
 ]);
+/** The query parameters each route and method takes: any other, or one given twice, is a 400 that changes nothing. */
+const TAKES = new Map<string, readonly string[]>([
+  ['POST /request', []], ['POST /s3dump', ['async']], ['GET /healthcheck', ['backup']], ['HEAD /healthcheck', ['backup']], ['GET /backups', []],
+  ['POST /restore', ['by']], ['GET /cells', ['start', 'count', 'box', 'at']], ['PUT /cells', ['start', 'box', 'by']], ['GET /stats', []], ['GET /metrics', []],
+]);
+
+/** True when `query` names a parameter the route does not take, or one twice. */
+function queryRefused(method: string, path: string, query: URLSearchParams): boolean {
+  const takes = TAKES.get(`${method} ${path}`);
+  if (takes === undefined) throw new Error(`fuzzer bug: no parameters listed for ${method} ${path}`);
+  const names = [...query.keys()];
+  return names.some((name, i) => !takes.includes(name) || names.indexOf(name) !== i);
+}
+
 /** Methods node:http's parser knows (others are a 400 before any route). */
 export const KNOWN_METHODS = new Set(['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD', 'TRACE', 'PROPFIND', 'PURGE', 'QUERY', 'LOCK']);
 export const CONTINUE_RE = /(?:^|\W)100-continue(?:$|\W)/i;
@@ -113,7 +127,10 @@ export function probe(what: string, req: Req, auth: AuthChoice, world: World): P
       assert.deepEqual(String(res.headers.allow ?? '').split(/,\s*/).sort(), [...methods].sort(), 'Allow lists the methods of the route');
     });
   }
-  if (path === '/healthcheck') return { what: fullWhat, req, cells: [], writes: false, closes: false, judge: (res) => checkHealth(res, head) };
+  if (path === '/healthcheck') {
+    if (queryRefused(req.method, path, query)) return error([400]);
+    return { what: fullWhat, req, cells: [], writes: false, closes: false, judge: (res) => checkHealth(res, head) };
+  }
   // The icon needs no credentials: a browser asks for it on its own.
   if (path === '/favicon.ico') {
     return {
@@ -139,6 +156,8 @@ export type Handler = Pick<Probe, 'cells' | 'closes' | 'writes' | 'judge'>;
 export function route(path: string, req: Req, query: URLSearchParams, world: World): Handler {
   const body = bodyOf(req);
   const reject = (statuses: readonly number[], closes = statuses.includes(413)): Handler => ({ cells: [], writes: false, closes, judge: (res) => void assertError(res, statuses) });
+  // Checked before the body is read: the body is then drained by node:http, and the connection stays.
+  if (queryRefused(req.method, path, query)) return reject([400], false);
   switch (path) {
     case '/request': {
       const v = judgeRequestBody(body);
