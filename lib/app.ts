@@ -97,6 +97,11 @@ export function createApp(options: AppOptions): App {
   // Check the timeouts every second (Node's default is every 30 s, which lets a slow client linger).
   // node:http would refuse a missing Host with a bare 400; the listener refuses it with a JSON one.
   const server = createServer({ connectionsCheckingInterval: 1000, requireHostHeader: false }, listener);
+  // A client that half-closes after its request (printf ... | nc does) can still read: by default node:http ends
+  // the connection at the client's FIN, and an answer that waits for the log (a write's) would be lost though
+  // the write was applied. Half-open, node:http sends the answers still owed, then closes (its socketOnEnd).
+  // The property is node:http's own (undocumented but read since Node 0.x), missing from @types/node.
+  (server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   // A malformed Expect header, answered in JSON like every other error.
   server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
     sendError(req, res, new HttpError(417, `unsupported Expect: ${String(req.headers.expect).slice(0, 100)}`), log);
