@@ -3,9 +3,10 @@
  * instant, the change sets after it, and the changes only the log holds, each once), and pages of who
  * changed which cells. Nothing of the world is touched.
  */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { CELL_BYTES } from '../cube.js';
 import type { BlobStore } from '../store.js';
-import type { Change } from './change.js';
+import { CHANGES_A_TURN, type Change } from './change.js';
 import type { ChangeLog } from './change-log.js';
 import { readChangeSet } from './change-set.js';
 import type { CommitLog, SnapshotCommit } from './commit-log.js';
@@ -125,7 +126,9 @@ export async function historyOf(source: HistorySource, query: HistoryQuery): Pro
   const state = await loadRanges(source, replay.snapshot, ranges);
   const page: CellChange[] = [];
   let more = false;
+  let seen = 0;
   for await (const change of replay.changes) {
+    if (++seen % CHANGES_A_TURN === 0) await yieldToEventLoop(); // change sets may come from memory, with no wait between them
     const inWindow = change.at > query.since && change.at <= query.until && (query.by === undefined || change.by === query.by);
     let offset = 0; // a cell's place in its change (across its runs): with at and lsn, its position in history
     for (const run of change.runs) {
@@ -154,7 +157,9 @@ export async function historyOf(source: HistorySource, query: HistoryQuery): Pro
 async function authorCells(source: HistorySource, by: string, since: number, until: number, newest: { limit: number; older: (c: { at: number; lsn: number; seq: number }) => boolean }): Promise<CellRange[]> {
   const replay = await openReplay(source, since, until);
   const recent: number[] = []; // the cells of the newest changes seen, oldest first
+  let seen = 0;
   for await (const change of replay.changes) {
+    if (++seen % CHANGES_A_TURN === 0) await yieldToEventLoop();
     if (change.by !== by || change.at <= since || change.at > until) continue;
     let seq = 0;
     for (const run of change.runs) {

@@ -49,7 +49,11 @@ export async function cellsAtInstants(source: HistorySource, reads: PastRead[]):
 
   const out: Uint8Array[][] = reads.map((read) => read.ranges.map((r) => new Uint8Array(r.count * CELL_BYTES)));
   const readsAt = new Map<number, number[]>();
-  reads.forEach((read, k) => readsAt.set(read.at, [...(readsAt.get(read.at) ?? []), k]));
+  reads.forEach((read, k) => {
+    const same = readsAt.get(read.at);
+    if (same) same.push(k);
+    else readsAt.set(read.at, [k]);
+  });
   const capture = (at: number) => {
     for (const k of readsAt.get(at)!) {
       reads[k]!.ranges.forEach((r, j) => {
