@@ -5,6 +5,7 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { CELL_BYTES } from '../cube.js';
+import { CellSet } from './cell-set.js';
 import { CHANGES_A_TURN, type Change } from './change.js';
 import { applyRun, firstRangeEndingAfter, historySpan, loadRanges, mergeRanges, openReplay, OutsideHistoryError, type CellRange, type HistorySource } from './history.js';
 
@@ -31,6 +32,13 @@ export async function cellsAtInstants(source: HistorySource, reads: PastRead[]):
     return reads.map((r) => r.ranges.map(() => new Uint8Array(0)));
   }
   const state = await loadRanges(source, replay.snapshot, union);
+  // Most changes touch none of the cells asked: a bit a cell tells so at once, before any search of `union`.
+  const asked = new CellSet(source.cells);
+  for (const r of union) asked.add(r.start, r.start + r.count);
+  const touches = (start: number, bytes: Uint8Array) => {
+    const end = start + bytes.byteLength / CELL_BYTES;
+    return asked.nextMember(start, end) < end;
+  };
 
   /** Where each asked range lies in `union`: its index there and the byte offset in that buffer. */
   const place = (r: CellRange) => {
@@ -39,7 +47,7 @@ export async function cellsAtInstants(source: HistorySource, reads: PastRead[]):
   };
   // One instant alone (GET /cells?at=, a restore): its cells are views of the replayed state, no copy.
   if (instants.length === 1) {
-    await replayInto(replay.changes, latest, state, union);
+    await replayInto(replay.changes, latest, state, union, touches);
     return reads.map((read) => read.ranges.map((r) => {
       if (r.count === 0) return new Uint8Array(0);
       const { i, offset } = place(r);
@@ -69,7 +77,7 @@ export async function cellsAtInstants(source: HistorySource, reads: PastRead[]):
     if (++changes % CHANGES_A_TURN === 0) await yieldToEventLoop();
     // The state holds every change so far, all made at or before the instants still ahead: capture those this one passes.
     while (next < instants.length && instants[next]! < change.at) capture(instants[next++]!);
-    for (const run of change.runs) applyRun(run.start, run.bytes, union, state);
+    for (const run of change.runs) if (touches(run.start, run.bytes)) applyRun(run.start, run.bytes, union, state);
     // A clock that stepped back: a change after some captured instants but made before them belongs to them too.
     if (next > 0 && change.at <= instants[next - 1]!) {
       for (let n = next - 1; n >= 0 && instants[n]! >= change.at; n--) {
@@ -81,13 +89,13 @@ export async function cellsAtInstants(source: HistorySource, reads: PastRead[]):
   return out;
 }
 
-/** Applies to `state` (the buffers of `ranges`) every change made at or before `at`, in order. */
-async function replayInto(changes: AsyncGenerator<Change>, at: number, state: Uint8Array[], ranges: CellRange[]): Promise<void> {
+/** Applies to `state` (the buffers of `ranges`) every change made at or before `at`, in order (the runs that `touches` the ranges). */
+async function replayInto(changes: AsyncGenerator<Change>, at: number, state: Uint8Array[], ranges: CellRange[], touches: (start: number, bytes: Uint8Array) => boolean): Promise<void> {
   let seen = 0;
   for await (const change of changes) {
     if (++seen % CHANGES_A_TURN === 0) await yieldToEventLoop();
     if (change.at > at) continue;
-    for (const run of change.runs) applyRun(run.start, run.bytes, ranges, state);
+    for (const run of change.runs) if (touches(run.start, run.bytes)) applyRun(run.start, run.bytes, ranges, state);
   }
 }
 

@@ -51,13 +51,14 @@ export async function planRollback(source: HistorySource, by: string, since: num
   const plan: PlannedRollback = { restore: [], restored: 0, skippedRuns: [], skipped: 0, skippedCells: [], restoredCells: [], seen: [] };
   if (n === 0) return plan;
   // Dense, one entry a tracked cell, by slot: its value as the replay goes, its value before the author's
-  // first change in the window, whether that was seen, and the author of its newest change since then.
+  // first change in the window, and who made its newest change since then (0: the author has not changed it
+  // yet; 1: the author; 2 on: the others, in `names`). 16 bits an entry until there are more authors.
   const state = new Uint8Array(n * CELL_BYTES);
   const first = new Uint8Array(n * CELL_BYTES);
-  const firstSeen = new Uint8Array(n);
-  const lastBy = new Uint32Array(n);
-  const authors = new Map<string, number>([[by, 0]]);
-  const names = [by];
+  let lastBy: Uint16Array | Uint32Array = new Uint16Array(n);
+  const AUTHOR = 1;
+  const authors = new Map<string, number>([[by, AUTHOR]]);
+  const names = ['', by];
 
   const replay = await openReplay(source, since);
   const snapshot = replay.snapshot;
@@ -79,6 +80,7 @@ export async function planRollback(source: HistorySource, by: string, since: num
     if (inWindow) {
       author = authors.get(change.by) ?? names.push(change.by) - 1;
       authors.set(change.by, author);
+      if (author > 0xffff && lastBy instanceof Uint16Array) lastBy = Uint32Array.from(lastBy);
     }
     for (const run of change.runs) {
       const runEnd = run.start + run.bytes.byteLength / CELL_BYTES;
@@ -89,15 +91,15 @@ export async function planRollback(source: HistorySource, by: string, since: num
           const slot0 = cells.slot(a);
           if (inWindow) {
             for (let slot = slot0; slot < slot0 + (b - a); slot++) {
-              if (mine && firstSeen[slot] === 0) {
-                firstSeen[slot] = 1;
+              if (lastBy[slot] === 0) {
+                if (!mine) continue; // before the author's first change to it: only its value matters
                 const o = slot * CELL_BYTES;
                 first[o] = state[o]!;
                 first[o + 1] = state[o + 1]!;
                 first[o + 2] = state[o + 2]!;
                 first[o + 3] = state[o + 3]!;
               }
-              if (firstSeen[slot] === 1) lastBy[slot] = author;
+              lastBy[slot] = author;
             }
           }
           state.set(run.bytes.subarray((a - run.start) * CELL_BYTES, (b - run.start) * CELL_BYTES), slot0 * CELL_BYTES);
@@ -137,12 +139,12 @@ export async function planRollback(source: HistorySource, by: string, since: num
     let slot = cells.slot(start);
     for (let index = start; index < end; index++, slot++) {
       const o = slot * CELL_BYTES;
-      if (firstSeen[slot] === 0) {
+      if (lastBy[slot] === 0) {
         // The first replay saw the author change it, this one did not (the window's changes moved between
         // the two reads): nothing is known of its value before them, so it is left alone.
         endRestore(index);
         endSkip(index);
-      } else if (lastBy[slot] !== 0) {
+      } else if (lastBy[slot] !== AUTHOR) {
         endRestore(index);
         if (skipStart < 0) skipStart = index;
         if (plan.skippedCells.length < SKIPPED_DETAIL) plan.skippedCells.push({ index, by: names[lastBy[slot]!]!, value: state.slice(o, o + CELL_BYTES) });
