@@ -7,7 +7,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { CELL_BYTES } from '../cube.js';
 import { CellSet } from './cell-set.js';
 import { CHANGES_A_TURN, type Change } from './change.js';
-import { applyRun, firstRangeEndingAfter, historySpan, loadRanges, mergeRanges, openReplay, OutsideHistoryError, type CellRange, type HistorySource } from './history.js';
+import { applyRun, firstRangeEndingAfter, loadRanges, mergeRanges, openReplay, type CellRange, type HistorySource } from './history.js';
 
 /** One read of the past: the cells of `ranges` (any order, may overlap) as they were at `at` (ms since the epoch). */
 export interface PastRead { at: number; ranges: CellRange[] }
@@ -20,11 +20,8 @@ export async function cellsAtInstants(source: HistorySource, reads: PastRead[]):
   if (reads.length === 0) return [];
   const instants = [...new Set(reads.map((r) => r.at))].sort((a, b) => a - b);
   const latest = instants.at(-1)!;
-  // The earliest is checked by openReplay; the latest may lie after now.
-  if (latest > source.now) {
-    const span = historySpan(source);
-    throw new OutsideHistoryError(span ? `${new Date(latest).toISOString()} is outside the history kept, from ${span.earliest} to ${span.latest}` : 'no history is kept yet: it starts with the first snapshot (POST /s3dump takes one now)');
-  }
+  // The earliest is checked by openReplay; the latest may lie after now, and openReplay's check names the span.
+  if (latest > source.now) await openReplay(source, latest);
   const union = mergeRanges(reads.flatMap((r) => r.ranges));
   const replay = await openReplay(source, instants[0]!, latest);
   if (union.length === 0) {
