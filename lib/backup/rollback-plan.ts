@@ -134,8 +134,10 @@ export async function planRollback(source: HistorySource, by: string, since: num
     skipStart = -1;
   };
   let visited = 0;
-  for (let start = cells.nextMember(0, cells.cells); start < cells.cells; start = cells.nextMember(start, cells.cells)) {
-    const end = cells.nextGap(start, cells.cells);
+  for (let start = cells.nextMember(0, cells.cells); start < cells.cells;) {
+    // A stretch of members, at most CELLS_A_TURN of it between two yields; the runs go on across pieces.
+    const gap = cells.nextGap(start, cells.cells);
+    const end = Math.min(gap, start + CELLS_A_TURN);
     let slot = cells.slot(start);
     for (let index = start; index < end; index++, slot++) {
       const o = slot * CELL_BYTES;
@@ -157,14 +159,16 @@ export async function planRollback(source: HistorySource, by: string, since: num
         endSkip(index);
       }
     }
-    endRestore(end);
-    endSkip(end);
+    if (end === gap) {
+      endRestore(end);
+      endSkip(end);
+    }
     visited += end - start;
     if (visited >= CELLS_A_TURN) {
       visited = 0;
       await yieldToEventLoop();
     }
-    start = end;
+    start = end === gap ? cells.nextMember(gap, cells.cells) : end;
   }
   return plan;
 }
