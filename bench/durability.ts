@@ -11,10 +11,14 @@
  *  5. time travel over one hour of history at 100 writes/s (3,600 change sets, a snapshot every 10 minutes):
  *     restoring a 20x20x20 region ten minutes back, the same region just before a snapshot (the most change
  *     sets to replay), and the whole world one hour back; folder store and S3;
- *  6. attribution over the same hour: one page of a player's history, a region's history, and the preview and
- *     the rollback of one player's 10,000 changes.
+ *     and attribution over the same hour: one page of a player's history, a region's history, and the preview
+ *     and the rollback of one player's 10,000 changes;
+ *  6. the costs of the past over the same hour (folder store): a batch of 4,096 `at` reads at 4,096 instants
+ *     spread evenly over it, against one read at one instant (target < 2 s); the preview and the rollback of a
+ *     player's 2,097,000-cell range write, against the preview of the griefer's 10,000 scattered cells: time,
+ *     peak RSS beyond the RSS before (sampled every 10 ms), answer size (targets < 5 s, < 64 MiB, < 1 MB).
  *
- *   npm run bench:durability      BENCH_SECONDS=5 BENCH_ROUNDS=3 BENCH_BIG=0 (skip the 1 GiB world)
+ *   npm run bench:durability      BENCH_SECONDS=5 BENCH_ROUNDS=3 BENCH_BIG=0 (skip the 1 GiB world) BENCH_PARTS=1,...,6
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { mkdtempSync } from 'node:fs';
@@ -28,14 +32,14 @@ import type { BlobStore } from '../lib/store.js';
 import { FileStore } from '../lib/store-file.js';
 import { S3Store } from '../lib/store-s3.js';
 import {
-  AUTH_HEADER, ensureBuilt, fmt, fmtInt, fmtMiB, fmtMs, httpJson, main, makeWorld, median, memory, MiB, RUN_SECONDS, runWrk, sleep,
+  AUTH_HEADER, ensureBuilt, fmt, fmtInt, fmtMiB, fmtMs, http, httpJson, main, makeWorld, median, memory, MiB, profileArgs, RssSampler, RUN_SECONDS, runWrk, sleep,
   startCubecache, startS3, table, verdicts, workDir, wrkBinary, wrkErrors, wrkScript, type ServerProc, type Verdict, type WrkResult,
 } from './support.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const BIG = process.env.BENCH_BIG !== '0';
-/** Which parts to run (1-5), e.g. BENCH_PARTS=3,5; all by default. */
-const PARTS = new Set((process.env.BENCH_PARTS ?? '1,2,3,4,5').split(',').map(Number));
+/** Which parts to run (1-6), e.g. BENCH_PARTS=3,5; all by default. */
+const PARTS = new Set((process.env.BENCH_PARTS ?? '1,2,3,4,5,6').split(',').map(Number));
 const silent = createLog(() => {});
 /** The player whose changes the bench rolls back, and how many it made in the hour. */
 const GRIEFER = 'GRIEFER000000001';
@@ -91,16 +95,16 @@ await main('bench:durability: the write-ahead log, shipping, boot replay and res
   }
 
   // 3. Boot with 10 minutes of changes at 100 writes/s.
-  const s3 = await startS3();
-  const s3Client = new S3Client({
+  const dataDir = mkdtempSync(join(workDir(), 'boot-'));
+  const stores: Array<[string, BlobStore, Record<string, string>]> = [['folder', new FileStore(dataDir), { DATA_DIR: dataDir }]];
+  if (PARTS.has(3) || PARTS.has(5)) {
+    const s3 = await startS3();
+    const s3Client = new S3Client({
       endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED',
       credentials: { accessKeyId: s3.env.AWS_ACCESS_KEY_ID!, secretAccessKey: s3.env.AWS_SECRET_ACCESS_KEY! },
-  });
-  const dataDir = mkdtempSync(join(workDir(), 'boot-'));
-  const stores: Array<[string, BlobStore, Record<string, string>]> = [
-    ['folder', new FileStore(dataDir), { DATA_DIR: dataDir }],
-    [`S3 (${s3.kind})`, new S3Store(s3Client, s3.env.S3_BUCKET!), s3.env],
-  ];
+    });
+    stores.push([`S3 (${s3.kind})`, new S3Store(s3Client, s3.env.S3_BUCKET!), s3.env]);
+  }
   const world = makeWorld('sparse').bytes;
   const bootRows: Array<Array<string>> = [];
   let replayMs = 0;
@@ -175,6 +179,58 @@ await main('bench:durability: the write-ahead log, shipping, boot replay and res
       ['store', '20x20x20 region, 10 min back', 'the region, 599 change sets to replay', 'whole world, 1 h back'], travelRows);
     table(`Attribution over the same hour (the griefer made ${fmtInt(GRIEFER_CHANGES)} of the 360,000 changes)`,
       ['store', 'one page of a player\'s history', 'one page of a 65,536-cell region\'s history', 'rollback preview', 'rollback'], attributionRows);
+  }
+  // 6. The costs of the past over the same hour: a batch of reads at 4,096 instants, and a rollback of 2 million cells.
+  if (PARTS.has(6)) {
+    const [label, store, env] = stores[0]!;
+    const prefix = 'past-costs/';
+    const timeline = await seedHour(store, prefix, world);
+    const server = await startCubecache(`past-${label}`, { env: { ...env, S3_PREFIX: prefix, SHIP_INTERVAL_SECONDS: '1' }, nodeArgs: profileArgs('past-costs') });
+    await server.waitForEvent('listening');
+    const post = async (what: string, path: string, body: string) => {
+      const answer = await http(`${server.url}${path}`, { body });
+      if (answer.status !== 200) throw new Error(`${what} answered ${answer.status} ${answer.body.toString('utf8').slice(0, 300)}`);
+      return answer;
+    };
+    // Instants spread evenly over the hour, each read at a random cell.
+    const first = timeline.start + 1000;
+    const span = Date.now() - 1000 - first;
+    const readAt = (n: number) => JSON.stringify(Array.from({ length: n }, (_, i) => ({ index: Math.floor(Math.random() * world.byteLength / 4), at: new Date(first + Math.floor((i * span) / Math.max(1, n - 1))).toISOString() })));
+    const one = median([await post('one at read', '/request', readAt(1)), await post('one at read', '/request', readAt(1)), await post('one at read', '/request', readAt(1))].map((a) => a.ms));
+    const batches = [];
+    for (let round = 0; round < ROUNDS; round++) batches.push((await post('batch of at reads', '/request', readAt(4096))).ms);
+    const batch = median(batches);
+    table('Reads of the past over one hour at 100 writes/s (a 64 MiB sparse world, folder store; medians)', ['one read at one instant (baseline)', `a batch of 4,096 reads at 4,096 instants (${ROUNDS} rounds)`, 'ratio'],
+      [[fmtMs(one), fmtMs(batch), `${fmt(batch / one, 1)}x`]]);
+    v.push({ target: 'a batch of 4,096 at reads at 4,096 instants over the hour in under 2 s', measured: fmtMs(batch), pass: batch < 2000 });
+
+    // A player's 2,097,000-cell range write (just under a change set's 8 MiB), then its rollback over the hour.
+    const cells = 2_097_000;
+    const range = new Uint8Array(cells * 4).fill(77);
+    const put = await http(`${server.url}/cells?start=1000000&by=op2`, { method: 'PUT', body: range, headers: { 'Content-Type': 'application/octet-stream' } });
+    if (put.status !== 200) throw new Error(`PUT /cells answered ${put.status}`);
+    const since = new Date(first).toISOString();
+    const sampler = new RssSampler(server.pid, 10);
+    const rollbackRows: Array<Array<string>> = [];
+    const measure = async (what: string, body: unknown) => {
+      await sleep(1500); // the shipment of what came before, out of the window
+      const before = sampler.sampleNow();
+      const started = performance.now();
+      const answer = await post(what, what.includes('rollback ') && !what.includes('preview') ? '/rollback?by=bench-moderator' : '/rollback', JSON.stringify(body));
+      const peak = sampler.window(started).peak;
+      const json = JSON.parse(answer.body.toString('utf8')) as { restored: number; skipped: number };
+      rollbackRows.push([what, fmtMs(answer.ms), fmtMiB(Math.max(0, peak - before)), `${fmtInt(json.restored)} / ${fmtInt(json.skipped)}`, `${fmtInt(answer.body.byteLength)} B`]);
+      return { ms: answer.ms, extra: peak - before, bytes: answer.body.byteLength };
+    };
+    await measure(`preview of the griefer's ${fmtInt(GRIEFER_CHANGES)} scattered cells (baseline)`, { by: GRIEFER, since, preview: true });
+    const preview = await measure(`preview of ${fmtInt(cells)} cells`, { by: 'op2', since, preview: true });
+    const rolled = await measure(`rollback of ${fmtInt(cells)} cells`, { by: 'op2', since });
+    sampler.stop();
+    table('Rollback over the same hour (plans replay the hour twice: the author\'s cells, then their values)', ['what', 'time', 'peak RSS beyond before', 'restored / skipped', 'answer'], rollbackRows);
+    v.push({ target: `a rollback of ${fmtInt(cells)} cells over the hour in under 5 s`, measured: fmtMs(rolled.ms), pass: rolled.ms < 5000 });
+    v.push({ target: 'its peak extra memory under a world (64 MiB)', measured: fmtMiB(Math.max(preview.extra, rolled.extra)), pass: Math.max(preview.extra, rolled.extra) < world.byteLength });
+    v.push({ target: 'its answer under 1 MB', measured: `${fmtInt(Math.max(preview.bytes, rolled.bytes))} B`, pass: Math.max(preview.bytes, rolled.bytes) < 1_000_000 });
+    await server.stop();
   }
   verdicts(v);
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { HttpError } from '../lib/http.js';
 import { encodeAnswer, MAX_BATCH, parseRequest, type CellCommand, type RequestBody } from '../lib/protocol.js';
+import { parseInstant } from '../lib/values.js';
 
 const CELLS = 16_777_216;
 const zero = { category: 0, rotation: 0, sideA: 0, sideB: 0 };
@@ -199,5 +200,26 @@ describe('parseRequest: batches', () => {
     refused('{"sideB":300,"category":300}', 400, /^category must be between/);
     refused(`[${'{},'.repeat(MAX_BATCH)}{"index":-1}]`, 413, /at most 4096 commands, got 4097/); // too many wins over a bad element
     refused(`[${'{},'.repeat(MAX_BATCH)}{"index":-1}`, 400, /invalid JSON/);
+  });
+});
+
+describe('parseInstant', () => {
+  test('names an instant to the minute or finer, in UTC or at an offset', () => {
+    assert.equal(parseInstant('2026-12-01T14:03Z'), Date.UTC(2026, 11, 1, 14, 3));
+    assert.equal(parseInstant('2026-12-01T14:03:05.123Z'), Date.UTC(2026, 11, 1, 14, 3, 5, 123));
+    assert.equal(parseInstant('2026-12-01T14:03:00+05:30'), Date.UTC(2026, 11, 1, 8, 33));
+    assert.equal(parseInstant('2024-02-29T00:00Z'), Date.UTC(2024, 1, 29), 'a leap day');
+    assert.equal(parseInstant('2000-02-29T23:59:59Z'), Date.UTC(2000, 1, 29, 23, 59, 59), 'a leap day of a year divisible by 400');
+  });
+
+  test('refuses impossible dates and times instead of rolling them over into the next day or month', () => {
+    for (const text of ['2026-02-30T00:00Z', '2026-02-29T00:00Z', '1900-02-29T00:00Z', '2026-04-31T00:00Z', '2026-13-01T00:00Z', '2026-00-10T00:00Z', '2026-01-00T00:00Z',
+      '2026-01-01T24:00Z', '2026-01-01T24:61Z', '2026-01-01T12:60Z', '2026-01-01T12:00:60Z', '2026-01-01T12:00+24:00', '2026-01-01T12:00+01:60']) {
+      assert.equal(parseInstant(text), undefined, text);
+    }
+  });
+
+  test('refuses what is not an ISO 8601 instant with a zone', () => {
+    for (const text of ['yesterday', '2026-12-01', '2026-12-01T14:03', '2026-12-01 14:03Z', '1764597780000', '']) assert.equal(parseInstant(text), undefined, text);
   });
 });

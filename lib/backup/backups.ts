@@ -16,14 +16,18 @@ import { CommitLog, FencedError, UnreadableCommitError, type ChangesCommit, type
 import { MemoryLog } from './memory-log.js';
 import { pruneCommits, type SnapshotRef } from './retention.js';
 import { every, Mutex } from './schedule.js';
-import { cellsAt, historyOf, historySpan, mergeRanges, planRollback, type CellRange, type HistoryQuery, type HistorySource, type RollbackPlan } from './history.js';
+import { cellsAt, historyOf, historySpan, mergeRanges, type CellRange, type HistoryQuery, type HistorySource } from './history.js';
+import { cellsAtInstants, type PastRead } from './past-reads.js';
+import { keepUnwritten, planRollback, type RollbackPlan } from './rollback-plan.js';
 import { loadSnapshot, writeSnapshot, type BackupInfo } from './snapshot.js';
 import { SnapshotCache } from './snapshot-cache.js';
 import { LogCorruptError, LogLockedError, WriteAheadLog, type WalSync } from './wal.js';
 
 export type { BackupInfo } from './snapshot.js';
 export { FencedError } from './commit-log.js';
-export { OutsideHistoryError, type CellChange, type CellRange, type HistoryCursor, type HistoryQuery, type RollbackPlan } from './history.js';
+export { OutsideHistoryError, type CellChange, type CellRange, type HistoryCursor, type HistoryQuery } from './history.js';
+export type { PastRead } from './past-reads.js';
+export type { RollbackPlan } from './rollback-plan.js';
 
 /** Where the running world came from at boot. */
 export type RestoredFrom = { kind: 'backup'; name: string } | { kind: 'legacy'; key: string } | { kind: 'empty' };
@@ -372,13 +376,20 @@ export class Backups {
   async cellsAt(at: number, ranges: CellRange[], options: { keep?: boolean } = {}): Promise<Uint8Array[]> {
     await this.pruned(); // a prune running may be deleting the snapshot this read starts from
     const merged = mergeRanges(ranges);
-    const parts = await cellsAt(this.historySource(), at, merged, options.keep ? this.keptSnapshot : undefined);
+    if (!options.keep) return (await this.readsAt([{ at, ranges }]))[0]!;
+    const parts = await cellsAt(this.historySource(), at, merged, this.keptSnapshot);
     // Each asked range out of the merged one that holds it.
     return ranges.map((r) => {
       const i = lastStartingAtOrBefore(merged, r.start); // a binary search: a box can be 65,536 ranges
       const offset = (r.start - merged[i]!.start) * CELL_BYTES;
       return parts[i]!.subarray(offset, offset + r.count * CELL_BYTES);
     });
+  }
+
+  /** The cells of each read as they were at its instant, all from one replay (see cellsAtInstants). OutsideHistoryError outside history(). */
+  async readsAt(reads: PastRead[]): Promise<Uint8Array[][]> {
+    await this.pruned(); // a prune running may be deleting the snapshot this read starts from
+    return cellsAtInstants(this.historySource(), reads);
   }
 
   /**
@@ -427,26 +438,18 @@ export class Backups {
     }
     await this.pruned();
     const plan = await planRollback(this.historySource(), by, since, until, region && mergeRanges(region));
-    if (preview) return plan;
+    if (preview) return keepUnwritten(plan, this.cube.bytes);
     const again = this.refusal();
     if (again) throw again;
     // One step from here, no await: each cell put back only if it still holds what the plan saw.
-    const restore: RollbackPlan['restore'] = [];
-    const skipped = [...plan.skipped];
-    for (const cell of plan.restore) {
-      const at = cell.index * CELL_BYTES;
-      const now = this.cube.bytes.subarray(at, at + CELL_BYTES);
-      if (now.every((v, i) => v === cell.from[i])) restore.push(cell);
-      else skipped.push({ index: cell.index, by: '(written while the rollback was planned)', value: now.slice() });
-    }
-    if (restore.length > 0) {
-      const runs = restore.map((cell) => ({ start: cell.index, bytes: cell.to }));
-      for (const run of runs) this.cube.writeRange(run.start, run.bytes);
-      this.record(runs, operator);
+    const applied = keepUnwritten(plan, this.cube.bytes);
+    if (applied.restore.length > 0) {
+      for (const run of applied.restore) this.cube.writeRange(run.start, run.bytes);
+      this.record(applied.restore, operator);
       await new Promise<void>((resolve, reject) => this.afterWrite((err) => (err ? reject(new WritesRefusedError(`the rollback is applied but the write-ahead log could not write it, and dropped it (${err.message})`)) : resolve())));
     }
-    this.log.info('rollback', { by, since: new Date(since).toISOString(), until: new Date(until).toISOString(), restored: restore.length, skipped: skipped.length, operator });
-    return { restore, skipped };
+    this.log.info('rollback', { by, since: new Date(since).toISOString(), until: new Date(until).toISOString(), restored: applied.restored, skipped: applied.skipped, operator });
+    return applied;
   }
 
   private historySource(): HistorySource {

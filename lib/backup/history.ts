@@ -1,12 +1,12 @@
 /**
- * Time travel: the cells of some ranges as they were at an instant, rebuilt from the newest kept snapshot
- * taken at or before it, the change sets after that snapshot, and the changes the log holds that are not
- * shipped yet, applying only the changes made at or before the instant. Nothing of the world is touched.
+ * The past, read from the store and the log: the replay (the newest kept snapshot taken at or before an
+ * instant, the change sets after it, and the changes only the log holds, each once), and pages of who
+ * changed which cells. Nothing of the world is touched.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { CELL_BYTES } from '../cube.js';
 import type { BlobStore } from '../store.js';
-import type { Change } from './change.js';
+import { CHANGES_A_TURN, type Change } from './change.js';
 import type { ChangeLog } from './change-log.js';
 import { readChangeSet } from './change-set.js';
 import type { CommitLog, SnapshotCommit } from './commit-log.js';
@@ -54,14 +54,14 @@ export function mergeRanges(ranges: CellRange[]): CellRange[] {
 }
 
 /** A read of the past: the snapshot it starts from, and every change after that snapshot, oldest first. */
-interface Replay { snapshot: SnapshotCommit; changes: AsyncGenerator<Change> }
+export interface Replay { snapshot: SnapshotCommit; changes: AsyncGenerator<Change> }
 
 /**
  * Opens a replay for an instant `from` (ms): the newest kept snapshot taken at or before it, then the change
  * sets after that snapshot (stopping once one begins after `until`) and the changes only the log holds.
  * OutsideHistoryError when `from` is before the oldest kept snapshot or after now.
  */
-async function openReplay(source: HistorySource, from: number, until = Number.POSITIVE_INFINITY): Promise<Replay> {
+export async function openReplay(source: HistorySource, from: number, until = Number.POSITIVE_INFINITY): Promise<Replay> {
   const span = historySpan(source);
   if (!span) throw new OutsideHistoryError('no history is kept yet: it starts with the first snapshot (POST /s3dump takes one now)');
   if (!(from >= Date.parse(span.earliest) && from <= source.now)) {
@@ -134,8 +134,8 @@ async function keptRanges(source: HistorySource, snapshot: SnapshotCommit, range
 /** Copies out of a kept snapshot go this many bytes between turns of the event loop (into memory not touched before, a piece can take tens of ms on a VM). */
 const COPY_PIECE_BYTES = 1024 * 1024;
 
-/** The cells of `ranges` in `snapshot`, one buffer per range. */
-async function loadRanges(source: HistorySource, snapshot: SnapshotCommit, ranges: CellRange[]): Promise<Uint8Array[]> {
+/** The cells of `ranges` (sorted, disjoint) in `snapshot`, one buffer per range. */
+export async function loadRanges(source: HistorySource, snapshot: SnapshotCommit, ranges: CellRange[]): Promise<Uint8Array[]> {
   const out = ranges.map((r) => new Uint8Array(r.count * CELL_BYTES));
   await loadSnapshotRanges(source.store, snapshot.key, snapshot.sha256, snapshot.bytes, ranges, out, `backup ${snapshot.name}`);
   return out;
@@ -159,13 +159,15 @@ export async function historyOf(source: HistorySource, query: HistoryQuery): Pro
   const older = (c: { at: number; lsn: number; seq: number }) => !query.cursor || c.at < query.cursor.at || (c.at === query.cursor.at && (c.lsn < query.cursor.lsn || (c.lsn === query.cursor.lsn && c.seq < query.cursor.seq)));
   // By author anywhere: only the cells of their newest `limit` (+1, to tell if more follow) changes older than
   // the cursor need tracking, so memory stays bounded by the page, not by how much they changed.
-  const ranges = query.ranges ?? (await authorCells(source, query.by!, query.since, query.until, undefined, { limit: query.limit + 1, older }));
+  const ranges = query.ranges ?? (await authorCells(source, query.by!, query.since, query.until, { limit: query.limit + 1, older }));
   if (ranges.length === 0) return { changes: [] };
   const replay = await openReplay(source, query.since, query.until);
   const state = await loadRanges(source, replay.snapshot, ranges);
   const page: CellChange[] = [];
   let more = false;
+  let seen = 0;
   for await (const change of replay.changes) {
+    if (++seen % CHANGES_A_TURN === 0) await nextTurn(); // change sets may come from memory, with no wait between them
     const inWindow = change.at > query.since && change.at <= query.until && (query.by === undefined || change.by === query.by);
     let offset = 0; // a cell's place in its change (across its runs): with at and lsn, its position in history
     for (const run of change.runs) {
@@ -187,67 +189,28 @@ export async function historyOf(source: HistorySource, query: HistoryQuery): Pro
   return more && last ? { changes, next: { at: last.at, lsn: last.lsn, seq: last.seq } } : { changes };
 }
 
-/** One cell the rollback puts back (`to`, what it held before the author's first change in the window), or leaves (`skipped`: another changed it later). */
-export interface RollbackPlan {
-  restore: Array<{ index: number; from: Uint8Array; to: Uint8Array }>;
-  skipped: Array<{ index: number; by: string; value: Uint8Array }>;
-}
-
 /**
- * For every cell of `ranges` (or anywhere) that `by` changed in (since, until]: the value it held before
- * their first change in that window, unless someone else changed it after their last change (then it is
- * skipped, with who did). Changes up to now count for the "after".
+ * The cells of the newest `limit` cell changes by `by` in (since, until] that pass `older`, as sorted merged
+ * ranges: a page of an author's history tracks only these, so its memory stays bounded by the page.
  */
-export async function planRollback(source: HistorySource, by: string, since: number, until: number, region?: CellRange[]): Promise<RollbackPlan> {
-  const cells = await authorCells(source, by, since, until, region);
-  const plan: RollbackPlan = { restore: [], skipped: [] };
-  if (cells.length === 0) return plan;
-  const replay = await openReplay(source, since);
-  const state = await loadRanges(source, replay.snapshot, cells);
-  const first = new Map<number, Uint8Array>(); // cell → its value before the author's first change in the window
-  const lastBy = new Map<number, string>(); // cell → the author of its newest change after `since`
-  for await (const change of replay.changes) {
-    for (const run of change.runs) {
-      eachTrackedCell(run.start, run.bytes, cells, state, (index, before) => {
-        if (change.at <= since) return;
-        if (change.by === by && change.at <= until && !first.has(index)) first.set(index, before);
-        if (first.has(index)) lastBy.set(index, change.by);
-      });
-    }
-  }
-  for (const [index, to] of [...first].sort((a, b) => a[0] - b[0])) {
-    const now = valueOf(cells, state, index);
-    if (lastBy.get(index) !== by) plan.skipped.push({ index, by: lastBy.get(index)!, value: now });
-    else if (!sameBytes(now, to)) plan.restore.push({ index, from: now, to });
-  }
-  return plan;
-}
-
-/**
- * The cells `by` changed in (since, until] (within `region` when given), as sorted single-cell ranges merged;
- * with `newest`, only those of their newest `limit` cell changes that pass `older`.
- */
-async function authorCells(source: HistorySource, by: string, since: number, until: number, region?: CellRange[], newest?: { limit: number; older: (c: { at: number; lsn: number; seq: number }) => boolean }): Promise<CellRange[]> {
+async function authorCells(source: HistorySource, by: string, since: number, until: number, newest: { limit: number; older: (c: { at: number; lsn: number; seq: number }) => boolean }): Promise<CellRange[]> {
   const replay = await openReplay(source, since, until);
-  const touched = new Set<number>();
-  const recent: number[] = []; // with `newest`: the cells of the newest changes seen, oldest first
+  const recent: number[] = []; // the cells of the newest changes seen, oldest first
+  let seen = 0;
   for await (const change of replay.changes) {
+    if (++seen % CHANGES_A_TURN === 0) await nextTurn();
     if (change.by !== by || change.at <= since || change.at > until) continue;
     let seq = 0;
     for (const run of change.runs) {
       const end = run.start + run.bytes.byteLength / CELL_BYTES;
       for (let i = run.start; i < end; i++, seq++) {
-        if (region && !inRanges(region, i)) continue;
-        if (!newest) touched.add(i);
-        else if (newest.older({ at: change.at, lsn: change.lsn, seq })) {
-          recent.push(i);
-          if (recent.length > newest.limit) recent.shift();
-        }
+        if (!newest.older({ at: change.at, lsn: change.lsn, seq })) continue;
+        recent.push(i);
+        if (recent.length > newest.limit) recent.shift();
       }
     }
   }
-  for (const i of recent) touched.add(i);
-  return mergeRanges([...touched].map((start) => ({ start, count: 1 })));
+  return mergeRanges([...new Set(recent)].map((start) => ({ start, count: 1 })));
 }
 
 /** Calls `visit` for each cell of a run inside the tracked ranges, with its value before and after, and applies it to `state`. */
@@ -265,23 +228,8 @@ function eachTrackedCell(start: number, bytes: Uint8Array, ranges: CellRange[], 
   }
 }
 
-function valueOf(ranges: CellRange[], state: Uint8Array[], index: number): Uint8Array {
-  const i = firstRangeEndingAfter(ranges, index);
-  const at = (index - ranges[i]!.start) * CELL_BYTES;
-  return state[i]!.slice(at, at + CELL_BYTES);
-}
-
-function inRanges(ranges: CellRange[], index: number): boolean {
-  const i = firstRangeEndingAfter(ranges, index);
-  return i < ranges.length && ranges[i]!.start <= index;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
-/** The first of the sorted, disjoint `ranges` that ends after cell `start`. */
-function firstRangeEndingAfter(ranges: CellRange[], start: number): number {
+/** The first of the sorted, disjoint `ranges` that ends after cell `start` (ranges.length when none does). */
+export function firstRangeEndingAfter(ranges: CellRange[], start: number): number {
   let lo = 0;
   let hi = ranges.length;
   while (lo < hi) {
@@ -292,8 +240,8 @@ function firstRangeEndingAfter(ranges: CellRange[], start: number): number {
   return lo;
 }
 
-/** Copies the part of a run (cells from `start`) that falls in each range into that range's buffer. */
-function applyRun(start: number, bytes: Uint8Array, ranges: CellRange[], out: Uint8Array[]): void {
+/** Copies the part of a run (cells from `start`) that falls in each of the sorted, disjoint `ranges` into that range's buffer. */
+export function applyRun(start: number, bytes: Uint8Array, ranges: CellRange[], out: Uint8Array[]): void {
   const end = start + bytes.byteLength / CELL_BYTES;
   for (let i = firstRangeEndingAfter(ranges, start); i < ranges.length && ranges[i]!.start < end; i++) {
     const r = ranges[i]!;

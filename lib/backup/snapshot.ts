@@ -44,8 +44,8 @@ export async function loadSnapshotRanges(store: BlobStore, key: string, sha256: 
   });
 }
 
-/** Streams and verifies a snapshot object of `bytes` bytes, handing each decompressed chunk and its offset to `take`. */
-async function streamSnapshot(store: BlobStore, key: string, sha256: string, bytes: number, what: string, take: (chunk: Buffer, at: number) => void): Promise<void> {
+/** Streams and verifies a snapshot object of `bytes` bytes (as loadSnapshot), handing each decompressed chunk and its byte offset to `take`. */
+export async function streamSnapshot(store: BlobStore, key: string, sha256: string, bytes: number, what: string, take: (chunk: Buffer, at: number) => void): Promise<void> {
   const body = await store.getStream(key);
   if (body === undefined) throw new CorruptBackupError(`${what}: its object ${key} is missing`);
   const gunzip = createGunzip({ chunkSize: 1024 * 1024 });

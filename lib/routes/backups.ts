@@ -63,10 +63,15 @@ export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ct
 }
 
 
-/** Bodies of /restore: a name, or an instant with up to MAX_RESTORE_RANGES ranges. */
-export const RESTORE_BODY_LIMIT = 1024 * 1024;
-/** The most ranges one restore takes (a box of 256 x 256 cells across is 65,536 short ranges). */
-const MAX_RESTORE_RANGES = 65_536;
+/** The most ranges one restore or rollback takes (a box of 256 x 256 cells across is 65,536 short ranges). */
+export const MAX_RESTORE_RANGES = 65_536;
+/**
+ * Bodies of /restore and /rollback: a name, or an instant with up to MAX_RESTORE_RANGES ranges. At the widest
+ * numbers (a world of 2^28 cells) a range is `{"start":268435455,"count":268435455},`, 38 bytes: 65,536 of them
+ * are 2.5 MB, and 3 MiB leaves room for the rest of the body and some whitespace. More ranges than the limit
+ * in a body under it get the 400 that names the limit.
+ */
+export const RESTORE_BODY_LIMIT = 3 * 1024 * 1024;
 
 /** The ranges a restore to an instant names: `start`/`count`, or `ranges`; undefined for the whole world. 400 for any that does not fit. */
 export function restoreRanges(fields: Record<string, unknown>, cells: number): CellRange[] | undefined {

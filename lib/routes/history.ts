@@ -1,7 +1,7 @@
 /** GET /history and POST /rollback: who changed which cells, and undoing one player's changes. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CellChange, HistoryCursor } from '../backup/backups.js';
-import type { Cell } from '../cube.js';
+import { CELL_BYTES, type Cell } from '../cube.js';
 import { HttpError, readJson, sendJson, upstream } from '../http.js';
 import { isAuthor, MAX_AUTHOR, parseInstant } from '../values.js';
 import { boxCells, boxRanges } from '../shape.js';
@@ -14,6 +14,12 @@ import { bodyRanges, queryBox } from './region.js';
 const MAX_HISTORY_LIMIT = 1000;
 /** A region a history query may name at most (its cells are tracked while the window is replayed). */
 const MAX_HISTORY_CELLS = 1 << 20;
+/**
+ * The most runs a rollback's answer lists of each kind. A run is at most 20 bytes of JSON, a listed cell
+ * (1,000 of each kind) at most about 250: 2 x 10,000 x 20 + 2 x 1,000 x 250 keeps the answer under 1 MB
+ * however many cells the rollback covers. The counts are always exact.
+ */
+const MAX_ANSWER_RUNS = 10_000;
 
 /**
  * GET /history?start=S&count=N or ?box=x,y,z,w,h,d (the changes to those cells) or ?by=P (that author's changes anywhere), with
@@ -69,7 +75,10 @@ function parseCursor(raw: string | null): HistoryCursor | undefined {
 /**
  * POST /rollback {"by", "since", "until"?, "start"/"count", "ranges" or "box"?, "preview"?}: puts back, for every cell
  * that player changed in the window, the value it had before their first change in it; cells someone else
- * changed after them are left and listed. One change by the operator; `preview` changes nothing.
+ * changed after them are left. One change by the operator; `preview` changes nothing. The answer, under 1 MB
+ * whatever the size: exact counts (`restored`, `skipped`), the runs of each as [start, count] (`restore`,
+ * `skippedRuns`, up to MAX_ANSWER_RUNS each), the first 1,000 cells of each in detail (`cells`: from, to;
+ * `skippedCells`: by, current), and `truncated` when any list was cut.
  */
 export async function rollback(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
@@ -89,12 +98,16 @@ export async function rollback(req: IncomingMessage, res: ServerResponse, ctx: C
   if (fields.preview !== undefined && typeof fields.preview !== 'boolean') throw new HttpError(400, 'preview must be true or false');
   const ranges = bodyRanges(fields, ctx);
   const plan = await upstream(ctx.backups.rollback(fields.by, since, until, ranges, operator(req, new URL(req.url ?? '/', 'http://x').searchParams), fields.preview === true));
+  const truncated = plan.restore.length > MAX_ANSWER_RUNS || plan.skippedRuns.length > MAX_ANSWER_RUNS || plan.restoredCells.length < plan.restored || plan.skippedCells.length < plan.skipped;
   sendJson(res, 200, {
     status: 200,
     preview: fields.preview === true,
-    restored: plan.restore.length,
-    skipped: plan.skipped.length,
-    cells: plan.restore.map((c) => ({ index: c.index, from: cellOf(c.from), to: cellOf(c.to) })),
-    skippedCells: plan.skipped.map((c) => ({ index: c.index, by: c.by, current: cellOf(c.value) })),
+    restored: plan.restored,
+    skipped: plan.skipped,
+    restore: plan.restore.slice(0, MAX_ANSWER_RUNS).map((run) => [run.start, run.bytes.byteLength / CELL_BYTES]),
+    skippedRuns: plan.skippedRuns.slice(0, MAX_ANSWER_RUNS).map((r) => [r.start, r.count]),
+    cells: plan.restoredCells.map((c) => ({ index: c.index, from: cellOf(c.from), to: cellOf(c.to) })),
+    skippedCells: plan.skippedCells.map((c) => ({ index: c.index, by: c.by, current: cellOf(c.value) })),
+    truncated,
   });
 }
