@@ -1,15 +1,16 @@
 /** A BlobStore in an S3 bucket (AWS S3, or an S3-compatible server such as Ceph RGW). */
-import { AbortMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
-import { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, DeleteObjectCommand, GetObjectCommand, ListMultipartUploadsCommand,
+  ListObjectsV2Command, PutObjectCommand, UploadPartCommand, type CompletedPart, type S3Client,
+} from '@aws-sdk/client-s3';
 import type { BlobStore } from './store.js';
 
 /**
- * Bodies above this go as a multipart upload in parts of this size (S3's minimum), two at a time: every part
- * in flight is memory held beside the world, and two keep a single stream to S3 busy.
+ * Bodies above this go as a multipart upload in parts of this size (S3's minimum). A stream is gathered into
+ * two part buffers, allocated once per upload and reused: one is uploaded while the next fills, so a backup
+ * holds 10 MiB beside the world whatever its size, and leaves no garbage behind for a GC to find.
  */
 const PART_BYTES = 5 * 1024 * 1024;
-const PARTS_IN_FLIGHT = 2;
 
 /** Stores objects in `bucket` through `client` (built by the caller: the SDK's default chain in production, a local server in tests). */
 export class S3Store implements BlobStore {
@@ -48,15 +49,83 @@ export class S3Store implements BlobStore {
       await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body }));
       return;
     }
-    // lib-storage gathers a stream one part at a time (a single PutObject when it ends within one part), so
-    // the whole body is never held; on failure it aborts the multipart upload (leavePartsOnError is false).
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: key, Body: body instanceof Uint8Array ? body : Readable.from(body, { objectMode: false }) },
-      partSize: PART_BYTES,
-      queueSize: PARTS_IN_FLIGHT,
-    });
-    await upload.done();
+    if (body instanceof Uint8Array) {
+      const whole = body;
+      await this.putParts(key, async (i) => whole.subarray(i * PART_BYTES, (i + 1) * PART_BYTES));
+      return;
+    }
+    const chunks = (Symbol.asyncIterator in body ? body[Symbol.asyncIterator]() : body[Symbol.iterator]()) as AsyncIterator<Uint8Array> | Iterator<Uint8Array>;
+    let rest: Uint8Array | undefined; // a chunk, or what it had beyond the part it filled
+    let ended = false;
+    const next = async (): Promise<boolean> => {
+      const got = await chunks.next();
+      if (got.done) ended = true;
+      else rest = got.value;
+      return !got.done;
+    };
+    try {
+      // Up to one part: the chunks as they come. A stream that ends within it is one PutObject of them.
+      const head: Uint8Array[] = [];
+      let headBytes = 0;
+      while (headBytes <= PART_BYTES && (await next())) {
+        head.push(rest!);
+        headBytes += rest!.byteLength;
+      }
+      rest = undefined;
+      if (ended) {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: head.length === 1 ? head[0] : Buffer.concat(head) }));
+        return;
+      }
+      const buffers: Uint8Array[] = [];
+      const pending = head; // the head's chunks, spread over the first parts
+      // Fills part buffer `i % 2` (free again: the part before it is stored); short only at the stream's end.
+      const gather = async (i: number): Promise<Uint8Array> => {
+        const part = (buffers[i % 2] ??= new Uint8Array(PART_BYTES));
+        let at = 0;
+        while (at < PART_BYTES) {
+          if (!rest || rest.byteLength === 0) {
+            if (pending.length > 0) rest = pending.shift();
+            else if (ended || !(await next())) break;
+          }
+          const n = Math.min(rest!.byteLength, PART_BYTES - at);
+          part.set(rest!.subarray(0, n), at);
+          at += n;
+          rest = rest!.subarray(n);
+        }
+        return part.subarray(0, at);
+      };
+      await this.putParts(key, gather);
+    } finally {
+      if (!ended) await chunks.return?.();
+    }
+  }
+
+  /**
+   * Uploads the parts `part(0)`, `part(1)`, ... (each PART_BYTES but the last, which is shorter or empty) as a
+   * multipart upload, one part in flight while the next is produced; a failure aborts it, leaving no part behind.
+   */
+  private async putParts(key: string, part: (i: number) => Promise<Uint8Array>): Promise<void> {
+    const { UploadId } = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: key }));
+    const parts: CompletedPart[] = [];
+    let inFlight: Promise<unknown> = Promise.resolve();
+    try {
+      for (let i = 0; ; i++) {
+        const body = await part(i);
+        await inFlight; // the previous part is stored, and its buffer free for part i + 1
+        if (body.byteLength === 0 && i > 0) break;
+        const upload = this.client.send(new UploadPartCommand({ Bucket: this.bucket, Key: key, UploadId, PartNumber: i + 1, Body: body }))
+          .then((out) => { parts[i] = { PartNumber: i + 1, ETag: out.ETag }; });
+        inFlight = upload;
+        upload.catch(() => undefined); // awaited above or below; a failure is not unhandled meanwhile
+        if (body.byteLength < PART_BYTES) break;
+      }
+      await inFlight;
+      await this.client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId, MultipartUpload: { Parts: parts } }));
+    } catch (err) {
+      await inFlight.catch(() => undefined);
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId })).catch(() => undefined);
+      throw err;
+    }
   }
 
   async putIfAbsent(key: string, body: Uint8Array): Promise<boolean> {
