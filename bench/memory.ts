@@ -54,7 +54,7 @@ await main('bench:memory: resident memory idle, under load and during backups', 
     let sampler: RssSampler | undefined;
     const t0 = performance.now();
     // The probe: memoryUsage() on request, and a forced GC (--expose-gc) as a diagnostic after the figures that count.
-    const server = await startCubecache(`cubecache-${kind}`, { env: { ...env, S3_PREFIX: prefix }, onSpawn: (pid) => { sampler = new RssSampler(pid, 10); }, probe: true, nodeArgs: ['--expose-gc', ...profileArgs(`memory-${kind}`)] });
+    const server = await startCubecache(`cubecache-${kind}`, { env: { ...env, S3_PREFIX: prefix }, onSpawn: (pid) => { sampler = new RssSampler(pid, 10); }, listenTimeoutMs: Math.max(60_000, WORLD_MIB * 300), probe: true, nodeArgs: ['--expose-gc', ...profileArgs(`memory-${kind}`)] });
     const s = sampler!;
     const boot = s.window(t0);
 

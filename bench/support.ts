@@ -161,6 +161,8 @@ export interface StartOptions {
   noWait?: boolean;
   /** Called right after spawn (RSS samplers). */
   onSpawn?: (pid: number) => void;
+  /** How long to wait for `listening` (60 s): a restore of a large world on a busy machine takes longer. */
+  listenTimeoutMs?: number;
 }
 
 /** What the probe's SIGURG prints: process.memoryUsage() and V8's heap spaces (name → bytes reserved). */
@@ -298,7 +300,7 @@ async function spawnProcess(name: string, args: string[], env: Record<string, st
   };
   onCleanup(async () => { if (!done) { child.kill('SIGKILL'); await exited; } });
   if (!options.noWait) {
-    const listening = await proc.waitForEvent('listening');
+    const listening = await proc.waitForEvent('listening', options.listenTimeoutMs);
     proc.url = `http://127.0.0.1:${listening.event.port as number}`;
   }
   return proc;
