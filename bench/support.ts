@@ -82,7 +82,8 @@ let serverCommand: ServerCommand | undefined;
 
 export function ensureBuilt(): ServerCommand {
   if (serverCommand) return serverCommand;
-  if (process.env.BENCH_SERVER === 'tsx') return (serverCommand = { args: ['--expose-gc', '--import', 'tsx', 'server.ts'], how: 'node --import tsx server.ts (BENCH_SERVER=tsx)' });
+  const flags = productionStart().nodeArgs;
+  if (process.env.BENCH_SERVER === 'tsx') return (serverCommand = { args: [...flags, '--import', 'tsx', 'server.ts'], how: `node ${flags.join(' ')} --import tsx server.ts (BENCH_SERVER=tsx)` });
   const out = join(ROOT, 'dist', 'server.js');
   // Every source the build compiles or copies: server.ts and lib/ with its folders (lib/backup/...), and the console's files.
   const sources = [join(ROOT, 'server.ts'), ...(readdirSync(join(ROOT, 'lib'), { recursive: true }) as string[]).filter((f) => f.endsWith('.ts') || f.startsWith('console/')).map((f) => join(ROOT, 'lib', f))];
@@ -93,11 +94,25 @@ export function ensureBuilt(): ServerCommand {
     const result = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: 'inherit' });
     if (result.status !== 0) {
       console.log('!! build failed (sources being edited?): falling back to node --import tsx server.ts');
-      return (serverCommand = { args: ['--import', 'tsx', 'server.ts'], how: 'node --import tsx server.ts (build failed)' });
+      return (serverCommand = { args: [...flags, '--import', 'tsx', 'server.ts'], how: 'node --import tsx server.ts (build failed)' });
     }
   }
-  // As the Procfile runs it.
-  return (serverCommand = { args: ['--expose-gc', 'dist/server.js'], how: `node --expose-gc dist/server.js${stale ? ' (rebuilt)' : ''}` });
+  // As `npm start` runs it (the Procfile's node takes the same flags, and .ebextensions the same environment).
+  const env = Object.entries(productionStart().env).map(([k, v]) => `${k}=${v} `).join('');
+  return (serverCommand = { args: [...flags, 'dist/server.js'], how: `${env}node ${flags.join(' ')} dist/server.js${stale ? ' (rebuilt)' : ''}` });
+}
+
+/**
+ * The environment and node flags of `npm start` (package.json): `VAR=value ... node <flags> dist/server.js`.
+ * Benchmarks run the server with them, so they measure the process production runs.
+ */
+export function productionStart(): { env: Record<string, string>; nodeArgs: string[] } {
+  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+  const words = start.trim().split(/\s+/);
+  const node = words.indexOf('node');
+  if (node < 0 || words.at(-1) !== 'dist/server.js') throw new Error(`npm start is not "VAR=value node <flags> dist/server.js": ${start}`);
+  const env = Object.fromEntries(words.slice(0, node).map((w) => [w.slice(0, w.indexOf('=')), w.slice(w.indexOf('=') + 1)]));
+  return { env, nodeArgs: words.slice(node + 1, -1) };
 }
 
 /** Transpiles a self-contained bench TS module (node: imports only) to an .mjs file in workDir(); returns its path. */
@@ -129,6 +144,8 @@ export interface ServerProc {
   loopWindow(): Promise<LoopWindow>;
   /** Runs a full GC in the process (only with `probe: true` and --expose-gc); memoryUsage() before and after. */
   forceGc(): Promise<{ gc: boolean; before: NodeJS.MemoryUsage; after: NodeJS.MemoryUsage }>;
+  /** memoryUsage() and the size of each V8 heap space, as they are (only with `probe: true`). */
+  memoryNow(): Promise<MemProbe>;
   /** SIGTERM, wait (final backup if dirty), SIGKILL after `graceMs`. */
   stop(graceMs?: number): Promise<number | null>;
   exited: Promise<number | null>;
@@ -144,7 +161,12 @@ export interface StartOptions {
   noWait?: boolean;
   /** Called right after spawn (RSS samplers). */
   onSpawn?: (pid: number) => void;
+  /** How long to wait for `listening` (60 s): a restore of a large world on a busy machine takes longer. */
+  listenTimeoutMs?: number;
 }
+
+/** What the probe's SIGURG prints: process.memoryUsage() and V8's heap spaces (name → bytes reserved). */
+export interface MemProbe { usage: NodeJS.MemoryUsage; spaces: Record<string, number> }
 
 let probePath: string | undefined;
 
@@ -173,6 +195,7 @@ export async function startCubecache(name: string, options: StartOptions = {}): 
     AUTH_USER: AUTH.user, AUTH_PASSWORD: AUTH.password,
     BACKUP_INTERVAL_SECONDS: '0',
     AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    ...productionStart().env,
     // glibc malloc tuning (e.g. MALLOC_MMAP_THRESHOLD_) passes through, to compare allocator settings.
     ...Object.fromEntries(Object.entries(process.env).filter(([k, v]) => k.startsWith('MALLOC_') && v !== undefined)) as Record<string, string>,
     ...options.env,
@@ -205,6 +228,7 @@ async function spawnProcess(name: string, args: string[], env: Record<string, st
   const wakers = new Set<() => void>();
   const probeLines: LoopWindow[] = [];
   const gcLines: Array<{ gc: boolean; before: NodeJS.MemoryUsage; after: NodeJS.MemoryUsage }> = [];
+  const memLines: MemProbe[] = [];
   child.stdout!.on('data', (chunk: Buffer) => {
     const at = performance.now();
     const text = chunk.toString();
@@ -227,6 +251,7 @@ async function spawnProcess(name: string, args: string[], env: Record<string, st
       pendingErr = pendingErr.slice(nl + 1);
       if (line.startsWith('LOOPPROBE ')) probeLines.push(JSON.parse(line.slice(10)) as LoopWindow);
       else if (line.startsWith('GCPROBE ')) gcLines.push(JSON.parse(line.slice(8)) as (typeof gcLines)[number]);
+      else if (line.startsWith('MEMPROBE ')) memLines.push(JSON.parse(line.slice(9)) as MemProbe);
       else raw += line + '\n';
     }
     for (const w of wakers) w();
@@ -259,6 +284,11 @@ async function spawnProcess(name: string, args: string[], env: Record<string, st
       child.kill('SIGWINCH');
       return waitFor('GCPROBE line', () => (gcLines.length > before ? gcLines[before] : undefined), 30_000);
     },
+    async memoryNow() {
+      const before = memLines.length;
+      child.kill('SIGURG');
+      return waitFor('MEMPROBE line', () => (memLines.length > before ? memLines[before] : undefined), 10_000);
+    },
     async stop(graceMs = 60_000) {
       if (done) return child.exitCode;
       child.kill('SIGTERM');
@@ -270,7 +300,7 @@ async function spawnProcess(name: string, args: string[], env: Record<string, st
   };
   onCleanup(async () => { if (!done) { child.kill('SIGKILL'); await exited; } });
   if (!options.noWait) {
-    const listening = await proc.waitForEvent('listening');
+    const listening = await proc.waitForEvent('listening', options.listenTimeoutMs);
     proc.url = `http://127.0.0.1:${listening.event.port as number}`;
   }
   return proc;
@@ -360,6 +390,13 @@ export function memory(pid: number): { rss: number; hwm: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024;
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') };
+}
+
+/** /proc/<pid>/smaps_rollup in bytes by field (Rss, Anonymous, Pss_File, ...): anonymous memory vs mapped files. */
+export function smapsRollup(pid: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const m of readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8').matchAll(/^(\w+):\s+(\d+) kB/gm)) out[m[1]!] = Number(m[2]) * 1024;
+  return out;
 }
 
 /** Samples VmRSS every `everyMs` until stopped; marks let callers take the peak of a window. */

@@ -13,8 +13,9 @@ const SLICE_SHIFT = 20;
 
 /**
  * The world as it was at one instant, read a slice at a time. Taking it copies nothing: until a slice has
- * been read, the first write into it saves the slice's old bytes first (copy-on-write), so no event-loop
- * turn ever copies more than one slice. Call release() when done, read or not.
+ * been read, a write into it first records the old value of each cell it changes (copy-on-write by cell), so
+ * the snapshot holds about 8 bytes per cell written ahead of the reader, and nothing for writes behind it. A
+ * slice written more than its size is worth keeps a copy of itself instead. Call release() when done.
  */
 export interface Snapshot {
   readonly version: number;
@@ -22,18 +23,41 @@ export interface Snapshot {
   readonly byteLength: number;
   /** Slices of SNAPSHOT_SLICE_BYTES (the last may be shorter), in order. */
   readonly slices: number;
-  /** The bytes of slice `i` as they were when the snapshot was taken; each slice is read once. */
-  readSlice(i: number): Uint8Array;
+  /**
+   * The bytes of slice `i` as they were when the snapshot was taken, copied into `into` (at least a slice
+   * long, 4-byte aligned; reused by the caller) or else into a new array; each slice is read once.
+   */
+  readSlice(i: number, into?: Uint8Array): Uint8Array;
+  /** Bytes held beside the world for slices not read yet (old values and copies); 0 once all are read. */
+  readonly heldBytes: number;
+  /** The most heldBytes has been. */
+  readonly peakHeldBytes: number;
   release(): void;
 }
 
+/** Old values of cells of one unread slice, in the order they were overwritten: (byte offset, old word) pairs. */
+interface UndoLog { entries: Uint32Array; n: number }
+
 /** The copy-on-write state of the snapshot being read. */
-interface CopyOnWrite { saved: Map<number, Uint8Array>; read: Uint8Array }
+interface CopyOnWrite {
+  read: Uint8Array;
+  /** Whole copies of slices whose undo log would have outgrown them (or that were replaced whole). */
+  saved: Map<number, Uint8Array>;
+  undo: Map<number, UndoLog>;
+  held: number;
+  peak: number;
+}
+
+// An undo log grows to at most a quarter of its slice (8 bytes a cell) before the slice is copied whole instead.
+const UNDO_MAX_ENTRIES = SNAPSHOT_SLICE_BYTES / 4 / 8;
+const UNDO_FIRST_ENTRIES = 64;
 
 /** A world of `cells` cells, all zero. Keeps its statistics up to date with every write. */
 export class Cube {
   readonly cells: number;
   readonly bytes: Uint8Array;
+  /** The cells as 32-bit words (one a cell, native byte order): the unit of copy-on-write. */
+  private readonly words: Uint32Array;
   /** Cells per category (index = category byte), kept up to date so /stats never scans the world. */
   readonly categories = new Float64Array(256);
   private changes = 0;
@@ -45,6 +69,7 @@ export class Cube {
     if (!Number.isSafeInteger(cells) || cells < 1) throw new RangeError(`cells must be a positive integer, got ${cells}`);
     this.cells = cells;
     this.bytes = new Uint8Array(cells * CELL_BYTES);
+    this.words = new Uint32Array(this.bytes.buffer, 0, cells);
     this.categories[0] = cells;
   }
 
@@ -75,7 +100,7 @@ export class Cube {
   write(index: number, cell: Cell): void {
     const at = index * CELL_BYTES;
     const b = this.bytes;
-    if (this.cow) this.preserve(at >>> SLICE_SHIFT, this.cow);
+    if (this.cow) this.preserve(this.cow, at, at + CELL_BYTES);
     this.forget(at);
     b[at] = cell.category;
     b[at + 1] = cell.rotation;
@@ -90,7 +115,7 @@ export class Cube {
   writeRange(start: number, bytes: Uint8Array): void {
     const from = start * CELL_BYTES;
     const to = from + bytes.byteLength;
-    if (this.cow && to > from) for (let s = from >>> SLICE_SHIFT; s <= (to - 1) >>> SLICE_SHIFT; s++) this.preserve(s, this.cow);
+    if (this.cow && to > from) this.preserve(this.cow, from, to);
     for (let at = from; at < to; at += CELL_BYTES) this.forget(at);
     this.bytes.set(bytes, from);
     for (let at = from; at < to; at += CELL_BYTES) this.count(at);
@@ -102,7 +127,7 @@ export class Cube {
   replace(bytes: Uint8Array): void {
     if (bytes.byteLength !== this.bytes.byteLength) throw new RangeError(`expected ${this.bytes.byteLength} bytes, got ${bytes.byteLength}`);
     const cow = this.cow;
-    if (cow) for (let s = 0; s < this.sliceCount(); s++) this.preserve(s, cow);
+    if (cow) for (let s = 0; s < this.sliceCount(); s++) this.saveWhole(cow, s);
     this.bytes.set(bytes);
     this.recount();
     this.changes++;
@@ -118,7 +143,7 @@ export class Cube {
   /** Takes a snapshot (see Snapshot); one at a time. Synchronous and cheap: no write can interleave. */
   snapshot(): Snapshot {
     if (this.cow) throw new Error('a snapshot is already being read');
-    const cow: CopyOnWrite = { saved: new Map(), read: new Uint8Array(this.sliceCount()) };
+    const cow: CopyOnWrite = { read: new Uint8Array(this.sliceCount()), saved: new Map(), undo: new Map(), held: 0, peak: 0 };
     this.cow = cow;
     const cube = this;
     const byteLength = this.bytes.byteLength;
@@ -127,15 +152,31 @@ export class Cube {
       bytesWritten: this.written,
       byteLength,
       slices: cow.read.length,
-      readSlice(i: number): Uint8Array {
+      get heldBytes() { return cow.held; },
+      get peakHeldBytes() { return cow.peak; },
+      readSlice(i: number, into?: Uint8Array): Uint8Array {
         if (cube.cow !== cow) throw new Error('snapshot released');
-        const saved = cow.saved.get(i);
+        if (cow.read[i]) throw new Error(`slice ${i} was read already`);
+        const start = i << SLICE_SHIFT;
+        const end = Math.min(byteLength, start + SNAPSHOT_SLICE_BYTES);
         cow.read[i] = 1;
+        const saved = cow.saved.get(i);
         if (saved) {
           cow.saved.delete(i);
-          return saved;
+          cow.held -= saved.byteLength;
+          if (!into) return saved;
+          into.set(saved);
+          return into.subarray(0, saved.byteLength);
         }
-        return cube.bytes.slice(i << SLICE_SHIFT, Math.min(byteLength, (i + 1) << SLICE_SHIFT));
+        const out = into ? into.subarray(0, end - start) : new Uint8Array(end - start);
+        out.set(cube.bytes.subarray(start, end));
+        const log = cow.undo.get(i);
+        if (log) {
+          cube.undoInto(out, start, log);
+          cow.undo.delete(i);
+          cow.held -= log.entries.byteLength;
+        }
+        return out;
       },
       release(): void {
         if (cube.cow === cow) cube.cow = undefined;
@@ -147,10 +188,67 @@ export class Cube {
     return Math.ceil(this.bytes.byteLength / SNAPSHOT_SLICE_BYTES);
   }
 
-  /** Saves slice `s` as it is, if the snapshot has not read it and no earlier write saved it. */
-  private preserve(s: number, cow: CopyOnWrite): void {
+  /**
+   * Before bytes [from, to) change: records the old value of each of their cells in slices the snapshot has
+   * not read (nothing for slices behind the reader, or copied whole already).
+   */
+  private preserve(cow: CopyOnWrite, from: number, to: number): void {
+    for (let s = from >>> SLICE_SHIFT; s <= (to - 1) >>> SLICE_SHIFT; s++) {
+      if (cow.read[s] || cow.saved.has(s)) continue;
+      const sliceFrom = Math.max(from, s << SLICE_SHIFT);
+      const sliceTo = Math.min(to, (s + 1) << SLICE_SHIFT);
+      const cells = (sliceTo - sliceFrom) / CELL_BYTES;
+      let log = cow.undo.get(s);
+      if ((log?.n ?? 0) + cells > UNDO_MAX_ENTRIES) {
+        this.saveWhole(cow, s);
+        continue;
+      }
+      if (!log) {
+        log = { entries: new Uint32Array(2 * Math.max(UNDO_FIRST_ENTRIES, cells)), n: 0 };
+        cow.undo.set(s, log);
+        this.hold(cow, log.entries.byteLength);
+      } else if (2 * (log.n + cells) > log.entries.length) {
+        const grown = new Uint32Array(2 * Math.max(2 * log.n, log.n + cells));
+        grown.set(log.entries.subarray(0, 2 * log.n));
+        this.hold(cow, grown.byteLength - log.entries.byteLength);
+        log.entries = grown;
+      }
+      const entries = log.entries;
+      let k = 2 * log.n;
+      for (let at = sliceFrom; at < sliceTo; at += CELL_BYTES) {
+        entries[k++] = at;
+        entries[k++] = this.words[at >>> 2]!;
+      }
+      log.n += cells;
+    }
+  }
+
+  /** Copies unread slice `s` whole as the snapshot's instant saw it (its current bytes, undone), dropping its undo log. */
+  private saveWhole(cow: CopyOnWrite, s: number): void {
     if (cow.read[s] || cow.saved.has(s)) return;
-    cow.saved.set(s, this.bytes.slice(s << SLICE_SHIFT, Math.min(this.bytes.byteLength, (s + 1) << SLICE_SHIFT)));
+    const start = s << SLICE_SHIFT;
+    const copy = this.bytes.slice(start, Math.min(this.bytes.byteLength, start + SNAPSHOT_SLICE_BYTES));
+    const log = cow.undo.get(s);
+    if (log) {
+      this.undoInto(copy, start, log);
+      cow.undo.delete(s);
+      cow.held -= log.entries.byteLength;
+    }
+    cow.saved.set(s, copy);
+    this.hold(cow, copy.byteLength);
+  }
+
+  /** Puts the old values of `log` back into `out` (the slice starting at byte `start`), newest first, so each cell ends at its oldest. */
+  private undoInto(out: Uint8Array, start: number, log: UndoLog): void {
+    if (out.byteOffset % CELL_BYTES !== 0) throw new RangeError('a slice is read into 4-byte aligned memory');
+    const words = new Uint32Array(out.buffer, out.byteOffset, out.byteLength >>> 2);
+    const entries = log.entries;
+    for (let k = 2 * (log.n - 1); k >= 0; k -= 2) words[(entries[k]! - start) >>> 2] = entries[k + 1]!;
+  }
+
+  private hold(cow: CopyOnWrite, bytes: number): void {
+    cow.held += bytes;
+    if (cow.held > cow.peak) cow.peak = cow.held;
   }
 
   /** Recounts cells in use and categories in one pass over 32-bit words (a cell is one word). */

@@ -41,6 +41,65 @@ describe('cube', () => {
     cube.snapshot().release(); // released: a new one may start
   });
 
+  test('a snapshot holds nothing for writes behind its reader, and the old cells (not slices) for writes ahead of it', () => {
+    const sliceCells = SNAPSHOT_SLICE_BYTES / 4;
+    const cells = 4 * sliceCells;
+    const cube = new Cube(cells);
+    for (let i = 0; i < cells; i += 7) cube.write(i, { category: i & 255, rotation: 1, sideA: 2, sideB: 3 });
+    const instant = cube.bytes.slice();
+    const snapshot = cube.snapshot();
+    const into = new Uint8Array(SNAPSHOT_SLICE_BYTES);
+    const read: Buffer[] = [Buffer.from(snapshot.readSlice(0, into))];
+    read.push(Buffer.from(snapshot.readSlice(1, into)));
+    // Slices 0 and 1 are uploaded: writes there, single cells and ranges, need nothing kept.
+    for (let i = 0; i < 2 * sliceCells; i += 3) cube.write(i, { category: 77, rotation: 0, sideA: 0, sideB: 0 });
+    cube.writeRange(10, new Uint8Array(sliceCells * 4).fill(5));
+    assert.equal(snapshot.heldBytes, 0);
+    assert.equal(snapshot.peakHeldBytes, 0);
+    // Slice 2, ahead of the reader: a thousand single-cell writes (the same cell again, too) keep their old cells only.
+    for (let k = 0; k < 1000; k++) cube.write(2 * sliceCells + ((k * 7919) % sliceCells), { category: k & 255, rotation: 9, sideA: 9, sideB: 9 });
+    assert.ok(snapshot.heldBytes > 0 && snapshot.heldBytes <= 1000 * 8 * 2, `held ${snapshot.heldBytes} bytes for 1000 cells`);
+    // Slice 3, written all over: its undo log would outgrow it, so it is copied once, whole, and written on.
+    for (let i = 3 * sliceCells; i < cells; i++) cube.write(i, { category: 1, rotation: 1, sideA: 1, sideB: 1 });
+    cube.writeRange(3 * sliceCells, new Uint8Array(64).fill(8));
+    assert.ok(snapshot.heldBytes <= SNAPSHOT_SLICE_BYTES + SNAPSHOT_SLICE_BYTES / 4 + 1000 * 8 * 2, `held ${snapshot.heldBytes}`);
+    read.push(Buffer.from(snapshot.readSlice(2, into)));
+    read.push(Buffer.from(snapshot.readSlice(3)));
+    assert.equal(snapshot.heldBytes, 0);
+    assert.throws(() => snapshot.readSlice(3), /read already/);
+    snapshot.release();
+    assert.ok(Buffer.concat(read).equals(instant));
+  });
+
+  test('a snapshot equals its instant under random writes and ranges anywhere while it is read', () => {
+    const sliceCells = SNAPSHOT_SLICE_BYTES / 4;
+    const cells = 5 * sliceCells + 123;
+    const cube = new Cube(cells);
+    let seed = 12345;
+    const random = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
+    const scribble = (n: number) => {
+      for (let k = 0; k < n; k++) {
+        if (random() < 0.9) cube.write(Math.floor(random() * cells), { category: Math.floor(random() * 256), rotation: 1, sideA: 2, sideB: 3 });
+        else {
+          const count = 1 + Math.floor(random() * 3000);
+          const start = Math.floor(random() * (cells - count));
+          cube.writeRange(start, new Uint8Array(count * 4).fill(Math.floor(random() * 256)));
+        }
+      }
+    };
+    scribble(20_000);
+    const instant = cube.bytes.slice();
+    const snapshot = cube.snapshot();
+    const into = new Uint8Array(SNAPSHOT_SLICE_BYTES);
+    const read: Buffer[] = [];
+    for (let i = 0; i < snapshot.slices; i++) {
+      scribble(5_000);
+      read.push(Buffer.from(snapshot.readSlice(i, into)));
+    }
+    snapshot.release();
+    assert.ok(Buffer.concat(read).equals(instant));
+  });
+
   test('keeps cells in use, the category histogram and bytes written up to date through every kind of write', () => {
     const cube = new Cube(8);
     const recount = () => {

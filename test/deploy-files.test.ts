@@ -23,6 +23,19 @@ const SHIPPED_ENV = EB['aws:elasticbeanstalk:application:environment']!;
 const README = readFileSync('README.md', 'utf8');
 
 describe('.ebextensions', () => {
+  test('production runs node as npm start does: the same flags in the Procfile, the same malloc setting in the environment', () => {
+    const start = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: { start: string } }).scripts.start;
+    const [, env, flags] = /^((?:\w+=\S+ )*)node (.*) dist\/server\.js$/.exec(start) ?? [];
+    assert.ok(flags, `npm start is "VAR=value node <flags> dist/server.js": ${start}`);
+    assert.match(flags, /--expose-gc/);
+    assert.match(flags, /--max-semi-space-size=\d+/, 'a young generation that grows to 64 MiB under load and stays (bench/memory.ts)');
+    assert.match(readFileSync('Procfile', 'utf8'), new RegExp(`^web: node ${flags.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} dist/server\\.js$`, 'm'));
+    for (const pair of env!.trim().split(/\s+/).filter(Boolean)) {
+      const [name, value] = pair.split('=');
+      assert.equal(SHIPPED_ENV[name!], value, `.ebextensions sets ${name} as npm start does`);
+    }
+  });
+
   test('leaves the load balancer on its default instance port (nginx, 80); the app listens on PORT 5000 behind nginx', () => {
     const process = EB['aws:elasticbeanstalk:environment:process:default']!;
     assert.equal(process.Port, undefined, 'process:default Port is the port the load balancer sends to: 5000 would skip nginx');
