@@ -162,11 +162,14 @@ function leaseTests(name: string, open: (t: TestContext) => Promise<StoreFixture
         await world.until(() => h.held(), 50);
         void c.acquire();
         await world.advance(TERM, oneHolder(h, c));
-        // The next renewal lands in the store, but its answer is held (a lost or slow reply), and all after it stall.
+        // The next renewal lands in the store, but its answer comes 500 ms late; all renewals after it stall.
         const before = h.current!.count;
         gate.mode = 'lose-replies';
         await world.until(() => (c.current?.count ?? 0) > before, TERM, oneHolder(h, c), 1);
         const landed = world.t;
+        await world.advance(500, oneHolder(h, c));
+        gate.release();
+        await waitFor('the late answer to reach the holder', () => h.current!.count > before); // true time stands still
         gate.mode = 'stall';
         let stoppedAt: number | undefined;
         let tookAt: number | undefined;
