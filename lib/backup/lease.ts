@@ -22,9 +22,14 @@
  * i.e. the contender's clock runs up to 16% faster than the holder's: crystal clocks differ by 0.01%, and the
  * margin also absorbs a renewal timer that fires late on a busy event loop.
  *
- * The terms: term 2000 ms, renewed every 600 ms (a third of it, less a little: two renewals may fail before the
- * holder stops), a contender polling every 250 ms. A crash is taken over at most poll + term + drift = 2.35 s
- * after the holder's last renewal, plus two store round trips, within the issue's 3 s.
+ * The terms: term 2000 ms, renewed every 600 ms (a little under a third, so that two renewals may fail and the
+ * third still lands before the holder stops at 1800 ms), a contender polling every 250 ms. A crash is taken
+ * over at most poll + term + drift = 2.35 s after the holder's last renewal, plus a read, a swap and a read
+ * back, within the issue's 3 s. The folder store adds at most its LOCK_STALE_MS when a process dies inside
+ * a swap. Each renewal is two requests (a swap and a read back for the new ETag): about 3.3 a second.
+ *
+ * Not yet wired into boot or the app: the caller checks holds() before acknowledging each write, and treats
+ * onLost as "stop, become a standby". The commit chain keeps fencing as before (commits/<seq>.json).
  *
  * A planned handover: release() stops the holder counting itself first, then writes the lease as released
  * (optionally naming a successor), so a contender (the successor, or anyone if none is named) takes it at
