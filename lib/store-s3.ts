@@ -72,6 +72,48 @@ export class S3Store implements BlobStore {
     }
   }
 
+  async getVersioned(key: string): Promise<{ body: Uint8Array; version: string } | undefined> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      if (!out.Body || !out.ETag) throw new Error(`GetObject ${key}: no body or no ETag`);
+      return { body: await out.Body.transformToByteArray(), version: out.ETag };
+    } catch (err) {
+      if (isMissing(err)) return undefined;
+      if (statusOf(err) === 403) throw new AccessDeniedError(this.bucket, key, err);
+      throw err;
+    }
+  }
+
+  async putIfMatch(key: string, body: Uint8Array, version: string): Promise<boolean> {
+    // AWS takes the ETag as it gave it, quoted (RFC 9110); Ceph RGW 16 matches only the bare value and answers
+    // 412 to the quoted one. So: the quoted form until a 412 is followed by a success with the bare one, then
+    // the bare form. A second try after a 412 is harmless: it too writes only if the object is at `version`.
+    const bare = version.replace(/^"(.*)"$/, '$1');
+    if (!this.bareIfMatch) {
+      if (await this.putMatching(key, body, `"${bare}"`)) return true;
+      if (!(await this.putMatching(key, body, bare))) return false;
+      this.bareIfMatch = true;
+      return true;
+    }
+    return this.putMatching(key, body, bare);
+  }
+
+  /** Whether this server matches If-Match only on a bare ETag (Ceph RGW), learnt on the first such success. */
+  private bareIfMatch = false;
+
+  /** PutObject with If-Match: `ifMatch`; false on 412 (changed, or missing on Ceph), 404 (missing on AWS) or 409 (a racing conditional write won). */
+  private async putMatching(key: string, body: Uint8Array, ifMatch: string): Promise<boolean> {
+    try {
+      await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, IfMatch: ifMatch }));
+      return true;
+    } catch (err) {
+      const name = (err as Error | null)?.name;
+      const status = statusOf(err);
+      if (status === 412 || name === 'PreconditionFailed' || status === 409 || name === 'ConditionalRequestConflict' || isMissing(err)) return false;
+      throw err;
+    }
+  }
+
   async list(prefix: string): Promise<string[]> {
     const keys: string[] = [];
     let token: string | undefined;

@@ -121,6 +121,8 @@ describe('iam/instance-role-policy.json', () => {
       cleanup: (prefix, stale) => { calls.push(['s3:ListBucketMultipartUploads', BUCKET], ['s3:AbortMultipartUpload', `${BUCKET}/${prefix}x`]); return store.cleanup(prefix, stale); },
       put: (key, body) => { calls.push(['s3:PutObject', `${BUCKET}/${key}`], ['s3:AbortMultipartUpload', `${BUCKET}/${key}`]); return store.put(key, body); },
       putIfAbsent: (key, body) => { calls.push(['s3:PutObject', `${BUCKET}/${key}`]); return store.putIfAbsent(key, body); },
+      getVersioned: (key) => { calls.push(['s3:GetObject', `${BUCKET}/${key}`]); return store.getVersioned(key); },
+      putIfMatch: (key, body, version) => { calls.push(['s3:PutObject', `${BUCKET}/${key}`]); return store.putIfMatch(key, body, version); },
       list: (prefix) => { calls.push(['s3:ListBucket', BUCKET]); return store.list(prefix); },
       delete: (key) => { calls.push(['s3:DeleteObject', `${BUCKET}/${key}`]); return store.delete(key); },
     };

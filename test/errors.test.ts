@@ -20,6 +20,8 @@ function breakable(store: BlobStore): { store: BlobStore; broken: { now: boolean
       cleanup: (prefix, stale) => store.cleanup(prefix, stale),
       put: (key, body) => (broken.now ? fail() : store.put(key, body)),
       putIfAbsent: (key, body) => store.putIfAbsent(key, body),
+      getVersioned: (key) => (broken.now ? fail() : store.getVersioned(key)),
+      putIfMatch: (key, body, version) => store.putIfMatch(key, body, version),
       list: (prefix) => (broken.now ? fail() : store.list(prefix)),
       delete: (key) => store.delete(key),
     },

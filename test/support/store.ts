@@ -9,6 +9,8 @@ export function storeWith(store: BlobStore, overrides: Partial<Omit<BlobStore, '
     getStream: (key) => store.getStream(key),
     put: (key, body) => store.put(key, body),
     putIfAbsent: (key, body) => store.putIfAbsent(key, body),
+    getVersioned: (key) => store.getVersioned(key),
+    putIfMatch: (key, body, version) => store.putIfMatch(key, body, version),
     list: (prefix) => store.list(prefix),
     delete: (key) => store.delete(key),
     cleanup: (prefix, stale) => store.cleanup(prefix, stale),
