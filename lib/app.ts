@@ -79,7 +79,7 @@ export function createApp(options: AppOptions): App {
 
   const trustedProxies = options.trustedProxies ?? 0;
   const ctx: Ctx = {
-    cube, backups, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
+    cube, backups, writes: backups.writes, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
     stallMs: options.timeouts?.requestMs ?? 60_000,
   };
 

@@ -51,7 +51,7 @@ describe('backups and restore', () => {
     assert.equal((await c.post('/request', { index: 3 })).json.category, 3);
   });
 
-  eachStore('the seed\'s raw data.bin is restored, then written in the new format, and never touched', async (t, open) => {
+  eachStore('the seed\'s raw data.bin is restored and committed as the first snapshot before serving, and never touched', async (t, open) => {
     const fixture = await open();
     const legacy = new Uint8Array(TEST_CELLS * 4);
     legacy.set([9, 8, 7, 6], 7 * 4);
@@ -59,8 +59,9 @@ describe('backups and restore', () => {
     const a = await startServer(t, fixture);
     assert.deepEqual((await a.post('/request', { index: 7 })).json, { status: 200, category: 9, rotation: 8, sideA: 7, sideB: 6 });
     assert.deepEqual((await a.call('/healthcheck')).json.backup.restoredFrom, { kind: 'legacy', key: `${fixture.prefix}data.bin` });
-    assert.equal((await a.call('/healthcheck')).json.backup.unsavedChanges, true, 'not yet in the new format');
-    assert.equal((await a.app.close()).outcome, 'written');
+    assert.equal((await a.call('/healthcheck')).json.backup.unsavedChanges, false, 'in the new format before serving: the base history starts from');
+    assert.equal((await fixture.store.list(`${fixture.prefix}backups/`)).length, 1, 'the first snapshot');
+    assert.equal((await a.app.close()).outcome, 'unchanged');
     await fixture.store.put(`${fixture.prefix}data.bin`, new Uint8Array(TEST_CELLS * 4)); // a newer commit wins over the legacy object
     const b = await startServer(t, fixture);
     assert.equal((await b.post('/request', { index: 7 })).json.category, 9);
@@ -85,8 +86,9 @@ describe('backups and restore', () => {
     const fixture = await open();
     const a = await startServer(t, fixture);
     await a.post('/request', { action: 1, index: 1, category: 1 });
+    assert.equal((await a.post('/s3dump')).status, 200);
     await a.app.close();
-    const [dataKey] = await fixture.store.list(`${fixture.prefix}backups/`);
+    const dataKey = (await fixture.store.list(`${fixture.prefix}backups/`)).sort().at(-1); // the newest: the first boot's empty world is older
     const good = await fixture.store.get(dataKey!);
     await fixture.store.put(dataKey!, good!.subarray(0, good!.byteLength - 8));
     await assertBootRefused(fixture, /not a valid gzip stream|SHA-256|holds/);
@@ -155,7 +157,7 @@ describe('backups and restore', () => {
     assert.equal(first.status, 200);
     assert.equal(second.status, 200);
     assert.equal(first.json.backup.name, second.json.backup.name);
-    assert.equal((await fixture.store.list(`${fixture.prefix}backups/`)).length, 1);
+    assert.equal((await fixture.store.list(`${fixture.prefix}backups/`)).length, 2, 'the first boot\'s snapshot and this one');
   });
 
   eachStore('a write during a backup is in the next one', async (t, open) => {
@@ -233,7 +235,7 @@ describe('two servers on one prefix', () => {
     await newer.post('/request', { action: 1, index: 2, category: 2 });
     await older.post('/request', { action: 1, index: 3, category: 3 });
     const refused = await older.post('/s3dump');
-    assert.equal(refused.status, 409);
+    assert.equal(refused.status, 503);
     assert.match(refused.json.error, /another server/);
     assert.ok(oldLog.events.some((e) => e.event === 'backups_fenced' && e.level === 'error'));
     assert.ok((await older.call('/healthcheck')).json.backup.fenced);
@@ -253,7 +255,7 @@ describe('two servers on one prefix', () => {
     await older.post('/s3dump');
     const newer = await startServer(t, fixture);
     await older.post('/request', { action: 1, index: 3, category: 3 });
-    assert.equal((await older.post('/s3dump')).status, 409);
+    assert.equal((await older.post('/s3dump')).status, 503);
     await newer.post('/request', { action: 1, index: 2, category: 2 });
     assert.equal((await newer.post('/s3dump')).status, 200);
   });

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, test, type TestContext } from 'node:test';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { createApp, type App } from '../lib/app.js';
-import { decodeBackup } from '../lib/backup-format.js';
+import { decodeBackup } from '../lib/backup/backup-format.js';
 import { memoryLog, silentLog } from './support/log.js';
 import { createS3Client } from '../lib/s3-client.js';
 import { assertBootRefusal, AUTH, startServer, TEST_CELLS, type StoreFixture } from './support/app.js';

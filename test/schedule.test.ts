@@ -13,7 +13,7 @@ describe('the schedule', () => {
     const skipped = s.app.backups.status().skippedUnchanged;
     await waitFor('three ticks with nothing to save', () => s.app.backups.status().skippedUnchanged >= skipped + 3);
     assert.equal(s.app.backups.status().backupsTotal, 1);
-    assert.equal((await fixture.store.list(`${fixture.prefix}backups/`)).length, 1);
+    assert.equal((await fixture.store.list(`${fixture.prefix}backups/`)).length, 2, 'the first boot\'s snapshot and the scheduled one');
     await s.post('/request', { action: 1, index: 2, category: 2 });
     await waitFor('the next change saved', () => s.app.backups.status().backupsTotal === 2 && !s.app.backups.status().unsavedChanges);
     const health = await s.call('/healthcheck');
@@ -44,16 +44,14 @@ describe('undo by restore', () => {
       const bad = (await s.post('/s3dump')).json.backup;
       const list = await s.call('/backups', { auth: AUTH });
       assert.equal(list.status, 200);
-      assert.deepEqual(list.json.backups.map((b: { name: string }) => b.name), [bad.name, good.name]);
+      assert.deepEqual(list.json.backups.map((b: { name: string }) => b.name).slice(0, 2), [bad.name, good.name], 'then the first boot\'s');
       assert.deepEqual(Object.keys(list.json.backups[0]).sort(), ['bytes', 'compressedBytes', 'createdAt', 'name', 'sha256']);
       const restored = await s.call('/restore', { method: 'POST', body: { name: good.name }, auth: AUTH });
       assert.equal(restored.status, 200, restored.text);
       assert.equal(restored.json.restored.name, good.name);
       assert.equal((await s.post('/request', { index: 1 })).json.category, 1);
       assert.equal((await s.post('/request', { index: 2 })).json.category, 0);
-      assert.equal((await s.call('/healthcheck')).json.backup.unsavedChanges, false, 'the restored state is committed');
-      assert.equal((await s.call('/backups', { auth: AUTH })).json.backups[0].name, good.name, 'newest again');
-      await s.app.close();
+      assert.equal((await s.app.close()).outcome, 'written', 'the restore is a change, shipped at shutdown');
       const b = await startServer(t, fixture);
       assert.equal((await b.post('/request', { index: 1 })).json.category, 1);
       assert.equal((await b.post('/request', { index: 2 })).json.category, 0);

@@ -4,7 +4,6 @@ import { CELL_BYTES } from '../cube.js';
 import { HttpError, readBody, sendJson, upstream } from '../http.js';
 import { requireAuth, type Ctx } from './context.js';
 import { operator, queryInstant, queryInteger } from './query.js';
-import { assertWritable, logged } from './writes.js';
 
 /** Range reads are sent in copies of this size: consistent cells, bounded memory, and backpressure between them. */
 const RANGE_CHUNK_BYTES = 256 * 1024;
@@ -23,6 +22,7 @@ export async function readCells(req: IncomingMessage, res: ServerResponse, ctx: 
   const from = past ? 0 : start * CELL_BYTES;
   const to = from + count * CELL_BYTES;
   for (let offset = from; offset < to; offset += RANGE_CHUNK_BYTES) {
+    if (!past) await ctx.writes.settled(); // no cell shown that the log does not hold yet
     if (res.destroyed) return;
     // A copy, so bytes queued on a slow socket are the cells as they were when read, not whatever is there later.
     const chunk = source.slice(offset, Math.min(to, offset + RANGE_CHUNK_BYTES));
@@ -45,10 +45,7 @@ export async function writeCells(req: IncomingMessage, res: ServerResponse, ctx:
   if (body.length % CELL_BYTES !== 0) throw new HttpError(400, `the body must be whole cells (a multiple of ${CELL_BYTES} bytes), got ${body.length} bytes`);
   const cells = body.length / CELL_BYTES;
   if (cells > 0) {
-    assertWritable(ctx);
-    ctx.cube.writeRange(start, body);
-    ctx.backups.record([{ start, bytes: body }], operator(req, query));
-    await logged(ctx);
+    await ctx.writes.apply({ runs: [{ start, bytes: body }], by: operator(req, query) });
   }
   ctx.metrics.cellsWritten += cells;
   sendJson(res, 200, { status: 200, start, cells });

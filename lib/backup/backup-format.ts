@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { constants, createGzip, gunzip } from 'node:zlib';
-import { SNAPSHOT_SLICE_BYTES, type Snapshot } from './cube.js';
+import { SNAPSHOT_SLICE_BYTES, type Snapshot } from '../cube.js';
 
 const gunzipAsync = promisify(gunzip);
 

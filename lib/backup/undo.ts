@@ -1,0 +1,117 @@
+/**
+ * Undo: putting the world back by a restore of a kept snapshot, a restore to an instant (all or part of the
+ * world), or a rollback of one author's changes. Each is one change through the write path (logged, shipped,
+ * fenced and attributed like any other), so a later undo can undo it too.
+ */
+import { CELL_BYTES } from '../cube.js';
+import type { Run } from './change.js';
+import { publicInfo, replaySource, type Core } from './core.js';
+import { cellsAt, mergeRanges, planRollback, type CellRange, type RollbackPlan } from './history.js';
+import { withinSpan } from './replay.js';
+import { loadSnapshot, type BackupInfo } from './snapshot.js';
+import type { WritePath } from './writes.js';
+
+/** No backup of that name is kept. */
+export class UnknownBackupError extends Error {
+  override name = 'UnknownBackupError';
+}
+
+/** Who says why writes are refused now (checked before slow work, so a refused undo reads nothing). */
+type Refusal = () => Error | undefined;
+
+/** The undo operations of one world. */
+export class Undo {
+  constructor(private readonly core: Core, private readonly writes: WritePath, private readonly refusal: Refusal) {}
+
+  /**
+   * Makes the kept snapshot `name` the world, as one change by `by`: loaded and verified aside first, so a
+   * failure changes nothing. The change reaches history like any other.
+   */
+  async restoreBackup(name: string, by: string): Promise<BackupInfo> {
+    this.refuse();
+    const ref = this.core.kept.find((s) => s.name === name);
+    if (!ref) throw new UnknownBackupError(`no kept backup is named ${JSON.stringify(name)}`);
+    const cells = new Uint8Array(this.core.cube.bytes.byteLength);
+    await loadSnapshot(this.core.store, ref.key, cells, ref.sha256, `backup ${name}`);
+    await this.writes.apply({ runs: [{ start: 0, bytes: cells }], by });
+    this.core.log.info('world_restored', { from: 'backup', name, reason: 'request', by });
+    this.core.collectGarbage?.();
+    return publicInfo(ref);
+  }
+
+  /** The cells of `ranges` as they were at `at` (ms): one buffer per range, as asked (they may overlap). */
+  async cellsAt(at: number, ranges: CellRange[]): Promise<Uint8Array[]> {
+    const merged = mergeRanges(ranges);
+    const parts = await withinSpan(() => replaySource(this.core), at, cellsAt(replaySource(this.core), at, merged));
+    // Each asked range out of the merged one that holds it.
+    return ranges.map((r) => {
+      const i = merged.findIndex((m) => m.start <= r.start && r.start + r.count <= m.start + m.count);
+      if (i < 0) return new Uint8Array(0); // an empty range
+      const offset = (r.start - merged[i]!.start) * CELL_BYTES;
+      return parts[i]!.subarray(offset, offset + r.count * CELL_BYTES);
+    });
+  }
+
+  /**
+   * Restores `ranges` (or, undefined, the whole world) to what they were at `at`, as one change by `by`;
+   * every other cell keeps its newest value. Resolves once the log holds it, with the cells restored.
+   */
+  async restoreAt(at: number, ranges: CellRange[] | undefined, by: string): Promise<number> {
+    this.refuse();
+    const wanted = mergeRanges(ranges ?? [{ start: 0, count: this.core.cube.cells }]);
+    const past = await this.cellsAt(at, wanted);
+    await this.writes.apply({ runs: wanted.map((r, i) => ({ start: r.start, bytes: past[i]! })), by });
+    const cells = wanted.reduce((n, r) => n + r.count, 0);
+    this.core.log.info('world_restored', { from: 'history', at: new Date(at).toISOString(), ranges: wanted.length, cells, by });
+    return cells;
+  }
+
+  /**
+   * Rolls back what `by` changed in (since, until] (within `region`): each such cell gets the value it had
+   * before their first change in the window, unless someone else changed it after their last. One change by
+   * `operator`; `preview` answers the plan and changes nothing. A cell written by anyone between the plan and
+   * the step (seen by a write watcher, whatever the value) is left and listed as skipped.
+   */
+  async rollback(by: string, since: number, until: number, region: CellRange[] | undefined, operator: string, preview: boolean): Promise<RollbackPlan> {
+    if (!preview) this.refuse();
+    const watcher = preview ? undefined : this.writes.watchWrites();
+    try {
+      const source = replaySource(this.core);
+      const plan = await withinSpan(() => replaySource(this.core), since, planRollback(source, by, since, until, region && mergeRanges(region)));
+      if (!watcher) return plan;
+      this.refuse();
+      const { kept, skipped } = watcher.filter(restoreRuns(plan));
+      const restore = plan.restore.filter((cell) => !inRanges(skipped, cell.index));
+      const raced = plan.restore.filter((cell) => inRanges(skipped, cell.index)).map((cell) => ({
+        index: cell.index, by: '(written while the rollback was planned)', value: this.core.cube.bytes.slice(cell.index * CELL_BYTES, (cell.index + 1) * CELL_BYTES),
+      }));
+      if (kept.length > 0) await this.writes.apply({ runs: kept, by: operator });
+      this.core.log.info('rollback', { by, since: new Date(since).toISOString(), until: new Date(until).toISOString(), restored: restore.length, skipped: plan.skipped.length + raced.length, operator });
+      return { restore, skipped: [...plan.skipped, ...raced] };
+    } finally {
+      watcher?.close();
+    }
+  }
+
+  private refuse(): void {
+    const refused = this.refusal();
+    if (refused) throw refused;
+  }
+}
+
+/** The runs a rollback plan puts back (one per cell until the plan hands runs over itself), sorted. */
+function restoreRuns(plan: RollbackPlan): Run[] {
+  return plan.restore.map((cell) => ({ start: cell.index, bytes: cell.to }));
+}
+
+/** True when `index` lies in one of the sorted, disjoint `ranges`. */
+function inRanges(ranges: CellRange[], index: number): boolean {
+  let lo = 0;
+  let hi = ranges.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ranges[mid]!.start + ranges[mid]!.count <= index) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < ranges.length && ranges[lo]!.start <= index;
+}
