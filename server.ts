@@ -40,7 +40,7 @@ async function main(): Promise<void> {
     backupIntervalMs: config.backupIntervalSeconds * 1000,
     shipIntervalMs: config.shipIntervalSeconds * 1000,
     putBudget: config.shipPutBudget,
-    wal: config.wal && { ...config.wal, syncMarks: process.env.CUBECACHE_TEST_SYNC_MARKS === '1' },
+    wal: config.wal,
     trustedProxies: config.trustedProxies,
     maxConnections: config.maxConnections,
     logRequests: config.logRequests,

@@ -22,8 +22,11 @@ export interface Config {
   shipIntervalSeconds: number;
   /** PUTs a month shipping may spend (0: no bound). */
   shipPutBudget: number;
-  /** The write-ahead log's folder and mode; undefined when WAL_DIR is set empty (off). */
-  wal: { dir: string; sync: 'write' | 'strict' } | undefined;
+  /**
+   * The write-ahead log's folder and mode; undefined when WAL_DIR is set empty (off). `syncMarks` is test-only
+   * (CUBECACHE_TEST_SYNC_MARKS): the log records what each fdatasync covered, for power-loss tests.
+   */
+  wal: { dir: string; sync: 'write' | 'strict'; syncMarks?: true } | undefined;
   /** Proxies in front of the server whose X-Forwarded-For entries name the client (0: none). */
   trustedProxies: number;
   maxConnections: number;
@@ -71,6 +74,8 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
   const walDir = env.WAL_DIR === undefined ? `${dataDir.replace(/\/+$/, '')}/wal` : env.WAL_DIR.trim();
   const walSync = (optional(env, 'WAL_SYNC') ?? 'write').toLowerCase();
   if (walSync !== 'write' && walSync !== 'strict') throw new ConfigError('WAL_SYNC', `must be "write" or "strict", got ${JSON.stringify(env.WAL_SYNC)}`);
+  // Test-only: a power loss cannot be made for real in a test, so the log says what each fdatasync made durable.
+  const syncMarks = boolean(env, 'CUBECACHE_TEST_SYNC_MARKS', false);
   return {
     port: integer(env, 'PORT', 5000, 0, 65535),
     host: optional(env, 'HOST') ?? '0.0.0.0',
@@ -93,7 +98,7 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
     backupIntervalSeconds: decimal(env, 'BACKUP_INTERVAL_SECONDS', 600, 0, 7 * 24 * 3600),
     shipIntervalSeconds: decimal(env, 'SHIP_INTERVAL_SECONDS', 1, 0, 3600),
     shipPutBudget: integer(env, 'SHIP_PUT_BUDGET', 0, 0, 1e12),
-    wal: walDir === '' ? undefined : { dir: walDir, sync: walSync },
+    wal: walDir === '' ? undefined : { dir: walDir, sync: walSync, ...(syncMarks ? { syncMarks } : {}) },
     trustedProxies: trustProxy(env),
     maxConnections: integer(env, 'MAX_CONNECTIONS', 1024, 1, 1_000_000),
     logRequests: boolean(env, 'LOG_REQUESTS', false),

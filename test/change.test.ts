@@ -1,7 +1,8 @@
 /** The change format on its own: frames and change sets round-trip; a large set is encoded in turns. */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CHANGES_A_TURN, decodeChangeSet, decodeFramePayload, encodeChangeSet, encodeFramePayload, FormatError, type Change } from '../lib/backup/change.js';
+import { CHANGES_A_TURN, decodeChangeSet, decodeFramePayload, encodeChangeSet, FormatError, type Change } from '../lib/backup/change.js';
+import { encodeFramePayload } from './support/change.js';
 
 const CELLS = 1 << 20;
 

@@ -13,6 +13,12 @@ describe('durability configuration', () => {
     assert.throws(() => loadConfig({ WAL_SYNC: 'always' }, random), (err: unknown) => err instanceof ConfigError && err.variable === 'WAL_SYNC');
   });
 
+  test('the one test-only setting: CUBECACHE_TEST_SYNC_MARKS makes the log record what each fdatasync covered (power-loss tests)', () => {
+    assert.deepEqual(loadConfig({ WAL_DIR: '/w', CUBECACHE_TEST_SYNC_MARKS: '1' }, random).wal, { dir: '/w', sync: 'write', syncMarks: true });
+    assert.deepEqual(loadConfig({ WAL_DIR: '/w', CUBECACHE_TEST_SYNC_MARKS: 'false' }, random).wal, { dir: '/w', sync: 'write' });
+    assert.throws(() => loadConfig({ CUBECACHE_TEST_SYNC_MARKS: 'yes please' }, random), (err: unknown) => err instanceof ConfigError && err.variable === 'CUBECACHE_TEST_SYNC_MARKS');
+  });
+
   test('shipping: every second by default, 0 turns it off, a PUT budget is a whole number', () => {
     assert.equal(loadConfig({ SHIP_INTERVAL_SECONDS: '0' }, random).shipIntervalSeconds, 0);
     assert.equal(loadConfig({ SHIP_INTERVAL_SECONDS: '0.25' }, random).shipIntervalSeconds, 0.25);

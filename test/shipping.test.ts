@@ -10,6 +10,7 @@ import { call, waitFor } from './support/http.js';
 import { silentLog } from './support/log.js';
 import { splittingInstant } from './support/model.js';
 import { storeWith } from './support/store.js';
+import { openTinyDisk } from './support/tiny-disk.js';
 import { rig } from './support/s3-rig.js';
 import { AbortMultipartUploadCommand, CreateMultipartUploadCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { createS3Client } from '../lib/s3-client.js';
@@ -153,15 +154,17 @@ describe('shipping changes', () => {
     await waitForShipped(b, 'shipped after the restart')
   });
 
-  test('a disk that cannot take the log: writes answer 503 and change nothing, reads go on, health says why, and writes resume when it can', async (t) => {
+  test('a disk that cannot take the log (full): writes answer 503 and change nothing, reads go on, health says why, and writes resume when it has room', async (t) => {
+    const disk = await openTinyDisk(t, { bytes: 512 * 1024 });
+    if (!disk) return;
     const fixture = await openFileStore(t);
-    let fault: Error | undefined;
-    const s = await startServer(t, fixture, { wal: { dir: await openWalDir(t), sync: 'write', writeFault: () => fault } });
+    const s = await startServer(t, fixture, { wal: { dir: join(disk.dir, 'wal'), sync: 'write', retryMs: 50 } });
     assert.equal((await s.post('/request', write(1, 1))).status, 200);
-    fault = Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
-    const failed = await s.post('/request', write(2, 2));
+    await disk.fill();
+    // A range of 8 KiB needs pages the full disk does not have (a single cell may still fit the segment's last page).
+    const failed = await s.call('/cells?start=100', { method: 'PUT', body: new Uint8Array(8192).fill(2), auth: AUTH });
     assert.equal(failed.status, 503, failed.text);
-    assert.match(failed.json.error, /could not be written to the log/);
+    assert.match(failed.json.error, /could not be written to the log \(.*no space left/i);
     const refused = await s.post('/request', write(3, 3));
     assert.equal(refused.status, 503);
     assert.match(refused.json.error, /write-ahead log cannot be written \(ENOSPC\)/);
@@ -170,8 +173,32 @@ describe('shipping changes', () => {
     const health = await s.call('/healthcheck?backup=1');
     assert.equal(health.status, 503);
     assert.match(health.json.error, /write-ahead log cannot be written/);
-    fault = undefined;
+    assert.match((await s.call('/healthcheck')).json.backup.log.failure, /ENOSPC/);
+    await new Promise((r) => setTimeout(r, 300)); // six retries: each finds the disk still full
+    assert.equal((await s.post('/request', write(3, 3))).status, 503, 'still refused while the disk is full');
+    await disk.free();
     await waitFor('writes taken again', async () => (await s.post('/request', write(4, 4))).status === 200);
+    assert.equal((await s.call('/healthcheck?backup=1')).status, 200);
+  });
+
+  test('a log segment that cannot be started (no inode left): writes answer 503 instead of hanging, health says why, and writes resume once it can be', async (t) => {
+    const disk = await openTinyDisk(t, { bytes: 4 * 1024 * 1024, inodes: 64 });
+    if (!disk) return;
+    const fixture = await openFileStore(t);
+    const s = await startServer(t, fixture, { wal: { dir: join(disk.dir, 'wal'), sync: 'write', retryMs: 50, segmentBytes: 1024 } });
+    await disk.fillInodes();
+    // Each write of 256 cells is a frame of over 1 KiB: the first fills the open segment, the second needs a new one.
+    const range = (value: number) => s.call('/cells?start=0', { method: 'PUT', body: new Uint8Array(1024).fill(value), auth: AUTH });
+    assert.equal((await range(1)).status, 200);
+    const failed = await range(2);
+    assert.equal(failed.status, 503, failed.text);
+    assert.match(failed.json.error, /could not be written to the log \(.*ENOSPC/);
+    assert.equal((await s.post('/request', write(3000, 3))).status, 503, 'refused while no segment can be started');
+    assert.equal((await s.post('/request', { index: 3000 })).status, 200, 'reads go on');
+    assert.match((await s.call('/healthcheck?backup=1')).json.error, /write-ahead log cannot be written/);
+    assert.match((await s.call('/healthcheck')).json.backup.log.failure, /ENOSPC/);
+    await disk.free();
+    await waitFor('writes taken again', async () => (await s.post('/request', write(3000, 4))).status === 200);
     assert.equal((await s.call('/healthcheck?backup=1')).status, 200);
   });
 

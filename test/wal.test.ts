@@ -1,6 +1,6 @@
 /** The write-ahead log on its own: group commit, recovery, torn and corrupt logs, the lock, failing writes. */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -8,6 +8,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Change } from '../lib/backup/change.js';
 import { LogCorruptError, LogLockedError, WriteAheadLog } from '../lib/backup/wal.js';
 import { memoryLog } from './support/log.js';
+import { openTinyDisk } from './support/tiny-disk.js';
 
 const CELLS = 1024;
 
@@ -118,28 +119,95 @@ test('one folder, one server: a second open is refused while the first holds the
   const first = await WriteAheadLog.open({ dir, sync: 'write', cells: CELLS, log: memoryLog() });
   await assert.rejects(WriteAheadLog.open({ dir, sync: 'write', cells: CELLS, log: memoryLog() }), LogLockedError);
   await first.close();
-  await writeFile(join(dir, 'LOCK'), '999999999 deadbeef\n'); // a crashed process's lock
+  // A crashed process's lock: same PID namespace and boot, a PID that is gone.
+  await writeFile(join(dir, 'LOCK'), JSON.stringify({ pid: 999_999_999, start: '1', ns: await readlink('/proc/self/ns/pid'), boot: (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim(), host: 'h', token: 'deadbeefdeadbeef', beat: 3 }));
   const second = await WriteAheadLog.open({ dir, sync: 'write', cells: CELLS, log: memoryLog() });
   await second.close();
 });
 
-test('a failing write fails its waiters, is written again once the disk recovers, and refuses nothing twice', async (t) => {
-  const dir = await folder(t);
-  let fault: Error | undefined = Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
-  const { wal, log } = await reopen(t, dir, undefined, 0, { writeFault: () => fault, retryMs: 20 });
-  wal.append(1, '', cell(1, 1));
-  const failed = await written(wal);
-  assert.equal((failed as { code?: string }).code, 'ENOSPC');
+/** Copies the log's segments (what a kill -9 now would leave) to a new folder. */
+async function crashCopy(t: TestContext, from: string): Promise<string> {
+  const to = await folder(t);
+  for (const name of await readdir(from)) if (name.endsWith('.wal')) await writeFile(join(to, name), await readFile(join(from, name)));
+  return to;
+}
+
+async function waitUntil(what: string, condition: () => boolean): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('a group that cannot be written (disk full) is dropped with every change after it, cut off the segment, never replayed, and writes resume once the disk has room', { timeout: 60_000 }, async (t) => {
+  const disk = await openTinyDisk(t, { bytes: 256 * 1024 });
+  if (!disk) return;
+  const dir = join(disk.dir, 'wal');
+  const cells = 65536;
+  const { wal, log } = await reopen(t, dir, undefined, 0, { cells, retryMs: 20 });
+  wal.append(1, 'kept', [{ start: 0, bytes: new Uint8Array(4).fill(1) }]);
+  assert.equal(await written(wal), undefined);
+  await disk.fill(4096); // one page left: a small frame fits, a group of 12 KiB does not
+  const big = { start: 100, bytes: new Uint8Array(12 * 1024).fill(2) };
+  wal.append(2, 'small', cell(7, 7));
+  wal.append(2, 'big', [big]);
+  const first = written(wal);
+  await yieldToEventLoop(); // the group's write is in flight now
+  wal.append(3, 'after', cell(8, 8));
+  const after = written(wal);
+  assert.equal(((await first) as { code?: string })?.code, 'ENOSPC');
+  assert.equal(((await after) as { code?: string })?.code, 'ENOSPC', 'a change appended after the failed group is dropped too');
+  assert.ok(wal.failure, 'writes are refused');
+  assert.ok(log.events.some((e) => e.event === 'wal_write_failed'));
+  assert.equal(wal.lastLsn, 1, 'lsns roll back to the last durable change');
+  assert.equal(wal.durableLsn, 1);
+  const crashed = await reopen(t, await crashCopy(t, dir), wal.lineage);
+  assert.deepEqual(crashed.replayed.map((c) => c.by), ['kept'], 'a kill -9 now replays nothing of the failed group');
+  assert.equal(crashed.recovery.cut, undefined, 'nothing torn was left either');
+  await crashed.wal.close();
+  wal.append(4, 'while failed', cell(9, 9));
+  assert.equal(((await written(wal)) as { code?: string })?.code, 'ENOSPC', 'a failed log takes nothing');
+  assert.equal(wal.lastLsn, 1);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.ok(wal.failure, 'still failed while the disk is full');
+  await disk.free();
+  await waitUntil('the log writable again', () => !wal.failure);
+  assert.ok(log.events.some((e) => e.event === 'wal_recovered'));
+  wal.append(5, 'resumed', [big]);
+  assert.equal(await written(wal), undefined);
+  const lineage = wal.lineage;
+  await wal.close();
+  const { replayed } = await reopen(t, dir, lineage, 0, { cells });
+  assert.deepEqual(replayed.map((c) => [c.lsn, c.by]), [[1, 'kept'], [2, 'resumed']]);
+});
+
+test('a segment that cannot be started (no inode left) is a failure like any other: refused, its waiters told, and writes resume once it can be', { timeout: 60_000 }, async (t) => {
+  const disk = await openTinyDisk(t, { bytes: 4 * 1024 * 1024, inodes: 64 });
+  if (!disk) return;
+  const dir = join(disk.dir, 'wal');
+  const { wal, log } = await reopen(t, dir, undefined, 0, { segmentBytes: 100, retryMs: 20 });
+  for (let i = 1; i <= 4; i++) wal.append(i, 'a', cell(i, i));
+  assert.equal(await written(wal), undefined);
+  await disk.fillInodes();
+  wal.append(5, 'a', cell(5, 5)); // 5 frames of 20 bytes: the segment is full, the next write needs a new one
+  assert.equal(await written(wal), undefined);
+  assert.equal((await stat(join(dir, (await readdir(dir)).find((n) => n.endsWith('.wal'))!))).size, 100);
+  wal.append(6, 'b', cell(6, 6));
+  assert.equal(((await written(wal)) as { code?: string })?.code, 'ENOSPC', 'told, not left waiting');
   assert.ok(wal.failure);
   assert.ok(log.events.some((e) => e.event === 'wal_write_failed'));
-  fault = undefined;
-  const deadline = Date.now() + 5000;
-  while (wal.failure && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-  assert.equal(wal.failure, undefined, 'the retry wrote it');
+  assert.equal(wal.lastLsn, 5);
+  wal.append(7, 'c', cell(7, 7));
+  assert.ok(await written(wal), 'refused while no segment can be started');
+  await disk.free();
+  await waitUntil('a new segment', () => !wal.failure);
+  wal.append(8, 'd', cell(8, 8));
+  assert.equal(await written(wal), undefined, 'written again');
   const lineage = wal.lineage;
   await wal.close();
   const { replayed } = await reopen(t, dir, lineage);
-  assert.deepEqual(replayed.map((c) => c.lsn), [1]);
+  assert.deepEqual(replayed.map((c) => [c.lsn, c.by]), [[1, 'a'], [2, 'a'], [3, 'a'], [4, 'a'], [5, 'a'], [6, 'd']]);
 });
 
 test('segments rotate, shipping reads across them, and released ones are deleted', async (t) => {

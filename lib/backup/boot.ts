@@ -23,7 +23,7 @@ export class RestoreError extends Error {
 }
 
 /** How the write-ahead log is kept (undefined: in memory only). */
-export interface WalConfig { dir: string; sync: WalSync; syncMarks?: boolean; writeFault?: () => Error | undefined }
+export interface WalConfig { dir: string; sync: WalSync; syncMarks?: boolean; segmentBytes?: number; retryMs?: number }
 
 /** What boot found and did. */
 export interface Booted {

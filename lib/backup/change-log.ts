@@ -15,17 +15,27 @@ export interface UnshippedChanges {
   more: boolean;
 }
 
-/** An append-only log of changes, written in groups (one write per event-loop turn). */
+/**
+ * An append-only log of changes, written in groups (one write per event-loop turn). A group that cannot be
+ * written is dropped with every change appended after it: afterWrite's error means those changes were not
+ * logged and never will be (not even after a restart): undo them. Their lsns are given again to later changes.
+ */
 export interface ChangeLog {
-  /** Set while the log cannot be written (disk full, EIO): writes must be refused. Cleared when a retry succeeds. */
+  /** Set while the log cannot be written (disk full, EIO, no segment): writes must be refused, and append takes nothing. Cleared when a retry finds the log writable. */
   readonly failure: Error | undefined;
-  /** The lsn of the newest change appended. */
+  /** The lsn of the newest change appended (after a failure, back to durableLsn). */
   readonly lastLsn: number;
+  /** The lsn of the newest change known written (synced, in strict mode): no failure can take it back. */
+  readonly durableLsn: number;
   /** The lineage this log belongs to: an id that ties it to the commits it continues. */
   readonly lineage: string;
   /** Records a change (already applied to the world) and returns it numbered; durable once afterWrite says so. */
   append(at: number, by: string, runs: Run[]): Change;
-  /** Calls `done` once every change appended so far is written (and synced in strict mode), or with the error that stopped it. */
+  /**
+   * Calls `done` once every change appended so far is written (and synced in strict mode), or with the error
+   * that made the log drop them (see above); the waiters of dropped changes are called newest first, so undoing
+   * each change in that order restores the durable state.
+   */
   afterWrite(done: (err?: Error) => void): void;
   /** Changes after `floor`, from `cursor` (undefined: the oldest kept), at most about `maxBytes` of cells. */
   unshipped(cursor: LogCursor | undefined, floor: number, maxBytes: number): Promise<UnshippedChanges>;

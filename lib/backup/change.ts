@@ -160,14 +160,7 @@ export function readRuns(input: ByteReader, cells: number): Run[] {
   return runs;
 }
 
-/** A write-ahead log frame's payload: one change with its author spelled out (a frame stands alone). */
-export function encodeFramePayload(change: Change): Buffer {
-  const out = new ByteWriter(32 + changeBytes(change) + change.runs.length * 8);
-  writeFramePayload(out, change);
-  return out.view();
-}
-
-/** Appends the frame payload of `change` (see encodeFramePayload) to `out`. */
+/** Appends a write-ahead log frame's payload to `out`: one change with its author spelled out (a frame stands alone). */
 export function writeFramePayload(out: ByteWriter, change: Change): void {
   out.u8(1); // payload version
   out.varint(change.lsn);

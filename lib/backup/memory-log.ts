@@ -33,6 +33,11 @@ export class MemoryLog implements ChangeLog {
     return change;
   }
 
+  /** Every change is durable (as far as this log goes) the moment it is appended. */
+  get durableLsn(): number {
+    return this.lastLsn;
+  }
+
   afterWrite(done: (err?: Error) => void): void {
     done();
   }

@@ -59,6 +59,7 @@ export async function every(interval: () => number, step: () => Promise<void>, s
 export class Mutex {
   private tail: Promise<unknown> = Promise.resolve();
 
+  /** Runs `task` once every task asked before it has ended; its result or error. */
   run<T>(task: () => Promise<T>): Promise<T> {
     const result = this.tail.then(task);
     this.tail = result.catch(() => undefined);

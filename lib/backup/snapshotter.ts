@@ -140,7 +140,9 @@ export class Snapshotter {
       const world = { version: core.cube.version, bytesWritten: core.cube.bytesWritten };
       // Taken after the instant: every change in the snapshot was made at or before it.
       const createdAt = new Date(core.now());
-      const lsn = core.changeLog.lastLsn;
+      // The durable lsn, not the last: a change not yet written may be dropped (and undone) and its lsn given to
+      // the next change, which the snapshot must not claim. Those it holds anyway are replayed over it again (harmless).
+      const lsn = core.changeLog.durableLsn;
       // The changes up to the instant go to the store as change sets first, cadence or not: the snapshot holds
       // their values, but history (who changed what, and each second in between) lives in the sets only. A
       // shipment that fails is logged (ship_failed) and the snapshot goes on: it still holds every value.
