@@ -32,6 +32,7 @@ async function main(): Promise<void> {
   }
   const app = createApp({
     cells: config.cells,
+    shape: config.shape,
     auth: config.auth,
     store: openStore(config),
     prefix: config.prefix,

@@ -84,8 +84,8 @@ export function ensureBuilt(): ServerCommand {
   if (serverCommand) return serverCommand;
   if (process.env.BENCH_SERVER === 'tsx') return (serverCommand = { args: ['--expose-gc', '--import', 'tsx', 'server.ts'], how: 'node --import tsx server.ts (BENCH_SERVER=tsx)' });
   const out = join(ROOT, 'dist', 'server.js');
-  // Every source the build compiles: server.ts and lib/ with its folders (lib/backup/...).
-  const sources = [join(ROOT, 'server.ts'), ...(readdirSync(join(ROOT, 'lib'), { recursive: true }) as string[]).filter((f) => f.endsWith('.ts')).map((f) => join(ROOT, 'lib', f))];
+  // Every source the build compiles or copies: server.ts and lib/ with its folders (lib/backup/...), and the console's files.
+  const sources = [join(ROOT, 'server.ts'), ...(readdirSync(join(ROOT, 'lib'), { recursive: true }) as string[]).filter((f) => f.endsWith('.ts') || f.startsWith('console/')).map((f) => join(ROOT, 'lib', f))];
   const newest = Math.max(...sources.map((f) => statSync(f).mtimeMs));
   const stale = !existsSync(out) || statSync(out).mtimeMs < newest;
   if (stale) {

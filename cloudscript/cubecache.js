@@ -22,12 +22,16 @@
  *   readCells  {indexes: [index, ...]}                              -> {ok, cells: [{index, category, ...}, ...]}
  *   readCellsAt {indexes: [index, ...], at: "2026-12-01T14:03:00Z"} -> the same, as the cells were at that instant
  *   cellHistory {index, since?, until?, limit?}                     -> {ok, changes: [{at, index, before, after, by}, ...] newest first, next?}
- *   rollbackPlayer {by, since, until?, start?, count?, preview?}   -> {ok, preview, restored, skipped, cells, skippedCells} (moderators only)
+ *   readBox    {box: [x, y, z, w, h, d], at?}                      -> {ok, cells: [{x, y, z, index, category, ...}, ...]} in index order (up to 4096 cells)
+ *   rollbackPlayer {by, since, until?, start?, count? or box?, preview?} -> {ok, preview, restored, skipped, cells, skippedCells} (moderators only)
  * Writes carry the calling player (currentPlayerId) as their author, so GET /history and POST /rollback know who
  * made each change. rollbackPlayer is for moderators: the callers listed (comma-separated PlayFab ids) in the
  * Title Internal Data key cubecacheModerators; anyone else gets {ok: false, status: 403}.
  *   writeCells {cells: [{index, category, ..., expect?}, ...]}      -> {ok, cells: [{index, category, ...}, ...]}
  *   s3dump     {}                                                   -> {ok, backup: 'started' or 'joined', requestedAt, outcome: '/healthcheck'}
+ * A box is its lowest corner x, y, z and its extent w, h, d along x, y (up) and z. For your own code the file
+ * also has cubecacheWorld() (the server's {x, y, z, order}, from GET /stats), cubecacheIndexOf(world, x, y, z)
+ * and cubecacheCoordsOf(world, index), which convert between an index and x, y, z.
  * Missing byte fields are 0, as on the server. `expect` ({category, rotation, sideA, sideB}) makes a write
  * conditional: if the cell holds something else nothing is written and the result is
  * {ok: false, status: 409, error, current: {index, category, rotation, sideA, sideB}} (plus `element`, the
@@ -117,6 +121,10 @@ handlers.rollbackPlayer = function (args) {
     if (args.until !== undefined && args.until !== null) body.until = args.until;
     if (args.start !== undefined && args.start !== null) body.start = cubecacheIndex(args.start, 'start');
     if (args.count !== undefined && args.count !== null) body.count = args.count;
+    if (args.box !== undefined && args.box !== null) {
+      if (body.start !== undefined || body.count !== undefined) cubecacheBadArgument('box', 'give either box or start and count, not both');
+      body.box = cubecacheBox(args.box, 'box');
+    }
     if (args.preview !== undefined && args.preview !== null) body.preview = args.preview === true;
     var answer = cubecacheCall('/rollback?by=' + encodeURIComponent(moderator), body);
     if (!answer.ok) return answer;
@@ -124,6 +132,100 @@ handlers.rollbackPlayer = function (args) {
     return { ok: true, preview: b.preview, restored: b.restored, skipped: b.skipped, cells: b.cells, skippedCells: b.skippedCells };
   });
 };
+
+// A box of the world, each cell with its x, y, z: two requests (the world's shape, then one batch read).
+handlers.readBox = function (args) {
+  return cubecacheGuard('readBox', function () {
+    var box = cubecacheBox(args && args.box, 'box');
+    var at = args && args.at;
+    if (at !== undefined && at !== null && (typeof at !== 'string' || at === '')) cubecacheBadArgument('at', 'at must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"');
+    var count = box[3] * box[4] * box[5];
+    if (count > CUBECACHE_MAX_BATCH) cubecacheBadArgument('box', 'box holds ' + count + ' cells; at most ' + CUBECACHE_MAX_BATCH + ' in one call');
+    var world = cubecacheWorld();
+    var axes = ['x', 'y', 'z'];
+    for (var a = 0; a < 3; a++) {
+      if (box[a] + box[a + 3] > world[axes[a]]) {
+        cubecacheBadArgument('box', 'box runs outside the world along ' + axes[a] + ': ' + box[a] + ' + ' + box[a + 3] + ' > ' + world[axes[a]]);
+      }
+    }
+    var indexes = [];
+    for (var x = box[0]; x < box[0] + box[3]; x++) {
+      for (var y = box[1]; y < box[1] + box[4]; y++) {
+        for (var z = box[2]; z < box[2] + box[5]; z++) indexes.push(cubecacheIndexOf(world, x, y, z));
+      }
+    }
+    indexes.sort(function (p, q) { return p - q; });
+    var commands = [];
+    for (var i = 0; i < indexes.length; i++) {
+      var command = { action: 0, index: indexes[i] };
+      if (at !== undefined && at !== null) command.at = at;
+      commands.push(command);
+    }
+    var answer = cubecacheCall('/request', commands);
+    if (!answer.ok) return answer;
+    var result = cubecacheBatchResult(answer.body, commands);
+    if (!result.ok) return result;
+    var cells = [];
+    for (var j = 0; j < result.cells.length; j++) {
+      var c = result.cells[j];
+      var where = cubecacheCoordsOf(world, c.index);
+      cells.push({ x: where.x, y: where.y, z: where.z, index: c.index, category: c.category, rotation: c.rotation, sideA: c.sideA, sideB: c.sideB });
+    }
+    return { ok: true, cells: cells };
+  });
+};
+
+/** The server's world: {x, y, z, order} from GET /stats (order names the axes fastest first, e.g. "xzy"; y is up). Fails for a flat world. */
+function cubecacheWorld() {
+  var answer = cubecacheCall('/stats', undefined, 'GET');
+  if (!answer.ok) cubecacheFail(answer);
+  var shape = answer.body.shape;
+  if (!shape || typeof answer.body.order !== 'string') {
+    cubecacheFail({ ok: false, status: 0, error: 'the cubecache world is flat (its server has no WORLD_SHAPE): it has no x, y, z' });
+  }
+  return { x: shape.x, y: shape.y, z: shape.z, order: answer.body.order };
+}
+
+/** How far one step along each axis moves the index in `world`. */
+function cubecacheStrides(world) {
+  var fast = world.order.charAt(0);
+  var mid = world.order.charAt(1);
+  var strides = { x: 0, y: 0, z: 0 };
+  strides[fast] = 1;
+  strides[mid] = world[fast];
+  strides[world.order.charAt(2)] = world[fast] * world[mid];
+  return strides;
+}
+
+/** The index of the cell at x, y, z in `world` ({x, y, z, order}, as cubecacheWorld() gives it). */
+function cubecacheIndexOf(world, x, y, z) {
+  var s = cubecacheStrides(world);
+  return x * s.x + y * s.y + z * s.z;
+}
+
+/** The {x, y, z} of the cell at `index` in `world` ({x, y, z, order}). */
+function cubecacheCoordsOf(world, index) {
+  var fast = world.order.charAt(0);
+  var mid = world.order.charAt(1);
+  var out = { x: 0, y: 0, z: 0 };
+  out[fast] = index % world[fast];
+  var rest = Math.floor(index / world[fast]);
+  out[mid] = rest % world[mid];
+  out[world.order.charAt(2)] = Math.floor(rest / world[mid]);
+  return out;
+}
+
+/** A box [x, y, z, w, h, d]: six whole numbers, w, h and d at least 1 (the server checks it fits its world). */
+function cubecacheBox(value, field) {
+  if (!Array.isArray(value) || value.length !== 6) cubecacheBadArgument(field, field + ' must be [x, y, z, w, h, d], got ' + JSON.stringify(value));
+  for (var i = 0; i < 6; i++) {
+    var v = value[i];
+    if (typeof v !== 'number' || v < (i < 3 ? 0 : 1) || Math.floor(v) !== v || !isFinite(v)) {
+      cubecacheBadArgument(field, field + ' must be [x, y, z, w, h, d]: whole numbers, w, h and d at least 1, got ' + JSON.stringify(value));
+    }
+  }
+  return [value[0], value[1], value[2], value[3], value[4], value[5]];
+}
 
 /** The calling player's PlayFab id, or '' when there is none. */
 function cubecachePlayer() {

@@ -12,10 +12,13 @@ import type { Log } from './log.js';
 import { createListener } from './listener.js';
 import { LoginGuard } from './login-guard.js';
 import { Metrics } from './metrics.js';
+import { cellsOf, type Shape } from './shape.js';
 import type { BlobStore } from './store.js';
 
 export interface AppOptions {
   cells: number;
+  /** The world's dimensions and index order (its product must be `cells`); undefined: a flat world, no boxes or maps. */
+  shape?: Shape;
   /** The Basic credentials; `previousPassword` is accepted too while a password rotation is in progress. */
   auth: Credentials & { previousPassword?: string };
   store: BlobStore;
@@ -68,6 +71,7 @@ export interface App {
 export function createApp(options: AppOptions): App {
   const now = options.now ?? Date.now;
   const log = options.log;
+  if (options.shape && cellsOf(options.shape) !== options.cells) throw new RangeError(`shape ${options.shape.x}x${options.shape.y}x${options.shape.z} does not hold ${options.cells} cells`);
   const cube = new Cube(options.cells);
   const backups = new Backups({
     store: options.store, cube, prefix: options.prefix, legacyKey: options.legacyKey,
@@ -79,7 +83,7 @@ export function createApp(options: AppOptions): App {
 
   const trustedProxies = options.trustedProxies ?? 0;
   const ctx: Ctx = {
-    cube, backups, writes: backups.writes, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
+    cube, shape: options.shape, backups, writes: backups.writes, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
     stallMs: options.timeouts?.requestMs ?? 60_000,
   };
 

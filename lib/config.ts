@@ -1,4 +1,5 @@
 /** Configuration from the environment: parsed and validated once, in one place. */
+import { cellsOf, DEFAULT_ORDER, isOrder, parseShape, type Shape } from './shape.js';
 
 export interface Config {
   port: number;
@@ -9,6 +10,8 @@ export interface Config {
    */
   auth: { user: string; password: string; previousPassword?: string; generated: boolean };
   cells: number;
+  /** The world's dimensions and index order (WORLD_SHAPE, WORLD_ORDER); undefined for a flat world (no boxes, no map). */
+  shape: Shape | undefined;
   /** Where backups live: an S3 bucket, or a local folder when no bucket is configured. */
   store: { kind: 's3'; bucket: string; forcePathStyle: boolean } | { kind: 'file'; dir: string };
   /** Key prefix of this world's backups inside the store ('' or ending in '/'). */
@@ -74,6 +77,7 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
   const walDir = env.WAL_DIR === undefined ? `${dataDir.replace(/\/+$/, '')}/wal` : env.WAL_DIR.trim();
   const walSync = (optional(env, 'WAL_SYNC') ?? 'write').toLowerCase();
   if (walSync !== 'write' && walSync !== 'strict') throw new ConfigError('WAL_SYNC', `must be "write" or "strict", got ${JSON.stringify(env.WAL_SYNC)}`);
+  const { cells, shape } = world(env);
   // Test-only: a power loss cannot be made for real in a test, so the log says what each fdatasync made durable.
   const syncMarks = boolean(env, 'CUBECACHE_TEST_SYNC_MARKS', false);
   return {
@@ -85,8 +89,8 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
       ...(previousPassword !== undefined && previousPassword !== password ? { previousPassword } : {}),
       generated: password === undefined,
     },
-    // Up to 2^28 cells (1 GiB): a Uint8Array of that size is well within Node's limits.
-    cells: integer(env, 'CUBE_CELLS', 16_777_216, 1, 2 ** 28),
+    cells,
+    shape,
     store: bucket
       ? { kind: 's3', bucket, forcePathStyle }
       : { kind: 'file', dir: dataDir },
@@ -104,6 +108,34 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
     logRequests: boolean(env, 'LOG_REQUESTS', false),
     authFailureLimit: integer(env, 'AUTH_FAILURE_LIMIT', 20, 0, 1_000_000),
   };
+}
+
+/** The default world: 256 cells along each axis. */
+const DEFAULT_CELLS = 16_777_216;
+/** Up to 2^28 cells (1 GiB): a Uint8Array of that size is well within Node's limits. */
+const MAX_CELLS = 2 ** 28;
+
+/**
+ * CUBE_CELLS, WORLD_SHAPE and WORLD_ORDER: WORLD_SHAPE alone sets the cells; both set must agree. Unset, the
+ * default 16,777,216 cells are 256x256x256 and any other count is a flat world.
+ */
+function world(env: Env): { cells: number; shape: Shape | undefined } {
+  const order = (optional(env, 'WORLD_ORDER') ?? DEFAULT_ORDER).trim().toLowerCase();
+  if (!isOrder(order)) throw new ConfigError('WORLD_ORDER', `must name x, y and z once each, fastest first (e.g. "xzy"), got ${JSON.stringify(env.WORLD_ORDER)}`);
+  const rawShape = optional(env, 'WORLD_SHAPE');
+  if (rawShape === undefined) {
+    const cells = integer(env, 'CUBE_CELLS', DEFAULT_CELLS, 1, MAX_CELLS);
+    return { cells, shape: cells === DEFAULT_CELLS ? { x: 256, y: 256, z: 256, order } : undefined };
+  }
+  const shape = parseShape(rawShape, order);
+  if (!shape) throw new ConfigError('WORLD_SHAPE', `must be three whole numbers from 1, x by y by z (y is up), e.g. "256x256x256", got ${JSON.stringify(rawShape)}`);
+  const cells = cellsOf(shape);
+  if (cells > MAX_CELLS) throw new ConfigError('WORLD_SHAPE', `holds ${cells} cells; at most ${MAX_CELLS}`);
+  if (optional(env, 'CUBE_CELLS') !== undefined) {
+    const declared = integer(env, 'CUBE_CELLS', DEFAULT_CELLS, 1, MAX_CELLS);
+    if (declared !== cells) throw new ConfigError('WORLD_SHAPE', `${rawShape} holds ${cells} cells but CUBE_CELLS is ${declared}: set only WORLD_SHAPE, or make CUBE_CELLS its product`);
+  }
+  return { cells, shape };
 }
 
 /** A set, non-empty value, or undefined. */

@@ -5,13 +5,16 @@
  * has a second dispatch of its own.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { crossSiteRefusal } from './cross-site.js';
 import { readCells, writeCells } from './routes/cells.js';
 import { listBackups, restore, s3dump } from './routes/backups.js';
+import { CONSOLE_PATHS, serveConsole } from './routes/console.js';
 import type { Ctx } from './routes/context.js';
 import { healthcheck, metrics, stats } from './routes/health.js';
 import { history, rollback } from './routes/history.js';
+import { map } from './routes/map.js';
 import { request } from './routes/request.js';
-import { HttpError, sendError } from './http.js';
+import { hasBody, HttpError, sendError } from './http.js';
 import type { Log } from './log.js';
 import { clientAddress } from './login-guard.js';
 
@@ -37,6 +40,8 @@ const ROUTES = new Map<string, Map<string, Handler>>([
   ['/cells', new Map([['GET', viaPromise(readCells)], ['PUT', viaPromise(writeCells)]])],
   ['/stats', new Map([['GET', viaPromise(stats)]])],
   ['/metrics', new Map([['GET', viaPromise(metrics)]])],
+  ['/map.png', new Map([['GET', viaPromise(map)]])],
+  ...CONSOLE_PATHS.map((path): [string, Map<string, Handler>] => [path, new Map([['GET', viaPromise(serveConsole)], ['HEAD', viaPromise(serveConsole)]])]),
 ]);
 
 /** What the listener needs besides the handlers' ctx. */
@@ -122,7 +127,7 @@ function pathOf(url: string | undefined): string {
   return query < 0 ? url : url.slice(0, query);
 }
 
-/** The handler for `req` (whose URL's path is `path`), or the HttpError that answers it: a 400 for HTTP/1.1 without Host, 404, 405. */
+/** The handler for `req` (whose URL's path is `path`), or the HttpError that answers it: a 400 for HTTP/1.1 without Host, 404, 405, a 403 for a write a browser made for another site. */
 function route(req: IncomingMessage, path: string): Handler {
   // node:http would refuse a missing Host with a bare 400 (requireHostHeader); this one is JSON like every error.
   if (req.headers.host === undefined && req.httpVersionMinor >= 1) throw new HttpError(400, 'an HTTP/1.1 request needs a Host header', { Connection: 'close' });
@@ -130,5 +135,10 @@ function route(req: IncomingMessage, path: string): Handler {
   if (!methods) throw new HttpError(404, `no route ${path}`);
   const handler = methods.get(req.method ?? '');
   if (!handler) throw new HttpError(405, `method ${req.method} not allowed on ${path}`, { Allow: [...methods.keys()].join(', ') });
+  // Every method but GET and HEAD can write (POST /request, PUT /cells, /restore, /rollback, /s3dump): checked here, once for all.
+  if (req.method !== 'GET' && req.method !== 'HEAD') {
+    const refused = crossSiteRefusal(req.headers);
+    if (refused) throw new HttpError(403, refused, hasBody(req) ? { Connection: 'close' } : {});
+  }
   return handler;
 }

@@ -13,6 +13,7 @@ const ROOTS = ['dist', 'package.json', 'package-lock.json', 'Procfile', 'Buildfi
 // A clean build: files of modules since removed must not ride along in dist/.
 rmSync('dist', { recursive: true, force: true });
 execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+execFileSync(process.execPath, ['scripts/copy-console.mjs'], { stdio: 'inherit' });
 
 /** Every file under the roots, with forward slashes, in a stable order. */
 function files(path) {

@@ -14,6 +14,8 @@ type Result = { ok: boolean; status?: number; error?: string; [key: string]: unk
 type Handler = (executionContext: unknown) => Promise<Result>;
 interface FunctionsModule {
   OPERATIONS: string[];
+  indexOf(world: { x: number; y: number; z: number; order: string }, x: number, y: number, z: number): number;
+  coordsOf(world: { x: number; y: number; z: number; order: string }, index: number): { x: number; y: number; z: number };
   MAX_TIMEOUT_MS: number;
   createHandlers(env: Record<string, string | undefined>, options?: { fetch?: typeof fetch }): Record<string, Handler>;
   register(app: { http(name: string, options: HttpOptions): void }, env: Record<string, string | undefined>, options?: { fetch?: typeof fetch }): void;
@@ -124,6 +126,52 @@ describe('cloudscript/functions (CloudScript Functions)', () => {
     assert.equal((await s.post('/request', { index: 4 })).json.category, 0);
   });
 
+  test('readBox: a box\'s cells with their x, y, z in index order, now or at an instant; indexOf and coordsOf; rollbackPlayer takes a box', async (t) => {
+    // 8 across (x), 4 up (y), 6 deep (z), x fastest, then z, then y: index = x + 8 * (z + 6 * y).
+    const world = { x: 8, y: 4, z: 6, order: 'xzy' };
+    assert.equal(functions.indexOf(world, 3, 2, 5), 3 + 8 * (5 + 6 * 2));
+    assert.deepEqual(functions.coordsOf(world, 3 + 8 * (5 + 6 * 2)), { x: 3, y: 2, z: 5 });
+    const yFirst = { ...world, order: 'yxz' }; // index = y + 4 * (x + 8 * z)
+    assert.equal(functions.indexOf(yFirst, 3, 2, 5), 2 + 4 * (3 + 8 * 5));
+    assert.deepEqual(functions.coordsOf(yFirst, 2 + 4 * (3 + 8 * 5)), { x: 3, y: 2, z: 5 });
+
+    const { s, handlers, counter } = await setUp(t, { cells: 192, shape: world });
+    assert.equal((await s.post('/s3dump')).status, 200);
+    await s.post('/request', { action: 1, index: 2 + 8 * (3 + 6 * 1), category: 5 });
+    const then = new Date().toISOString();
+    await waitFor('the clock to pass the instant', () => new Date().toISOString() > then, 1000, 1);
+    await s.post('/request', { action: 1, index: 2 + 8 * (3 + 6 * 1), category: 6 });
+    const cell = (x: number, z: number, category: number) => ({ x, y: 1, z, index: x + 8 * (z + 6), category, rotation: 0, sideA: 0, sideB: 0 });
+    const before = counter.calls;
+    assert.deepEqual(await handlers.readBox!(executeFunction({ box: [2, 1, 3, 2, 1, 2] })), { ok: true, cells: [cell(2, 3, 6), cell(3, 3, 0), cell(2, 4, 0), cell(3, 4, 0)] });
+    assert.equal(counter.calls - before, 2, 'the world\'s shape, then one batch read');
+    assert.deepEqual(await handlers.readBox!(executeFunction({ box: [2, 1, 3, 1, 1, 1], at: then })), { ok: true, cells: [cell(2, 3, 5)] });
+    for (const args of [{}, { box: [0, 0, 0, 0, 1, 1] }, { box: [0, 0, 0, 1, 1] }, { box: [0, 0, 0, 100, 100, 1] }, { box: [0, 0, 0, 1, 1, 1], at: 5 }]) {
+      const calls = counter.calls;
+      const refused = await handlers.readBox!(executeFunction(args));
+      assert.equal(refused.status, 0, JSON.stringify(args));
+      assert.ok(refused.field === 'box' || refused.field === 'at', JSON.stringify(refused));
+      assert.equal(counter.calls, calls, 'refused before calling');
+    }
+    const outside = await handlers.readBox!(executeFunction({ box: [7, 0, 0, 2, 1, 1] }));
+    assert.equal(outside.field, 'box');
+    assert.match(outside.error!, /outside the world along x: 7 \+ 2 > 8/);
+
+    // The caller's changes in and out of a box; a scheduled task's rollback with the box undoes only those inside.
+    const since = new Date().toISOString();
+    await waitFor('the clock to pass the instant', () => new Date().toISOString() > since, 1000, 1);
+    assert.equal((await handlers.writeCells!(executeFunction({ cells: [{ index: 0, category: 9 }, { index: 191, category: 9 }] }))).ok, true);
+    assert.equal((await handlers.rollbackPlayer!(scheduledTask({ by: '1234567890ABCDEF', since, box: [0, 0, 0, 2, 2, 2], count: 1 }))).field, 'box');
+    const done = await handlers.rollbackPlayer!(scheduledTask({ by: '1234567890ABCDEF', since, box: [0, 0, 0, 2, 2, 2] }));
+    assert.equal(done.restored, 1, JSON.stringify(done));
+    assert.deepEqual([(await s.post('/request', { index: 0 })).json.category, (await s.post('/request', { index: 191 })).json.category], [0, 9]);
+
+    const flat = await setUp(t);
+    const refused = await flat.handlers.readBox!(executeFunction({ box: [0, 0, 0, 1, 1, 1] }));
+    assert.equal(refused.ok, false);
+    assert.match(refused.error!, /flat/);
+  });
+
   test('a conflict is ok:false with status 409 and the current cell; wrong credentials 401; the server\'s 400 passed on', async (t) => {
     const { s, handlers } = await setUp(t);
     await s.post('/request', { action: 1, index: 5, category: 3 });
@@ -229,7 +277,7 @@ describe('cloudscript/functions (CloudScript Functions)', () => {
     const registered = new Map<string, HttpOptions>();
     functions.register({ http: (name, options) => { registered.set(name, options); } }, settings(s));
     assert.deepEqual([...registered.keys()], functions.OPERATIONS);
-    assert.deepEqual([...registered.keys()], ['readCell', 'writeCell', 'readCells', 'readCellsAt', 'writeCells', 'cellHistory', 'rollbackPlayer', 's3dump']);
+    assert.deepEqual([...registered.keys()], ['readCell', 'writeCell', 'readCells', 'readCellsAt', 'readBox', 'writeCells', 'cellHistory', 'rollbackPlayer', 's3dump']);
     for (const options of registered.values()) {
       assert.deepEqual(options.methods, ['POST']);
       assert.equal(options.authLevel, 'function');

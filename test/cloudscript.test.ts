@@ -199,6 +199,57 @@ describe('cloudscript/cubecache.js', () => {
     assert.equal(after.result.changes[0].by, 'TESTPLAYERID', 'the rollback is the moderator\'s change');
   });
 
+  test('readBox: a box\'s cells with their x, y, z in index order, now or at an instant; the helpers convert index and x, y, z; rollbackPlayer takes a box', async (t) => {
+    // 8 across (x), 4 up (y), 6 deep (z), x fastest, then z, then y: index = x + 8 * (z + 6 * y).
+    const world = { x: 8, y: 4, z: 6, order: 'xzy' };
+    const s = await startServer(t, await openFileStore(t), { cells: 192, shape: world });
+    const sandbox = await openSandbox(t);
+    sandbox.titleData = { cubecacheUrl: s.url, cubecacheUser: AUTH.user, cubecachePassword: AUTH.password, cubecacheModerators: 'TESTPLAYERID' };
+    assert.equal((await sandbox.call('cubecacheIndexOf', world, 3, 2, 5)).result, 3 + 8 * (5 + 6 * 2));
+    assert.deepEqual((await sandbox.call('cubecacheCoordsOf', world, 3 + 8 * (5 + 6 * 2))).result, { x: 3, y: 2, z: 5 });
+    const yFirst = { x: 8, y: 4, z: 6, order: 'yxz' }; // index = y + 4 * (x + 8 * z)
+    assert.equal((await sandbox.call('cubecacheIndexOf', yFirst, 3, 2, 5)).result, 2 + 4 * (3 + 8 * 5));
+    assert.deepEqual((await sandbox.call('cubecacheCoordsOf', yFirst, 2 + 4 * (3 + 8 * 5))).result, { x: 3, y: 2, z: 5 });
+
+    assert.equal((await s.post('/s3dump')).status, 200);
+    await s.post('/request', { action: 1, index: 2 + 8 * (3 + 6 * 1), category: 5 });
+    const then = new Date().toISOString();
+    await waitFor('the clock to pass the instant', () => new Date().toISOString() > then, 1000, 1);
+    await s.post('/request', { action: 1, index: 2 + 8 * (3 + 6 * 1), category: 6 });
+    const now = await sandbox.run('readBox', { box: [2, 1, 3, 2, 1, 2] });
+    assert.equal(now.requests.length, 2, 'the world\'s shape, then one batch read');
+    const cell = (x: number, z: number, category: number) => ({ x, y: 1, z, index: x + 8 * (z + 6), category, rotation: 0, sideA: 0, sideB: 0 });
+    assert.deepEqual(now.result, { ok: true, cells: [cell(2, 3, 6), cell(3, 3, 0), cell(2, 4, 0), cell(3, 4, 0)] });
+    assert.deepEqual((await sandbox.run('readBox', { box: [2, 1, 3, 1, 1, 1], at: then })).result, { ok: true, cells: [cell(2, 3, 5)] });
+
+    for (const [args, message] of [[{}, /box must be \[x, y, z, w, h, d\]/], [{ box: [0, 0, 0, 0, 1, 1] }, /at least 1/], [{ box: [0, 0, 0, 1, 1] }, /box must be/],
+      [{ box: [0, 0, 0, 100, 100, 1] }, /10000 cells; at most 4096/], [{ box: [0, 0, 0, 1, 1, 1], at: 5 }, /at must be/]] as const) {
+      const refused = await sandbox.run('readBox', args);
+      assert.equal(refused.result.status, 0, JSON.stringify(args));
+      assert.match(refused.result.error, message);
+      assert.equal(refused.requests.length, 0, 'refused before calling');
+    }
+    const outside = await sandbox.run('readBox', { box: [7, 0, 0, 2, 1, 1] });
+    assert.equal(outside.result.field, 'box');
+    assert.match(outside.result.error, /outside the world along x: 7 \+ 2 > 8/);
+
+    // A player's changes in and out of a box; the rollback with the box undoes only those inside.
+    const since = new Date().toISOString();
+    await waitFor('the clock to pass the instant', () => new Date().toISOString() > since, 1000, 1);
+    assert.equal((await sandbox.run('writeCells', { cells: [{ index: 0, category: 9 }, { index: 191, category: 9 }] })).result.ok, true);
+    const both = await sandbox.run('rollbackPlayer', { by: 'TESTPLAYERID', since, box: [0, 0, 0, 2, 2, 2], start: 0 });
+    assert.equal(both.result.field, 'box');
+    const done = await sandbox.run('rollbackPlayer', { by: 'TESTPLAYERID', since, box: [0, 0, 0, 2, 2, 2] });
+    assert.equal(done.result.restored, 1, JSON.stringify(done.result));
+    assert.deepEqual(JSON.parse(done.requests[0]!.content).box, [0, 0, 0, 2, 2, 2]);
+    assert.deepEqual([(await s.post('/request', { index: 0 })).json.category, (await s.post('/request', { index: 191 })).json.category], [0, 9]);
+
+    const flat = await setUp(t);
+    const refused = await flat.sandbox.run('readBox', { box: [0, 0, 0, 1, 1, 1] });
+    assert.equal(refused.result.ok, false);
+    assert.match(refused.result.error, /flat/);
+  });
+
   test('a conditional write that conflicts: ok:false, 409, the current cell, nothing written', async (t) => {
     const { s, sandbox } = await setUp(t);
     await s.post('/request', { action: 1, index: 5, category: 3, rotation: 0, sideA: 1, sideB: 0 });

@@ -77,4 +77,29 @@ describe('config', () => {
       assert.throws(() => loadConfig(env, random), (err: unknown) => err instanceof ConfigError && err.variable === variable && err.message.startsWith(variable), JSON.stringify(env));
     }
   });
+
+  test('the world\'s shape: 256x256x256 in xzy order by default, flat for any other CUBE_CELLS, WORLD_SHAPE sets the cells', () => {
+    assert.deepEqual(loadConfig({}, random).shape, { x: 256, y: 256, z: 256, order: 'xzy' });
+    assert.equal(loadConfig({ CUBE_CELLS: '4096' }, random).shape, undefined, 'another count is a flat world');
+    assert.deepEqual(loadConfig({ CUBE_CELLS: '16777216', WORLD_ORDER: 'YXZ' }, random).shape, { x: 256, y: 256, z: 256, order: 'yxz' });
+    const shaped = loadConfig({ WORLD_SHAPE: '16x8x12' }, random);
+    assert.equal(shaped.cells, 1536);
+    assert.deepEqual(shaped.shape, { x: 16, y: 8, z: 12, order: 'xzy' });
+    assert.equal(loadConfig({ WORLD_SHAPE: '16x8x12', CUBE_CELLS: '1536' }, random).cells, 1536, 'both set and agreeing');
+  });
+
+  test('WORLD_SHAPE and CUBE_CELLS that disagree, a bad shape or a bad order: one error naming the variable (and both, when they disagree)', () => {
+    assert.throws(() => loadConfig({ WORLD_SHAPE: '16x8x12', CUBE_CELLS: '1000' }, random), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.variable, 'WORLD_SHAPE');
+      assert.match(err.message, /^WORLD_SHAPE: 16x8x12 holds 1536 cells but CUBE_CELLS is 1000/);
+      return true;
+    });
+    for (const [env, variable] of [
+      [{ WORLD_SHAPE: '16x8' }, 'WORLD_SHAPE'], [{ WORLD_SHAPE: '0x8x8' }, 'WORLD_SHAPE'], [{ WORLD_SHAPE: '1024x1024x1024' }, 'WORLD_SHAPE'],
+      [{ WORLD_ORDER: 'xxy' }, 'WORLD_ORDER'], [{ WORLD_ORDER: 'up' }, 'WORLD_ORDER'], [{ WORLD_SHAPE: '2x2x2', CUBE_CELLS: 'eight' }, 'CUBE_CELLS'],
+    ] as const) {
+      assert.throws(() => loadConfig(env, random), (err: unknown) => err instanceof ConfigError && err.variable === variable, JSON.stringify(env));
+    }
+  });
 });

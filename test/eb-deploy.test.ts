@@ -51,7 +51,7 @@ test('the bundle deploys as Elastic Beanstalk deploys it and answers its health 
   assert.ok(!/test\/|bench\/|node_modules\//.test(listing), 'no tests, benchmarks or modules in the bundle');
   assert.ok(!/\.map\s/.test(listing), 'no source maps (production node does not read them)');
   assert.ok(!/cloudscript\//.test(listing), 'no PlayFab modules (they deploy to PlayFab and Azure, not here)');
-  for (const file of ['Procfile', 'Buildfile', 'package.json', 'package-lock.json', 'dist/server.js', '.ebextensions/cubecache.config', '.platform/nginx/conf.d/cubecache.conf', '.platform/hooks/prebuild/01-cubecache-state.sh', '.platform/confighooks/prebuild/01-cubecache-state.sh']) {
+  for (const file of ['Procfile', 'Buildfile', 'package.json', 'package-lock.json', 'dist/server.js', 'dist/lib/console/page.html', 'dist/lib/console/console.js', '.ebextensions/cubecache.config', '.platform/nginx/conf.d/cubecache.conf', '.platform/hooks/prebuild/01-cubecache-state.sh', '.platform/confighooks/prebuild/01-cubecache-state.sh']) {
     assert.ok(existsSync(join(app, file)), `the bundle holds ${file}`);
   }
 
@@ -118,6 +118,8 @@ test('the bundle deploys as Elastic Beanstalk deploys it and answers its health 
   const url = `http://127.0.0.1:${properties.PORT}`;
   await waitFor(`the health check on port ${properties.PORT}`, async () => (await call(url, '/healthcheck').catch(() => undefined))?.status === 200, 30_000);
   assert.equal((await call(url, '/request', { body: { action: 1, index: 1, category: 7 }, auth: { user: 'eb', password: 'eb-password' } })).json.category, 7);
+  // The console's files are not TypeScript: the bundle carries them beside the compiled route that serves them.
+  assert.equal((await call(url, '/console/console.js', { auth: { user: 'eb', password: 'eb-password' } })).status, 200);
   deployed.child.kill('SIGTERM');
   const [code] = await deployed.exited;
   assert.equal(code, 0, deployed.output());

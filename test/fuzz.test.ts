@@ -578,6 +578,7 @@ function pickAuth(r: Rng, pBad = 0.12): AuthChoice {
 const ROUTES = new Map<string, readonly string[]>([
   ['/request', ['POST']], ['/s3dump', ['POST']], ['/healthcheck', ['GET', 'HEAD']], ['/backups', ['GET']],
   ['/restore', ['POST']], ['/cells', ['GET', 'PUT']], ['/stats', ['GET']], ['/metrics', ['GET']],
+  ['/favicon.ico', ['GET', 'HEAD']], // the console's icon (lib/routes/console.ts), which the fuzzer's paths include
 ]);
 /** Methods node:http's parser knows (others are a 400 before any route). */
 const KNOWN_METHODS = new Set(['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD', 'TRACE', 'PROPFIND', 'PURGE', 'QUERY', 'LOCK']);
@@ -621,6 +622,17 @@ function probe(what: string, req: Req, auth: AuthChoice, world: World): Probe {
     });
   }
   if (path === '/healthcheck') return { what: fullWhat, req, cells: [], writes: false, closes: false, judge: (res) => checkHealth(res, head) };
+  // The icon needs no credentials: a browser asks for it on its own.
+  if (path === '/favicon.ico') {
+    return {
+      what: fullWhat, req, cells: [], writes: false, closes: false,
+      judge: (res) => {
+        assert.equal(res.status, 200, `GET /favicon.ico: ${res.status}`);
+        assert.equal(res.headers['content-type'], 'image/x-icon');
+        assert.equal(res.body.length, head ? 0 : Number(res.headers['content-length']));
+      },
+    };
+  }
   // A 401 (or 429) to a request that declares a body closes the connection: the stranger's body is never read.
   if (auth.kind === 'deny') {
     return error([401], (res) => assert.match(String(res.headers['www-authenticate']), /^Basic realm=/, 'WWW-Authenticate'), { closes: declaresBody(req) });

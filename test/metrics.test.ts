@@ -9,7 +9,7 @@ describe('stats and metrics', () => {
     const s = await startServer(t, await openFileStore(t));
     await s.post('/request', [{ action: 1, index: 1, category: 5 }, { action: 1, index: 2, category: 5 }, { action: 1, index: 3, sideB: 1 }]);
     const stats = await call(s.url, '/stats', { auth: AUTH });
-    assert.deepEqual(stats.json, { status: 200, cells: TEST_CELLS, cellsInUse: 3, categories: { 0: TEST_CELLS - 2, 5: 2 }, bytesWrittenSinceBackup: 12, unsavedChanges: true });
+    assert.deepEqual(stats.json, { status: 200, cells: TEST_CELLS, shape: null, order: null, cellsInUse: 3, categories: { 0: TEST_CELLS - 2, 5: 2 }, bytesWrittenSinceBackup: 12, unsavedChanges: true });
     await s.post('/s3dump');
     const after = await call(s.url, '/stats', { auth: AUTH });
     assert.equal(after.json.bytesWrittenSinceBackup, 0);

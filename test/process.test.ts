@@ -45,6 +45,21 @@ test('a bad variable: exit 2 with one error naming it', async (t) => {
   assert.match(String(event.message), /^CUBE_CELLS: must be a whole number/);
 });
 
+test('WORLD_SHAPE and CUBE_CELLS that disagree: exit 2 naming both; WORLD_SHAPE alone shapes the world /stats shows', async (t) => {
+  const proc = spawnServer(t, { WORLD_SHAPE: '16x8x12', CUBE_CELLS: CELLS, AUTH_PASSWORD: 'x' });
+  assert.equal(await proc.exited, 2);
+  const event = await proc.waitForEvent('config_invalid');
+  assert.equal(event.variable, 'WORLD_SHAPE');
+  assert.match(String(event.message), /^WORLD_SHAPE: 16x8x12 holds 1536 cells but CUBE_CELLS is 4096/);
+  const { dir } = await openFileStore(t);
+  const a = await startServerProcess(t, { DATA_DIR: dir, WORLD_SHAPE: '16x8x12', WORLD_ORDER: 'zxy', AUTH_USER: AUTH.user, AUTH_PASSWORD: AUTH.password });
+  const stats = await call(a.url, '/stats', { auth: AUTH });
+  assert.equal(stats.json.cells, 1536);
+  assert.deepEqual([stats.json.shape, stats.json.order], [{ x: 16, y: 8, z: 12 }, 'zxy']);
+  a.child.kill('SIGTERM');
+  assert.equal(await a.exited, 0);
+});
+
 test('REQUIRE_S3_BUCKET=true without S3_BUCKET: exit 2 naming S3_BUCKET, nothing listens', async (t) => {
   const { dir } = await openFileStore(t);
   const proc = spawnServer(t, { REQUIRE_S3_BUCKET: 'true', DATA_DIR: dir, AUTH_PASSWORD: 'x', CUBE_CELLS: CELLS });

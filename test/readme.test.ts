@@ -33,7 +33,9 @@ async function recipes(): Promise<Array<{ heading: string; script: string }>> {
 test('every curl recipe in the README works against a real server', async (t) => {
   const which = await run('sh', ['-c', 'command -v curl']).catch(() => undefined);
   assert.ok(which, 'curl is needed for this test (apt-get install curl)');
-  const s = await startServer(t, await openFileStore(t));
+  // A world with a shape, so the box, map and console recipes run too: 16 high for the box recipes, 64 across
+  // for the console's, which builds a world to look at.
+  const s = await startServer(t, await openFileStore(t), { cells: 64 * 16 * 64, shape: { x: 64, y: 16, z: 64, order: 'xzy' } });
   const cwd = await mkdtemp(join(tmpdir(), 'cubecache-readme-'));
   t.after(() => rm(cwd, { recursive: true, force: true }));
   const env = { ...process.env, CUBE: s.url, AUTH: `${AUTH.user}:${AUTH.password}` };

@@ -138,6 +138,7 @@ export class Backups {
   /** Shutdown: ships what the store lacks (a snapshot if the log lost some), within FINAL_DEADLINE_MS, then closes the log. */
   async finish(): Promise<FinalBackup> {
     await this.stop();
+    this.undo.keptSnapshot.clear();
     let final: FinalBackup = { outcome: 'unchanged' };
     if (this.core.changeLog.lastLsn > this.core.storeLsn) {
       let timer: NodeJS.Timeout | undefined;
@@ -183,9 +184,9 @@ export class Backups {
     return span && { ...span, granularity: 'change' };
   }
 
-  /** The cells of `ranges` as they were at `at` (ms): one buffer per range. OutsideHistoryError outside history(). */
-  cellsAt(at: number, ranges: CellRange[]): Promise<Uint8Array[]> {
-    return this.undo.cellsAt(at, ranges);
+  /** The cells of `ranges` as they were at `at` (ms): one buffer per range (see Undo.cellsAt, `keep` for the map). OutsideHistoryError outside history(). */
+  cellsAt(at: number, ranges: CellRange[], options: { keep?: boolean } = {}): Promise<Uint8Array[]> {
+    return this.undo.cellsAt(at, ranges, options);
   }
 
   /** Restores `ranges` (or the whole world) to what they were at `at`, as one change by `by` (undo.ts). */

@@ -3,12 +3,14 @@
  * from the newest kept snapshot committed at or before it, the change sets after that snapshot, and the changes the log holds that are not
  * shipped yet, applying only the changes made at or before the instant. Nothing of the world is touched.
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { CELL_BYTES } from '../cube.js';
 import type { SnapshotCommit } from './commit-log.js';
 import { openReplay, type ReplaySource } from './replay.js';
+import { loadSnapshot, loadSnapshotRanges } from './snapshot.js';
+import type { SnapshotCache } from './snapshot-cache.js';
 
 export { OutsideHistoryError } from './replay.js';
-import { loadSnapshotRanges } from './snapshot.js';
 
 /** Consecutive cells: `count` from `start`. */
 export interface CellRange { start: number; count: number }
@@ -31,17 +33,40 @@ export function mergeRanges(ranges: CellRange[]): CellRange[] {
 /**
  * The bytes of each range of `ranges` (sorted, disjoint: see mergeRanges) as they were at `at` (ms since the
  * epoch): one buffer per range, 4 bytes a cell. OutsideHistoryError when `at` is before the oldest kept
- * snapshot or after now.
+ * snapshot or after now. With `keep`, the whole snapshot it starts from is read through (and kept in) that cache.
  */
-export async function cellsAt(source: HistorySource, at: number, ranges: CellRange[]): Promise<Uint8Array[]> {
+export async function cellsAt(source: HistorySource, at: number, ranges: CellRange[], keep?: SnapshotCache): Promise<Uint8Array[]> {
   const replay = await openReplay(source, at, at);
-  const out = await loadRanges(source, replay.snapshot, ranges);
+  const out = keep ? await keptRanges(source, replay.snapshot, ranges, keep) : await loadRanges(source, replay.snapshot, ranges);
   for await (const change of replay.changes) {
     if (change.at > at) continue;
     for (const run of change.runs) applyRun(run.start, run.bytes, ranges, out);
   }
   return out;
 }
+
+/** The cells of `ranges` in `snapshot`, one buffer per range, copied out of the whole snapshot as `keep` holds it. */
+async function keptRanges(source: HistorySource, snapshot: SnapshotCommit, ranges: CellRange[], keep: SnapshotCache): Promise<Uint8Array[]> {
+  const whole = await keep.get(snapshot.key, async () => {
+    const bytes = new Uint8Array(snapshot.bytes);
+    await loadSnapshot(source.store, snapshot.key, bytes, snapshot.sha256, `backup ${snapshot.name}`);
+    return bytes;
+  });
+  const out: Uint8Array[] = [];
+  for (const r of ranges) {
+    const part = new Uint8Array(r.count * CELL_BYTES);
+    // A piece at a time with a turn for the event loop between: one copy of a whole world would stall it for tens of ms.
+    for (let at = 0; at < part.length; at += COPY_PIECE_BYTES) {
+      part.set(whole.subarray(r.start * CELL_BYTES + at, r.start * CELL_BYTES + Math.min(part.length, at + COPY_PIECE_BYTES)), at);
+      if (at + COPY_PIECE_BYTES < part.length) await nextTurn();
+    }
+    out.push(part);
+  }
+  return out;
+}
+
+/** Copies out of a kept snapshot go this many bytes between turns of the event loop. */
+const COPY_PIECE_BYTES = 4 * 1024 * 1024;
 
 /** The cells of `ranges` in `snapshot`, one buffer per range. */
 async function loadRanges(source: HistorySource, snapshot: SnapshotCommit, ranges: CellRange[]): Promise<Uint8Array[]> {

@@ -9,6 +9,7 @@ import { publicInfo, replaySource, type Core } from './core.js';
 import { cellsAt, mergeRanges, planRollback, type CellRange, type RollbackPlan } from './history.js';
 import { withinSpan } from './replay.js';
 import { loadSnapshot, type BackupInfo } from './snapshot.js';
+import { SnapshotCache } from './snapshot-cache.js';
 import type { WritePath } from './writes.js';
 
 /** No backup of that name is kept. */
@@ -21,6 +22,9 @@ type Refusal = () => Error | undefined;
 
 /** The undo operations of one world. */
 export class Undo {
+  /** The snapshot the map's reads of the past start from, kept a minute after the last (see cellsAt's `keep`). */
+  readonly keptSnapshot = new SnapshotCache(60_000);
+
   constructor(private readonly core: Core, private readonly writes: WritePath, private readonly refusal: Refusal) {}
 
   /**
@@ -39,14 +43,17 @@ export class Undo {
     return publicInfo(ref);
   }
 
-  /** The cells of `ranges` as they were at `at` (ms): one buffer per range, as asked (they may overlap). */
-  async cellsAt(at: number, ranges: CellRange[]): Promise<Uint8Array[]> {
+  /**
+   * The cells of `ranges` as they were at `at` (ms): one buffer per range, as asked (they may overlap).
+   * `keep`: reads that will come again near this instant (the map) keep the snapshot they start from in memory for a minute.
+   */
+  async cellsAt(at: number, ranges: CellRange[], options: { keep?: boolean } = {}): Promise<Uint8Array[]> {
     const merged = mergeRanges(ranges);
-    const parts = await withinSpan(() => replaySource(this.core), at, cellsAt(replaySource(this.core), at, merged));
+    const parts = await withinSpan(() => replaySource(this.core), at, cellsAt(replaySource(this.core), at, merged, options.keep ? this.keptSnapshot : undefined));
     // Each asked range out of the merged one that holds it.
     return ranges.map((r) => {
-      const i = merged.findIndex((m) => m.start <= r.start && r.start + r.count <= m.start + m.count);
-      if (i < 0) return new Uint8Array(0); // an empty range
+      if (r.count === 0 || merged.length === 0) return new Uint8Array(0); // an empty range
+      const i = lastStartingAtOrBefore(merged, r.start); // a binary search: a box can be 65,536 ranges
       const offset = (r.start - merged[i]!.start) * CELL_BYTES;
       return parts[i]!.subarray(offset, offset + r.count * CELL_BYTES);
     });
@@ -102,6 +109,18 @@ export class Undo {
 /** The runs a rollback plan puts back (one per cell until the plan hands runs over itself), sorted. */
 function restoreRuns(plan: RollbackPlan): Run[] {
   return plan.restore.map((cell) => ({ start: cell.index, bytes: cell.to }));
+}
+
+/** The index of the last of the sorted `ranges` that starts at or before cell `index` (0 if none does). */
+function lastStartingAtOrBefore(ranges: CellRange[], index: number): number {
+  let lo = 0;
+  let hi = ranges.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (ranges[mid]!.start <= index) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
 
 /** True when `index` lies in one of the sorted, disjoint `ranges`. */

@@ -7,7 +7,7 @@
 import { CELL_BYTES, type Cube } from '../cube.js';
 import type { Run } from './change.js';
 import type { ChangeLog } from './change-log.js';
-import type { CellRange } from './history.js';
+import { mergeRanges, type CellRange } from './history.js';
 
 /** Writes are refused for now (the log cannot be written, or another server took over): the answer is 503. */
 export class WritesRefusedError extends Error {
@@ -156,7 +156,7 @@ class Watcher implements WriteWatcher {
 
   filter(runs: Run[]): { kept: Run[]; skipped: CellRange[] } {
     if (this.tooMany) return { kept: [], skipped: runs.map((r) => ({ start: r.start, count: r.bytes.byteLength / CELL_BYTES })) };
-    const written = merged(this.ranges);
+    const written = mergeRanges(this.ranges);
     const kept: Run[] = [];
     const skipped: CellRange[] = [];
     for (const run of runs) {
@@ -172,21 +172,10 @@ class Watcher implements WriteWatcher {
       }
       if (at < end) kept.push({ start: at, bytes: run.bytes.subarray((at - run.start) * CELL_BYTES) });
     }
-    return { kept, skipped: merged(skipped) };
+    return { kept, skipped: mergeRanges(skipped) };
   }
 
   close(): void {
     this.stop();
   }
-}
-
-/** Sorted, disjoint ranges covering `ranges`. */
-function merged(ranges: CellRange[]): CellRange[] {
-  const out: CellRange[] = [];
-  for (const r of [...ranges].sort((a, b) => a.start - b.start)) {
-    const last = out.at(-1);
-    if (last && r.start <= last.start + last.count) last.count = Math.max(last.count, r.start + r.count - last.start);
-    else out.push({ ...r });
-  }
-  return out;
 }

@@ -5,6 +5,7 @@ import { HttpError, readBody, readJson, sendJson, upstream } from '../http.js';
 import { parseInstant } from '../protocol.js';
 import { requireAuth, type Ctx } from './context.js';
 import { operator } from './query.js';
+import { bodyRanges } from './region.js';
 
 /** Bodies of the other JSON routes: a name or nothing. */
 const SMALL_BODY_LIMIT = 4096;
@@ -39,7 +40,7 @@ export async function listBackups(req: IncomingMessage, res: ServerResponse, ctx
 
 /**
  * POST /restore: `{"name"}` loads a kept backup into the running world and makes it the newest;
- * `{"at", "start"?, "count"?, "ranges"?}` puts the whole world, or only those cells, back as they were at
+ * `{"at", "start"?, "count"?, "ranges"?, "box"?}` puts the whole world, or only those cells, back as they were at
  * that instant, as one change by the operator (`by` in the query, else the authenticated user).
  */
 export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
@@ -49,13 +50,13 @@ export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ct
   if (fields.at !== undefined) {
     const at = typeof fields.at === 'string' ? parseInstant(fields.at) : undefined;
     if (at === undefined) throw new HttpError(400, 'at must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"');
-    const ranges = restoreRanges(fields, ctx.cube.cells);
+    const ranges = bodyRanges(fields, ctx);
     const cells = await upstream(ctx.backups.restoreAt(at, ranges, operator(req, new URL(req.url ?? '/', 'http://x').searchParams)));
     sendJson(res, 200, { status: 200, restored: { at: new Date(at).toISOString(), cells, ranges: ranges?.length ?? 1 } });
     return;
   }
   const name = fields.name;
-  if (typeof name !== 'string' || name === '') throw new HttpError(400, 'body must be {"name": "<backup name>"} (see GET /backups) or {"at": "<instant>"} with "start" and "count" or "ranges" for part of the world');
+  if (typeof name !== 'string' || name === '') throw new HttpError(400, 'body must be {"name": "<backup name>"} (see GET /backups) or {"at": "<instant>"} with "start" and "count", "ranges" or "box" for part of the world');
   sendJson(res, 200, { status: 200, restored: await upstream(ctx.backups.restoreBackup(name, operator(req, new URL(req.url ?? '/', 'http://x').searchParams))) });
 }
 

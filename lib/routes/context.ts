@@ -5,10 +5,13 @@ import type { Cube } from '../cube.js';
 import { hasBody, HttpError } from '../http.js';
 import { clientAddress, type LoginGuard } from '../login-guard.js';
 import type { Metrics } from '../metrics.js';
+import type { Shape } from '../shape.js';
 
 /** What handlers work with; built once per app. */
 export interface Ctx {
   cube: Cube;
+  /** The world's shape; undefined for a flat world, which refuses boxes and maps. */
+  shape: Shape | undefined;
   backups: Backups;
   /** The one write path: every change to cells goes through writes.apply(); reads that must not show an unlogged value wait on writes.settled(). */
   writes: WritePath;

@@ -6,7 +6,7 @@ import type { Sample } from '../metrics.js';
 import { requireAuth, type Ctx } from './context.js';
 
 
-/** GET /stats: cells in use, cells per category, bytes written since the last backup. */
+/** GET /stats: cells in use, cells per category, the world's shape and order (null when flat), bytes written since the last backup. */
 export async function stats(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
   const categories: Record<string, number> = {};
@@ -17,6 +17,8 @@ export async function stats(req: IncomingMessage, res: ServerResponse, ctx: Ctx)
   sendJson(res, 200, {
     status: 200,
     cells: ctx.cube.cells,
+    shape: ctx.shape ? { x: ctx.shape.x, y: ctx.shape.y, z: ctx.shape.z } : null,
+    order: ctx.shape?.order ?? null,
     cellsInUse: ctx.cube.cellsInUse,
     categories,
     bytesWrittenSinceBackup: backup.bytesWrittenSinceBackup,

@@ -4,9 +4,11 @@ import type { CellChange, HistoryCursor } from '../backup/backups.js';
 import type { Cell } from '../cube.js';
 import { HttpError, readJson, sendJson, upstream } from '../http.js';
 import { isAuthor, MAX_AUTHOR, parseInstant } from '../protocol.js';
-import { RESTORE_BODY_LIMIT, restoreRanges } from './backups.js';
+import { boxCells, boxRanges } from '../shape.js';
+import { RESTORE_BODY_LIMIT } from './backups.js';
 import { requireAuth, type Ctx } from './context.js';
 import { operator, queryInstant, queryInteger } from './query.js';
+import { bodyRanges, queryBox } from './region.js';
 
 /** The most entries one page of history holds; 100 unless `limit` says otherwise. */
 const MAX_HISTORY_LIMIT = 1000;
@@ -14,7 +16,7 @@ const MAX_HISTORY_LIMIT = 1000;
 const MAX_HISTORY_CELLS = 1 << 20;
 
 /**
- * GET /history?start=S&count=N (the changes to those cells) or ?by=P (that author's changes anywhere), with
+ * GET /history?start=S&count=N or ?box=x,y,z,w,h,d (the changes to those cells) or ?by=P (that author's changes anywhere), with
  * `since`/`until` (ISO 8601; by default the last hour, or since history starts when it holds less), `by` also filtering a region, `limit` and `cursor`:
  * newest first, each {at, index, before, after, by}, and `next` (the cursor of the next page) when there is one.
  */
@@ -23,10 +25,13 @@ export async function history(req: IncomingMessage, res: ServerResponse, ctx: Ct
   const query = new URL(req.url ?? '/', 'http://x').searchParams;
   const by = query.get('by') ?? undefined;
   if (by !== undefined && !isAuthor(by)) throw new HttpError(400, `by must be up to ${MAX_AUTHOR} printable ASCII characters`);
-  const region = query.has('start') || query.has('count');
-  if (!region && by === undefined) throw new HttpError(400, 'name the cells (start and count) or the author (by), or both');
+  const box = queryBox(query, ctx, ['start', 'count']);
+  if (box && boxCells(box) > MAX_HISTORY_CELLS) throw new HttpError(400, `box must hold at most ${MAX_HISTORY_CELLS} cells, got ${boxCells(box)}`);
+  const region = box !== undefined || query.has('start') || query.has('count');
+  if (!region && by === undefined) throw new HttpError(400, 'name the cells (start and count, or box) or the author (by), or both');
   const start = queryInteger(query, 'start', 0, 0, ctx.cube.cells - 1);
   const count = queryInteger(query, 'count', 1, 1, Math.min(MAX_HISTORY_CELLS, ctx.cube.cells - start));
+  const ranges = box ? boxRanges(ctx.shape!, box) : [{ start, count }];
   const until = queryInstant(query, 'until') ?? ctx.now();
   // By default the last hour, or as much of it as history holds.
   const earliest = ctx.backups.history()?.earliest;
@@ -34,7 +39,7 @@ export async function history(req: IncomingMessage, res: ServerResponse, ctx: Ct
   if (since >= until) throw new HttpError(400, 'since must be before until');
   const limit = queryInteger(query, 'limit', 100, 1, MAX_HISTORY_LIMIT);
   const cursor = parseCursor(query.get('cursor'));
-  const page = await upstream(ctx.backups.historyOf({ ranges: region ? [{ start, count }] : undefined, by, since, until, limit, cursor }));
+  const page = await upstream(ctx.backups.historyOf({ ranges: region ? ranges : undefined, by, since, until, limit, cursor }));
   sendJson(res, 200, {
     status: 200,
     changes: page.changes.map(publicChange),
@@ -62,7 +67,7 @@ function parseCursor(raw: string | null): HistoryCursor | undefined {
 }
 
 /**
- * POST /rollback {"by", "since", "until"?, "start"/"count" or "ranges"?, "preview"?}: puts back, for every cell
+ * POST /rollback {"by", "since", "until"?, "start"/"count", "ranges" or "box"?, "preview"?}: puts back, for every cell
  * that player changed in the window, the value it had before their first change in it; cells someone else
  * changed after them are left and listed. One change by the operator; `preview` changes nothing.
  */
@@ -81,7 +86,7 @@ export async function rollback(req: IncomingMessage, res: ServerResponse, ctx: C
   const until = instant('until', ctx.now());
   if (since >= until) throw new HttpError(400, 'since must be before until');
   if (fields.preview !== undefined && typeof fields.preview !== 'boolean') throw new HttpError(400, 'preview must be true or false');
-  const ranges = restoreRanges(fields, ctx.cube.cells);
+  const ranges = bodyRanges(fields, ctx);
   const plan = await upstream(ctx.backups.rollback(fields.by, since, until, ranges, operator(req, new URL(req.url ?? '/', 'http://x').searchParams), fields.preview === true));
   sendJson(res, 200, {
     status: 200,

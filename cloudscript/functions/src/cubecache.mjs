@@ -11,6 +11,10 @@
  *   CUBECACHE_TIMEOUT_MS  optional: how long one call to the server may take, 100 to 4000 (default 3000)
  *   CUBECACHE_MODERATORS  optional: comma-separated PlayFab ids who may call rollbackPlayer
  *
+ * A box is [x, y, z, w, h, d]: its lowest corner and its extent along x, y (up) and z. readBox reads one (up
+ * to 4096 cells, each with its x, y, z); rollbackPlayer takes one in place of start and count. indexOf and
+ * coordsOf convert between an index and x, y, z for a world {x, y, z, order} (the server's GET /stats).
+ *
  * Writes carry the calling player (the caller's master player account id, or the PlayStream event's player) as
  * their author, so GET /history and POST /rollback know who made each change.
  *
@@ -24,7 +28,7 @@
  */
 
 /** The operations, each registered as an HTTP function of the same name. */
-export const OPERATIONS = ['readCell', 'writeCell', 'readCells', 'readCellsAt', 'writeCells', 'cellHistory', 'rollbackPlayer', 's3dump'];
+export const OPERATIONS = ['readCell', 'writeCell', 'readCells', 'readCellsAt', 'readBox', 'writeCells', 'cellHistory', 'rollbackPlayer', 's3dump'];
 
 /**
  * How long one call to the server may take by default, and at most: PlayFab gives a function run by a
@@ -75,6 +79,29 @@ export function createHandlers(env, { fetch = globalThis.fetch } = {}) {
       const answer = await call('/request', commands);
       return answer.ok ? batchResult(answer.body, commands) : answer;
     },
+    // A box of the world, each cell with its x, y, z: two requests (the world's shape, then one batch read).
+    async readBox(args) {
+      const box = checkBox(args.box, 'box');
+      if (args.at !== undefined && args.at !== null && (typeof args.at !== 'string' || args.at === '')) refuse('at', 'at must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"');
+      const count = box[3] * box[4] * box[5];
+      if (count > MAX_BATCH) refuse('box', `box holds ${count} cells; at most ${MAX_BATCH} in one call`);
+      const stats = await call('/stats', undefined, 'GET');
+      if (!stats.ok) return stats;
+      if (!stats.body.shape || typeof stats.body.order !== 'string') return { ok: false, status: 0, error: 'the cubecache world is flat (its server has no WORLD_SHAPE): it has no x, y, z' };
+      const world = { ...stats.body.shape, order: stats.body.order };
+      ['x', 'y', 'z'].forEach((axis, a) => {
+        if (box[a] + box[a + 3] > world[axis]) refuse('box', `box runs outside the world along ${axis}: ${box[a]} + ${box[a + 3]} > ${world[axis]}`);
+      });
+      const indexes = [];
+      for (let x = box[0]; x < box[0] + box[3]; x++) for (let y = box[1]; y < box[1] + box[4]; y++) for (let z = box[2]; z < box[2] + box[5]; z++) indexes.push(indexOf(world, x, y, z));
+      indexes.sort((p, q) => p - q);
+      const commands = indexes.map((index) => (args.at ? { action: 0, index, at: args.at } : { action: 0, index }));
+      const answer = await call('/request', commands);
+      if (!answer.ok) return answer;
+      const result = batchResult(answer.body, commands);
+      if (!result.ok) return result;
+      return { ok: true, cells: result.cells.map((cell) => ({ ...coordsOf(world, cell.index), ...cell })) };
+    },
     async cellHistory(args) {
       const index = checkIndex(args.index, 'index');
       const query = ['since', 'until', 'limit', 'cursor'].filter((name) => args[name] !== undefined && args[name] !== null).map((name) => `&${name}=${encodeURIComponent(String(args[name]))}`).join('');
@@ -91,6 +118,10 @@ export function createHandlers(env, { fetch = globalThis.fetch } = {}) {
       const body = { by: args.by, since: args.since };
       for (const name of ['until', 'count']) if (args[name] !== undefined && args[name] !== null) body[name] = args[name];
       if (args.start !== undefined && args.start !== null) body.start = checkIndex(args.start, 'start');
+      if (args.box !== undefined && args.box !== null) {
+        if (body.start !== undefined || body.count !== undefined) refuse('box', 'give either box or start and count, not both');
+        body.box = checkBox(args.box, 'box');
+      }
       if (args.preview !== undefined && args.preview !== null) body.preview = args.preview === true;
       const answer = await call(`/rollback?by=${encodeURIComponent(caller ?? 'scheduled-task')}`, body);
       if (!answer.ok) return answer;
@@ -124,6 +155,29 @@ export function createHandlers(env, { fetch = globalThis.fetch } = {}) {
     };
   }
   return handlers;
+}
+
+/** The index of the cell at x, y, z in `world` ({x, y, z, order} as the server's GET /stats reports them; order names the axes fastest first, y is up). */
+export function indexOf(world, x, y, z) {
+  const s = strides(world);
+  return x * s.x + y * s.y + z * s.z;
+}
+
+/** The {x, y, z} of the cell at `index` in `world` ({x, y, z, order}). */
+export function coordsOf(world, index) {
+  const [fast, mid, slow] = world.order;
+  const out = { x: 0, y: 0, z: 0 };
+  out[fast] = index % world[fast];
+  const rest = Math.floor(index / world[fast]);
+  out[mid] = rest % world[mid];
+  out[slow] = Math.floor(rest / world[mid]);
+  return out;
+}
+
+/** How far one step along each axis moves the index in `world`. */
+function strides(world) {
+  const [fast, mid, slow] = world.order;
+  return { [fast]: 1, [mid]: world[fast], [slow]: world[fast] * world[mid] };
 }
 
 /**
@@ -245,6 +299,14 @@ function checkIndex(value, field) {
   if (value === undefined || value === null) refuse(field, `${field} is missing`);
   if (!Number.isSafeInteger(value) || value < 0) refuse(field, `${field} must be a whole number >= 0, got ${JSON.stringify(value)}`);
   return value;
+}
+
+/** A box [x, y, z, w, h, d]: six whole numbers, w, h and d at least 1 (the server checks it fits its world). */
+function checkBox(value, field) {
+  if (!Array.isArray(value) || value.length !== 6 || !value.every((v, i) => Number.isSafeInteger(v) && v >= (i < 3 ? 0 : 1))) {
+    refuse(field, `${field} must be [x, y, z, w, h, d]: whole numbers, w, h and d at least 1, got ${JSON.stringify(value)}`);
+  }
+  return [...value];
 }
 
 /** A byte field: missing or null is 0 (as on the server), else a whole number 0..255. */
