@@ -78,12 +78,12 @@ export class Backups {
     this.core = {
       store: options.store, prefix: options.prefix, cube: options.cube, log: options.log, now,
       commits: new CommitLog(options.store, options.prefix, options.log, now), mutex: new Mutex(), retain: options.retain,
-      changeLog: new MemoryLog(1), storeLsn: 0, kept: [], collectGarbage: options.collectGarbage,
+      changeLog: new MemoryLog(1), storeLsn: 0, storeAt: 0, kept: [], collectGarbage: options.collectGarbage,
     };
     this.budget = new PutBudget(options.putBudget ?? 0, now);
     this.shipper = new Shipper(this.core, this.budget, () => this.snapshotter.compact());
     this.snapshotter = new Snapshotter(this.core, this.shipper, options.intervalMs);
-    this.writes = new WritePath(options.cube, () => this.core.changeLog, () => this.refusal(), () => this.core.storeLsn, now);
+    this.writes = new WritePath(options.cube, () => this.core.changeLog, () => this.refusal(), () => this.core, now);
     this.undo = new Undo(this.core, this.writes, () => this.refusal());
   }
 

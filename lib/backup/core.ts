@@ -25,6 +25,8 @@ export interface Core {
   changeLog: ChangeLog;
   /** The store holds every change of the log's lineage up to this lsn. */
   storeLsn: number;
+  /** Every change after storeLsn was made at or after this instant (when the shipment that reached it read the log, or the snapshot's instant). */
+  storeAt: number;
   /** Kept snapshots, newest first. */
   kept: SnapshotRef[];
   readonly collectGarbage?: () => void;

@@ -62,6 +62,7 @@ export class Shipper {
   /** Ships one change set; false when there was nothing to ship (or the log has a gap). */
   private async shipOnce(reason: string): Promise<boolean> {
     const { core } = this;
+    const readAt = core.now(); // every change the read misses is made after this
     let read = await core.changeLog.unshipped(this.cursor, core.storeLsn, SHIP_MAX_BYTES);
     let next = read.next;
     let alone = false;
@@ -98,6 +99,7 @@ export class Shipper {
       sha256: packed.sha256, ...(inline ? { inline: packed.body.toString('base64') } : { key }),
     } as Omit<ChangesCommit, 'format' | 'seq' | 'writer' | 'committedAt'>);
     core.storeLsn = last.lsn;
+    core.storeAt = Math.max(core.storeAt, alone ? last.at : readAt);
     this.cursor = next;
     this.recent.push({ seq: commit.seq, toLsn: last.lsn });
     if (this.recent.length > RECENT_SHIPMENTS) this.recent.splice(0, this.recent.length - RECENT_SHIPMENTS);

@@ -76,8 +76,10 @@ export class Snapshotter {
   }
 
   /** Takes a snapshot outside the loop (at boot, before it starts; at shutdown, after it stopped). */
-  take(reason: string, counted = true): Promise<SnapshotInfo> {
-    return this.snapshot(reason, counted);
+  async take(reason: string, counted = true): Promise<SnapshotInfo> {
+    const info = await this.snapshot(reason);
+    this.succeeded(info, counted);
+    return info;
   }
 
   /** The world as the boot assembled it is what the newest snapshot holds (plus what the log replayed). */
@@ -120,9 +122,11 @@ export class Snapshotter {
     }
     this.inTurn = true;
     try {
-      const info = await this.snapshot(asked[0]?.reason ?? (due ? 'compaction' : 'schedule'), true);
-      for (const waiter of asked) waiter.resolve(info);
+      const info = await this.snapshot(asked[0]?.reason ?? (due ? 'compaction' : 'schedule'));
+      // Pruned before anyone hears of the snapshot: a caller that then lists the store finds it as kept.
       await pruneCommits(this.core.store, this.core.commits, this.core.prefix, this.core.kept).catch((err: unknown) => this.core.log.warn('prune_failed', { err }));
+      this.succeeded(info, true);
+      for (const waiter of asked) waiter.resolve(info);
     } catch (err) {
       for (const waiter of asked) waiter.reject(err);
       throw err;
@@ -131,8 +135,16 @@ export class Snapshotter {
     }
   }
 
+  /** Records a snapshot taken; the first boot's (not `counted`) is the base history starts from, not a backup anyone asked for or scheduled. */
+  private succeeded(info: SnapshotInfo, counted: boolean): void {
+    if (!counted) return;
+    this.stats.lastSuccessAt = new Date(this.core.now()).toISOString();
+    this.stats.consecutiveFailures = 0;
+    this.stats.backupsTotal++;
+  }
+
   /** Snapshot: one instant of the world, uploaded while requests go on, committed in order with shipments. */
-  private async snapshot(reason: string, counted: boolean): Promise<SnapshotInfo> {
+  private async snapshot(reason: string): Promise<SnapshotInfo> {
     const { core } = this;
     const started = core.now();
     try {
@@ -159,12 +171,6 @@ export class Snapshotter {
       if (world.version > this.saved.version) this.saved = world;
       const info = { ...publicInfo(commit), durationMs: core.now() - started };
       this.stats.lastBackup = info;
-      if (counted) {
-        // The first boot's snapshot is the base history starts from, not a backup anyone asked for or scheduled.
-        this.stats.lastSuccessAt = new Date(core.now()).toISOString();
-        this.stats.consecutiveFailures = 0;
-        this.stats.backupsTotal++;
-      }
       core.log.info('backup_committed', { reason, ...info });
       void core.changeLog.release(core.storeLsn).catch((err: unknown) => core.log.warn('wal_release_failed', { err }));
       core.collectGarbage?.();
@@ -191,6 +197,7 @@ export class Snapshotter {
       kind: 'snapshot', reason, name, key, createdAt, bytes, compressedBytes, sha256, cells: core.cube.cells, lineage: core.changeLog.lineage,
       lsn: Math.max(core.storeLsn, lsn), snapshotLsn: lsn, replayFrom: this.shipper.firstSetAfter(lsn), history: others,
     } as Omit<SnapshotCommit, 'format' | 'seq' | 'writer' | 'committedAt'>) as SnapshotCommit;
+    if (lsn >= core.storeLsn) core.storeAt = Math.max(core.storeAt, Date.parse(createdAt)); // every later change was made after the instant
     core.storeLsn = Math.max(core.storeLsn, lsn);
     core.kept = [refOf(commit), ...others];
     return commit;

@@ -26,9 +26,13 @@ export function cadenceMs(parts: Pick<StatusParts, 'budget' | 'shipIntervalMs'>)
   return parts.shipIntervalMs > 0 ? parts.budget.cadenceMs(parts.shipIntervalMs) : 0;
 }
 
-/** How long unsaved changes may wait before the strict health check fails: three cadences (three snapshot intervals with shipping off). */
-export function saveDeadlineMs(parts: Pick<StatusParts, 'budget' | 'shipIntervalMs' | 'intervalMs'>): number {
-  return 3 * (parts.shipIntervalMs > 0 ? cadenceMs(parts) : parts.intervalMs);
+/**
+ * How long unsaved changes may wait before the strict health check fails: three cadences (with shipping off,
+ * three snapshot intervals plus the last snapshot's own time, in which the changes it saves keep waiting).
+ */
+export function saveDeadlineMs(parts: Pick<StatusParts, 'budget' | 'shipIntervalMs' | 'intervalMs' | 'snapshotter'>): number {
+  if (parts.shipIntervalMs > 0) return 3 * cadenceMs(parts);
+  return 3 * parts.intervalMs + (parts.snapshotter.stats.lastBackup?.durationMs ?? 0);
 }
 
 /** The state of backups and shipping. */

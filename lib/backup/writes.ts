@@ -44,13 +44,13 @@ export class WritePath {
 
   /**
    * `changeLog` is read at each call (boot replaces the log); `refusal` says why writes are refused now, if
-   * they are; `storeLsn` is how far the store holds the log.
+   * they are; `store` is how far the store holds the log, and since when later changes were made.
    */
   constructor(
     private readonly cube: Cube,
     private readonly changeLog: () => ChangeLog,
     private readonly refusal: () => Error | undefined,
-    private readonly storeLsn: () => number,
+    private readonly store: () => { storeLsn: number; storeAt: number },
     private readonly now: () => number,
   ) {}
 
@@ -90,24 +90,28 @@ export class WritePath {
     return watcher;
   }
 
-  /** When the oldest change the store lacks was made (to within a second, never later), or null when it lacks none. */
+  /**
+   * When the oldest change the store lacks was made, or null when it lacks none: the mark at or before it, or
+   * the instant the store's coverage was taken when that is later (never later than the change itself).
+   */
   unsavedSince(): number | null {
-    const floor = this.storeLsn();
+    const { storeLsn: floor, storeAt } = this.store();
     if (this.changeLog().lastLsn <= floor) return null;
     while (this.marks.length > 1 && this.marks[1]!.lsn <= floor + 1) this.marks.shift();
-    return this.marks[0]?.at ?? null;
+    return Math.max(this.marks[0]?.at ?? storeAt, storeAt);
   }
 
   /** After boot: changes the log replayed that the store lacks count as unsaved from now. */
   replayed(): void {
-    if (this.changeLog().lastLsn > this.storeLsn()) this.marks = [{ lsn: this.storeLsn() + 1, at: this.now() }];
+    const { storeLsn } = this.store();
+    if (this.changeLog().lastLsn > storeLsn) this.marks = [{ lsn: storeLsn + 1, at: this.now() }];
   }
 
   private mark(lsn: number, at: number): void {
     const last = this.marks.at(-1);
-    if (last && at - last.at < MARK_EVERY_MS && last.lsn > this.storeLsn()) return;
+    const floor = this.store().storeLsn;
+    if (last && at - last.at < MARK_EVERY_MS && last.lsn > floor) return;
     this.marks.push({ lsn, at });
-    const floor = this.storeLsn();
     while (this.marks.length > 1 && this.marks[1]!.lsn <= floor + 1) this.marks.shift();
   }
 
