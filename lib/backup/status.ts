@@ -32,6 +32,7 @@ export function cadenceMs(parts: Pick<StatusParts, 'budget' | 'shipIntervalMs'>)
  */
 export function saveDeadlineMs(parts: Pick<StatusParts, 'budget' | 'shipIntervalMs' | 'intervalMs' | 'snapshotter'>): number {
   if (parts.shipIntervalMs > 0) return 3 * cadenceMs(parts);
+  if (parts.intervalMs <= 0) return 0; // neither shipping nor a schedule: nothing to wait for, no alarm
   return 3 * parts.intervalMs + (parts.snapshotter.stats.lastBackup?.durationMs ?? 0);
 }
 
