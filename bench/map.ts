@@ -18,7 +18,7 @@
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodeBackup } from '../lib/backup-format.js';
+import { encodeBackup } from '../lib/backup/backup-format.js';
 import type { Change } from '../lib/backup/change.js';
 import { packChangeSet } from '../lib/backup/change-set.js';
 import { CommitLog } from '../lib/backup/commit-log.js';

@@ -83,7 +83,7 @@ export function createApp(options: AppOptions): App {
 
   const trustedProxies = options.trustedProxies ?? 0;
   const ctx: Ctx = {
-    cube, shape: options.shape, backups, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
+    cube, shape: options.shape, backups, writes: backups.writes, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
     stallMs: options.timeouts?.requestMs ?? 60_000,
   };
 

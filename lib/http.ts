@@ -155,7 +155,8 @@ export function httpErrorOf(err: unknown): { answer: HttpError; cause?: unknown 
   if (err instanceof HttpError) return { answer: err };
   const inner = err instanceof UpstreamError ? err.cause : err;
   if (inner instanceof HttpError) return { answer: inner };
-  if (inner instanceof FencedError) return { answer: new HttpError(409, inner.message) };
+  // Fenced (another server took over) or the log down: this server takes no write now, whatever the route.
+  if (inner instanceof FencedError) return { answer: new HttpError(503, inner.message) };
   if (inner instanceof UnknownBackupError) return { answer: new HttpError(404, inner.message) };
   if (inner instanceof WritesRefusedError) return { answer: new HttpError(503, inner.message) };
   if (inner instanceof OutsideHistoryError) return { answer: new HttpError(400, inner.message) };

@@ -1,9 +1,9 @@
-/** lib/backup-format.ts: encoding and decoding a backup body. */
+/** lib/backup/backup-format.ts: encoding and decoding a backup body. */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { CorruptBackupError, decodeBackup, sha256Hex } from '../lib/backup-format.js';
+import { CorruptBackupError, decodeBackup, sha256Hex } from '../lib/backup/backup-format.js';
 import { encodeBackupWhole as encodeBackup } from './support/backup-format.js';
 
 describe('backup format', () => {

@@ -105,7 +105,7 @@ describe('two servers on one prefix', () => {
     await newer.post('/request', { action: 1, index: 2, category: 2 });
     await older.post('/request', { action: 1, index: 3, category: 3 });
     const refused = await older.post('/s3dump');
-    assert.equal(refused.status, 409);
+    assert.equal(refused.status, 503);
     assert.match(refused.json.error, /another server/);
     assert.ok(oldLog.events.some((e) => e.event === 'backups_fenced' && e.level === 'error'));
     assert.ok((await older.call('/healthcheck')).json.backup.fenced);
@@ -125,7 +125,7 @@ describe('two servers on one prefix', () => {
     await older.post('/s3dump');
     const newer = await startServer(t, fixture);
     await older.post('/request', { action: 1, index: 3, category: 3 });
-    assert.equal((await older.post('/s3dump')).status, 409);
+    assert.equal((await older.post('/s3dump')).status, 503);
     await newer.post('/request', { action: 1, index: 2, category: 2 });
     assert.equal((await newer.post('/s3dump')).status, 200);
   });

@@ -134,8 +134,7 @@ describe('iam/instance-role-policy.json', () => {
     t.after(() => first.close());
     assert.deepEqual((await first.start(0, '127.0.0.1')).restoredFrom, { kind: 'legacy', key: 'data.bin' });
     for (let i = 0; i < 4; i++) {
-      first.cube.write(i, { category: i + 2, rotation: 0, sideA: 0, sideB: 0 });
-      first.backups.record([{ start: i, bytes: Uint8Array.of(i + 2, 0, 0, 0) }]);
+      await first.backups.writes.apply({ runs: [{ start: i, bytes: Uint8Array.of(i + 2, 0, 0, 0) }], by: '' });
       await first.backups.backup('test');
     }
     await first.close();

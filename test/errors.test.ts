@@ -33,7 +33,7 @@ describe('httpErrorOf', () => {
     const own = new HttpError(418, 'teapot');
     assert.equal(httpErrorOf(own).answer, own);
     assert.equal(httpErrorOf(own).cause, undefined);
-    assert.equal(httpErrorOf(new UpstreamError(new FencedError('taken over'))).answer.status, 409);
+    assert.equal(httpErrorOf(new UpstreamError(new FencedError('taken over'))).answer.status, 503); // fenced: every write route 503
     assert.equal(httpErrorOf(new UpstreamError(new UnknownBackupError('no such backup'))).answer.status, 404);
     const disk = Object.assign(new Error('disk gone'), { code: 'EIO' });
     const store = httpErrorOf(new UpstreamError(disk));

@@ -115,10 +115,9 @@ describe('time travel', () => {
 
   test('an instant outside the history kept is refused, naming the span; bad instants and ranges are 400s that change nothing', async (t) => {
     const s = await startServer(t, await openFileStore(t), { wal: { dir: await openWalDir(t), sync: 'write' } });
-    const none = await cellsBytes(s, 0, 1, Date.now() - 1000);
-    assert.equal(none.status, 400);
-    assert.match(JSON.parse(none.text).error, /no history is kept yet/);
-    assert.equal((await s.post('/s3dump')).status, 200);
+    const beforeBoot = await cellsBytes(s, 0, 1, Date.now() - 60_000);
+    assert.equal(beforeBoot.status, 400, 'history starts at the world\'s first boot');
+    assert.match(JSON.parse(beforeBoot.text).error, /outside the history kept/);
     await s.post('/request', { action: 1, index: 1, category: 9 });
     const early = await cellsBytes(s, 0, 1, Date.now() - 3_600_000);
     assert.equal(early.status, 400);
@@ -151,7 +150,7 @@ describe('time travel', () => {
     }
   });
 
-  test('a fenced server refuses to restore', async (t) => {
+  test('a fenced server refuses to restore with 503, as every write route', async (t) => {
     const fixture = await openFileStore(t);
     const a = await startServer(t, fixture, { wal: { dir: await openWalDir(t), sync: 'write' }, shipIntervalMs: 30 });
     assert.equal((await a.post('/s3dump')).status, 200);
@@ -159,8 +158,10 @@ describe('time travel', () => {
     await a.post('/request', { action: 1, index: 1, category: 1 }); // its shipment finds the prefix taken
     await waitFor('fenced', async () => (await a.call('/healthcheck')).json.backup.fenced);
     const refused = await a.post('/restore', { at: new Date().toISOString(), start: 0, count: 1 });
-    assert.equal(refused.status, 409, refused.text);
+    assert.equal(refused.status, 503, refused.text);
     assert.match(refused.json.error, /another server committed/);
+    const rollback = await a.post('/rollback', { by: 'p', since: new Date(Date.now() - 100).toISOString() });
+    assert.equal(rollback.status, 503, rollback.text);
   });
 });
 

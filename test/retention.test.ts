@@ -1,77 +1,62 @@
-/**
- * lib/backup/retention.ts: keep the newest snapshots and what the oldest kept one needs (itself, and the change
- * sets from its replayFrom on); delete older commits and the objects only they named; strays newer than the
- * oldest kept snapshot may be another writer's upload in flight and stay. Run on the file store and on S3.
- */
+/** lib/backup/retention.ts: what pruning keeps (BACKUP_RETAIN snapshots and what their replays need), across a restart. */
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
-import { CommitLog } from '../lib/backup/commit-log.js';
-import { pruneCommits, type SnapshotRef } from '../lib/backup/retention.js';
-import { AUTH, openFileStore, openS3Store, startServer, type StoreFixture } from './support/app.js';
-import { silentLog } from './support/log.js';
+import type { AppOptions } from '../lib/app.js';
+import { AUTH, openFileStore, openS3Store, openWalDir, startServer, type StoreFixture } from './support/app.js';
+import { splittingInstant } from './support/model.js';
 
-const STORES: Array<[string, (t: TestContext) => Promise<StoreFixture>]> = [['file', openFileStore], ['s3', () => openS3Store()]];
-const body = new TextEncoder().encode('x');
-
-/** Names as snapshots and change sets get them: their time first, so they sort by age. */
-const at = (minute: number) => `20260101T00${String(minute).padStart(2, '0')}00000Z-0000000${minute % 10}`;
-
-/**
- * A prefix holding commits 1..6 (each a takeover: pruning reads only seqs) and objects named for minutes 1..6
- * under backups/ and changes/; snapshots "at" minutes 3 and 5 are the ones a caller keeps.
- */
-async function seed(fixture: StoreFixture): Promise<CommitLog> {
-  const commits = new CommitLog(fixture.store, fixture.prefix, silentLog, Date.now);
-  for (let i = 1; i <= 6; i++) {
-    await commits.append({ kind: 'takeover', reason: `commit ${i}`, lineage: 'l', lsn: 0 });
-    await fixture.store.put(`${fixture.prefix}backups/${at(i)}.gz`, body);
-    await fixture.store.put(`${fixture.prefix}changes/${at(i)}.bin`, body);
-  }
-  return commits;
+/** The production defaults, until the shared fixture runs them. */
+async function production(t: TestContext): Promise<Partial<AppOptions>> {
+  return { wal: { dir: await openWalDir(t), sync: 'write' }, shipIntervalMs: 1000, backupIntervalMs: 600_000 };
 }
 
-const ref = (seq: number, replayFrom: number): SnapshotRef => ({ seq, name: at(seq), key: `backups/${at(seq)}.gz`, createdAt: '', bytes: 1, compressedBytes: 1, sha256: '', replayFrom });
-const names = async (fixture: StoreFixture, folder: string) => (await fixture.store.list(`${fixture.prefix}${folder}`)).map((key) => key.slice(key.lastIndexOf('/') + 1, key.indexOf('.', key.lastIndexOf('/'))));
+const iso = (ms: number) => new Date(ms).toISOString();
 
-for (const [kind, open] of STORES) {
-  describe(`retention (${kind} store)`, () => {
-    test('commits before the oldest kept snapshot go, with the objects older than it; newer ones stay', async (t) => {
-      const fixture = await open(t);
-      const commits = await seed(fixture);
-      await pruneCommits(fixture.store, commits, fixture.prefix, [ref(5, 0), ref(3, 0)]);
-      assert.deepEqual(await commits.seqs(), [3, 4, 5, 6]);
-      assert.deepEqual(await names(fixture, 'backups/'), [at(3), at(4), at(5), at(6)], 'kept snapshots, and newer strays (uploads in flight)');
-      assert.deepEqual(await names(fixture, 'changes/'), [at(3), at(4), at(5), at(6)]);
-    });
-
-    test('the change sets the oldest kept snapshot replays from are kept', async (t) => {
-      const fixture = await open(t);
-      const commits = await seed(fixture);
-      await pruneCommits(fixture.store, commits, fixture.prefix, [ref(5, 0), ref(3, 2)]);
-      assert.deepEqual(await commits.seqs(), [2, 3, 4, 5, 6]);
-    });
-
-    test('nothing kept: nothing deleted', async (t) => {
-      const fixture = await open(t);
-      const commits = await seed(fixture);
-      await pruneCommits(fixture.store, commits, fixture.prefix, []);
-      assert.deepEqual(await commits.seqs(), [1, 2, 3, 4, 5, 6]);
-      assert.equal((await names(fixture, 'backups/')).length, 6);
-    });
-
-    test('end to end: a server keeps the newest BACKUP_RETAIN backups and deletes the rest', async (t) => {
-      const fixture = await open(t);
-      const s = await startServer(t, fixture, { backupRetain: 3 });
-      const names: string[] = [];
-      for (let i = 1; i <= 5; i++) {
-        await s.post('/request', { action: 1, index: i, category: i });
-        names.push((await s.post('/s3dump')).json.backup.name);
+describe('retention', () => {
+  for (const [kind, open] of [['file', openFileStore], ['s3', () => openS3Store()]] as const) {
+    test(`BACKUP_RETAIN=2 keeps two snapshots, also after a restart; an instant retention dropped is a 400, every kept one reads (${kind} store; issue 16 finding 3)`, async (t) => {
+      const fixture: StoreFixture = await open(t);
+      const options = { ...(await production(t)), backupRetain: 2 };
+      let s = await startServer(t, fixture, options);
+      const instants: number[] = [];
+      for (let i = 1; i <= 3; i++) {
+        assert.equal((await s.post('/request', { action: 1, index: 1, category: i })).status, 200);
+        instants.push(await splittingInstant());
+        assert.equal((await s.post('/s3dump')).status, 200);
       }
       await s.app.backups.pruned();
-      const kept = await s.call('/backups', { auth: AUTH });
-      assert.deepEqual(kept.json.backups.map((b: { name: string }) => b.name), names.slice(2).reverse());
-      const objects = await fixture.store.list(`${fixture.prefix}backups/`);
-      assert.deepEqual(objects.map((key) => key.slice(key.lastIndexOf('/') + 1)), names.slice(2).map((n) => `${n}.gz`));
+      assert.equal((await s.call('/backups', { auth: AUTH })).json.backups.length, 2);
+      await s.app.close();
+      s = await startServer(t, fixture, options);
+      const listed = await s.call('/backups', { auth: AUTH });
+      assert.equal(listed.json.backups.length, 2, 'a restart lists as many');
+      const earliest = Date.parse(listed.json.history.earliest);
+      for (const [i, at] of instants.entries()) {
+        const read = await s.post('/request', { index: 1, at: iso(at) });
+        if (at < earliest) assert.equal(read.status, 400, `instant ${i}, before the span: ${read.text}`);
+        else assert.deepEqual([read.status, read.json.category], [200, i + 1], `instant ${i}: ${read.text}`);
+      }
+      const history = await s.call('/history?start=1&count=1', { auth: AUTH });
+      assert.equal(history.status, 200, history.text);
     });
+  }
+
+  test('storage stays bounded by BACKUP_RETAIN: objects counted after many snapshots', async (t) => {
+    const fixture = await openFileStore(t);
+    const s = await startServer(t, fixture, { ...(await production(t)), backupRetain: 2 });
+    const count = async () => {
+      const keys = await fixture.store.list(fixture.prefix);
+      return { all: keys.length, backups: keys.filter((k) => k.includes('/backups/')).length, commits: keys.filter((k) => k.includes('/commits/')).length };
+    };
+    for (let i = 1; i <= 12; i++) {
+      assert.equal((await s.post('/request', { action: 1, index: i, category: i })).status, 200);
+      assert.equal((await s.post('/s3dump')).status, 200);
+      await s.app.backups.pruned();
+    }
+    const objects = await count();
+    assert.equal(objects.backups, 2);
+    // The two kept snapshots' commits and the change set each shipped first; nothing older.
+    assert.ok(objects.commits <= 4, `commits kept: ${objects.commits}`);
+    assert.ok(objects.all <= 6, `objects kept: ${objects.all}`);
   });
-}
+});

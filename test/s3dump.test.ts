@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { BlobStore } from '../lib/store.js';
-import { AUTH, openFileStore, startServer, TEST_CELLS, waitForShipped } from './support/app.js';
+import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
 import { waitFor } from './support/http.js';
 import { storeWith } from './support/store.js';
 
@@ -14,9 +14,10 @@ function gatedStore(store: BlobStore) {
     held: 0,
     failing: false,
     release: () => open(),
+    booted: false,
     store: storeWith(store, {
       async put(key, body) {
-        if (key.includes('/backups/')) {
+        if (key.includes('/backups/') && control.booted) {
           control.held++;
           await gate;
           if (control.failing) throw Object.assign(new Error('injected'), { name: 'InjectedFailure' });
@@ -33,6 +34,7 @@ describe('POST /s3dump?async=1', () => {
     const fixture = await openFileStore(t);
     const gated = gatedStore(fixture.store);
     const s = await startServer(t, { ...fixture, store: gated.store });
+    gated.booted = true; // the first boot's snapshot went through
     await s.post('/request', { action: 1, index: 5, category: 5 });
     const answer = await s.post('/s3dump?async=1');
     assert.equal(answer.status, 202);
@@ -54,7 +56,7 @@ describe('POST /s3dump?async=1', () => {
       return backup.lastSuccessAt !== null && backup.lastSuccessAt >= requestedAt && !backup.inProgress ? backup : undefined;
     });
     assert.equal(health.unsavedChanges, false);
-    assert.equal((await s.call('/backups', { auth: AUTH })).json.backups.length, 1, 'one backup for the two requests');
+    assert.equal((await s.call('/backups', { auth: AUTH })).json.backups.length, 2, 'the first boot\'s, and one for the two requests');
   });
 
   test('a backup that fails: still 202, and the failure is what /healthcheck shows', async (t) => {
@@ -63,6 +65,7 @@ describe('POST /s3dump?async=1', () => {
     gated.failing = true;
     gated.release();
     const s = await startServer(t, { ...fixture, store: gated.store });
+    gated.booted = true;
     await s.post('/request', { action: 1, index: 5, category: 5 });
     assert.equal((await s.post('/s3dump?async=1')).status, 202);
     const backup = await waitFor('the failure in /healthcheck', async () => {
@@ -70,11 +73,10 @@ describe('POST /s3dump?async=1', () => {
       return b.consecutiveFailures > 0 && !b.inProgress ? b : undefined;
     });
     assert.match(backup.lastError.error, /InjectedFailure|injected/);
-    assert.equal(backup.lastSuccessAt, null, 'no snapshot was taken');
-    await waitForShipped(s, 'the write shipped all the same (a failed snapshot does not hold back shipping)');
+    assert.equal(backup.unsavedChanges, false, 'the change it covers was shipped first, as a change set');
   });
 
-  test('needs credentials; the plain POST /s3dump stays synchronous; fenced is a 409 at once', async (t) => {
+  test('needs credentials; the plain POST /s3dump stays synchronous; fenced is a 503 at once, as every write route', async (t) => {
     const fixture = await openFileStore(t);
     const a = await startServer(t, fixture);
     assert.equal((await a.call('/s3dump?async=1', { method: 'POST', body: {} })).status, 401);
@@ -85,9 +87,9 @@ describe('POST /s3dump?async=1', () => {
     const b = await startServer(t, fixture); // a newer server claims the prefix
     assert.equal((await b.post('/request', { index: 1 })).json.category, 1, 'the newer server restored the older one\'s backup');
     await a.post('/request', { action: 1, index: 1, category: 2 });
-    assert.equal((await a.post('/s3dump')).status, 409);
+    assert.equal((await a.post('/s3dump')).status, 503);
     const fenced = await a.post('/s3dump?async=1');
-    assert.equal(fenced.status, 409);
+    assert.equal(fenced.status, 503);
     assert.match(fenced.json.error, /another server/);
   });
 });

@@ -96,7 +96,7 @@ describe('scheduled snapshots, end to end', () => {
     const skipped = s.app.backups.status().skippedUnchanged;
     await waitFor('three ticks with nothing to save', () => s.app.backups.status().skippedUnchanged >= skipped + 3);
     assert.equal(s.app.backups.status().backupsTotal, 1);
-    assert.equal((await fixture.store.list(`${fixture.prefix}backups/`)).length, 1);
+    assert.equal((await fixture.store.list(`${fixture.prefix}backups/`)).length, 2, 'the first boot\'s snapshot and the scheduled one');
     await s.post('/request', { action: 1, index: 2, category: 2 });
     await waitFor('the next change saved', () => s.app.backups.status().backupsTotal === 2 && !s.app.backups.status().unsavedChanges);
     const health = await s.call('/healthcheck');

@@ -8,6 +8,7 @@ import { RestoreError } from '../lib/backup/backups.js';
 import { AUTH, openFileStore, openWalDir, startServer, TEST_CELLS, waitForShipped, type StoreFixture } from './support/app.js';
 import { call, waitFor } from './support/http.js';
 import { silentLog } from './support/log.js';
+import { splittingInstant } from './support/model.js';
 import { storeWith } from './support/store.js';
 import { openTinyDisk } from './support/tiny-disk.js';
 import { rig } from './support/s3-rig.js';
@@ -247,56 +248,28 @@ describe('shipping changes', () => {
     assert.equal((await s.call('/healthcheck')).json.backup.shipsTotal, 2);
   });
 
-  test('a restore of a kept snapshot ships the backlog before it; a write made while that ships survives the restore and a restart', async (t) => {
-    const fixture = await openFileStore(t);
-    const cells = 262_144; // a 1 MiB world: the restore itself fits in a change set, behind a backlog of several
-    let duringShipment: (() => Promise<void>) | undefined;
-    const store = storeWith(fixture.store, {
-      async putIfAbsent(key, body) {
-        const hook = duringShipment;
-        if (hook && key.includes('/commits/') && JSON.parse(Buffer.from(body).toString()).kind === 'changes') {
-          duringShipment = undefined;
-          await hook();
-        }
-        return fixture.store.putIfAbsent(key, body);
-      },
-    });
-    const wal = { dir: await openWalDir(t), sync: 'write' as const };
-    const a = await startServer(t, { ...fixture, store }, { cells, wal, shipIntervalMs: 3_600_000 });
-    const kept = await a.post('/s3dump');
-    assert.equal(kept.status, 200);
-    for (let i = 1; i <= 10; i++) {
-      assert.equal((await call(a.url, '/cells', { method: 'PUT', body: new Uint8Array(cells * 4).fill(i), auth: AUTH })).status, 200);
-    }
-    duringShipment = async () => {
-      assert.equal((await a.post('/request', write(5, 99))).status, 200);
-    };
-    assert.equal((await a.post('/restore', { name: kept.json.backup.name })).status, 200);
-    assert.equal(duringShipment, undefined, 'the write was made while the restore shipped');
-    assert.equal((await a.post('/request', { index: 5 })).json.category, 99);
-    await a.app.close();
-    await rm(wal.dir, { recursive: true, force: true }); // from the store alone
-    const b = await startServer(t, fixture, { cells, wal: { dir: await openWalDir(t), sync: 'write' } });
-    assert.equal((await b.post('/request', { index: 5 })).json.category, 99, 'the write made during the restore');
-    assert.equal((await b.post('/request', { index: 6 })).json.category, 0, 'and the restored world around it');
-  });
-
   for (const logKind of ['write-ahead log', 'memory log'] as const) {
-    test(`a change too big for a change set (${logKind}) is carried by one snapshot, not two`, async (t) => {
+    test(`a change too big for a set of its usual size (${logKind}) ships alone in a change set of its own, stored as an object, and reaches history; no snapshot`, async (t) => {
       const fixture = await openFileStore(t);
-      const cells = 3 * 1024 * 1024; // 12 MiB: a whole-world PUT is over the 8 MiB a change set may hold
-      const wal = logKind === 'write-ahead log' ? {} : { wal: undefined }; // the fixture's default log, or none
-      const s = await startServer(t, fixture, { cells, ...wal, shipIntervalMs: 50 });
-      assert.equal((await call(s.url, '/cells', { method: 'PUT', body: new Uint8Array(cells * 4).fill(3), auth: AUTH })).status, 200);
-      await waitFor('the compaction snapshot', async () => (await s.call('/healthcheck')).json.backup.backupsTotal >= 1);
-      // Two more shipping steps: a second snapshot that the first left due would have run by the end of them.
-      for (const index of [1, 2]) {
-        assert.equal((await s.post('/request', write(index, 7))).status, 200);
-        await waitForShipped(s, `write ${index} shipped`)
-      }
+      const cells = 3 * 1024 * 1024; // 12 MiB: a whole-world PUT is over the 8 MiB a change set usually holds
+      const wal = logKind === 'write-ahead log' ? { wal: { dir: await openWalDir(t), sync: 'write' as const } } : {};
+      const s = await startServer(t, fixture, { cells, ...wal, shipIntervalMs: 50, backupIntervalMs: 600_000 });
+      assert.equal((await s.post('/request', write(1, 1))).status, 200);
+      await waitForShipped(s, 'the small write shipped');
+      const between = await splittingInstant();
+      assert.equal((await call(s.url, '/cells?by=importer', { method: 'PUT', body: new Uint8Array(cells * 4).fill(3), auth: AUTH })).status, 200);
+      await waitForShipped(s, 'the import shipped');
       const backup = (await s.call('/healthcheck')).json.backup;
-      assert.equal(backup.backupsTotal, 1, 'one snapshot');
-      assert.ok(backup.shipsTotal >= 2);
+      assert.equal(backup.backupsTotal, 0, 'no snapshot carries it');
+      assert.equal((await fixture.store.list(`${fixture.prefix}changes/`)).length, 1, 'a change set of its own, as an object');
+      const then = await s.post('/request', { index: 1, at: new Date(between).toISOString() });
+      assert.equal(then.json.category, 1, `the instant before the import reads the value before it: ${then.text}`);
+      const history = await s.call('/history?start=1&count=1', { auth: AUTH });
+      assert.equal(history.status, 200, history.text);
+      assert.deepEqual(history.json.changes.map((c: { by: string; after: { category: number } }) => [c.by, c.after.category]), [['importer', 3], ['', 1]]);
+      await s.app.close();
+      const b = await startServer(t, fixture, { cells, ...wal, shipIntervalMs: 50 });
+      assert.equal((await b.post('/request', { index: 7 })).json.category, 3, 'boot replays it');
     });
   }
 

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test, type TestContext } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { CorruptBackupError } from '../lib/backup-format.js';
+import { CorruptBackupError } from '../lib/backup/backup-format.js';
 import { loadSnapshot, loadSnapshotRanges, writeSnapshot } from '../lib/backup/snapshot.js';
 import { Cube } from '../lib/cube.js';
 import { openFileStore, openS3Store, type StoreFixture } from './support/app.js';

@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { promisify } from 'node:util';
 import { constants, gunzip, gunzipSync, gzip } from 'node:zlib';
-import { CorruptBackupError } from '../backup-format.js';
+import { CorruptBackupError } from './backup-format.js';
 import type { BlobStore } from '../store.js';
 import { decodeChangeSet, encodeChangeSet, FormatError, type Change } from './change.js';
 import type { ChangesCommit } from './commit-log.js';

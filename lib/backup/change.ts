@@ -190,7 +190,7 @@ export const CHANGES_A_TURN = 1024;
 
 /**
  * A change set, as shipped to the store: the changes in lsn order, authors in one table (an index per change,
- * not the string), lsns and instants as deltas. Uncompressed; the shipper gzips it. Encoded CHANGES_A_TURN
+ * not the string), lsns and instants as deltas. Uncompressed (change-set.ts gzips it). Encoded CHANGES_A_TURN
  * changes a turn, yielding to the event loop in between: a second of writes under load is 30,000 changes,
  * tens of milliseconds in one go, and requests must not wait behind it.
  */

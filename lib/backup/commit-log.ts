@@ -9,7 +9,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Log } from '../log.js';
 import type { BlobStore } from '../store.js';
-import type { SnapshotRef } from './retention.js';
+
+/** A kept snapshot, as the newest snapshot commit lists its predecessors; `committedAt` places it in the sequence of commits. */
+export interface SnapshotRef { seq: number; name: string; key: string; createdAt: string; committedAt?: string; bytes: number; compressedBytes: number; sha256: string; replayFrom: number }
 
 /** Fields every commit carries. `lineage`/`lsn`: the store holds every change of that log lineage up to lsn. */
 interface CommitBase { format: 2; seq: number; writer: string; committedAt: string; reason: string; lineage: string; lsn: number }
@@ -25,7 +27,7 @@ export interface SnapshotCommit extends CommitBase {
   history?: SnapshotRef[];
 }
 
-/** The changes with lsn in [fromLsn, toLsn] of `lineage`, gzip-compressed (change.ts), inline (base64) or in `key`. */
+/** The changes with lsn in [fromLsn, toLsn] of `lineage`, encoded (change.ts) and gzip-compressed (change-set.ts), inline (base64) or in `key`. */
 export interface ChangesCommit extends CommitBase {
   kind: 'changes';
   name: string; fromLsn: number; toLsn: number; count: number; firstAt: string; lastAt: string;

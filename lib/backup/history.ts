@@ -1,45 +1,22 @@
 /**
- * The past, read from the store and the log: the replay (the newest kept snapshot taken at or before an
- * instant, the change sets after it, and the changes only the log holds, each once), and pages of who
- * changed which cells. Nothing of the world is touched.
+ * The past, read from the store and the log through the one replay (replay.ts): the cells of some ranges
+ * as they were at an instant, and pages of who changed which cells. Nothing of the world is touched.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { CELL_BYTES } from '../cube.js';
-import type { BlobStore } from '../store.js';
-import { CHANGES_A_TURN, type Change } from './change.js';
-import type { ChangeLog } from './change-log.js';
-import { readChangeSet } from './change-set.js';
-import type { CommitLog, SnapshotCommit } from './commit-log.js';
-import type { SnapshotRef } from './retention.js';
+import { CHANGES_A_TURN } from './change.js';
+import type { SnapshotCommit } from './commit-log.js';
+import { openReplay, type ReplaySource } from './replay.js';
 import { loadSnapshot, loadSnapshotRanges } from './snapshot.js';
 import type { SnapshotCache } from './snapshot-cache.js';
+
+export { OutsideHistoryError } from './replay.js';
 
 /** Consecutive cells: `count` from `start`. */
 export interface CellRange { start: number; count: number }
 
-/** The instant asked for lies outside the history kept; the message names the span. */
-export class OutsideHistoryError extends Error {
-  override name = 'OutsideHistoryError';
-}
-
-/** What time travel needs of the backups: the store, the commits, the kept snapshots and the log. */
-export interface HistorySource {
-  store: BlobStore;
-  commits: CommitLog;
-  cells: number;
-  /** Kept snapshots, newest first. */
-  snapshots: SnapshotRef[];
-  changeLog: ChangeLog;
-  /** The store holds the log up to this lsn; later changes are read from the log. */
-  storeLsn: number;
-  now: number;
-}
-
-/** The span that can be read: from the oldest kept snapshot up to now; undefined before the first snapshot. */
-export function historySpan(source: Pick<HistorySource, 'snapshots' | 'now'>): { earliest: string; latest: string } | undefined {
-  const oldest = source.snapshots.at(-1);
-  return oldest ? { earliest: oldest.createdAt, latest: new Date(source.now).toISOString() } : undefined;
-}
+/** What time travel needs of the backups: the store, the commits, the kept snapshots and the log (see replay.ts). */
+export type HistorySource = ReplaySource;
 
 /** Sorted, disjoint, merged ranges covering `ranges` (which may overlap or touch). */
 export function mergeRanges(ranges: CellRange[]): CellRange[] {
@@ -51,49 +28,6 @@ export function mergeRanges(ranges: CellRange[]): CellRange[] {
     else out.push({ ...r });
   }
   return out;
-}
-
-/** A read of the past: the snapshot it starts from, and every change after that snapshot, oldest first. */
-export interface Replay { snapshot: SnapshotCommit; changes: AsyncGenerator<Change> }
-
-/**
- * Opens a replay for an instant `from` (ms): the newest kept snapshot taken at or before it, then the change
- * sets after that snapshot (stopping once one begins after `until`) and the changes only the log holds.
- * OutsideHistoryError when `from` is before the oldest kept snapshot or after now.
- */
-export async function openReplay(source: HistorySource, from: number, until = Number.POSITIVE_INFINITY): Promise<Replay> {
-  const span = historySpan(source);
-  if (!span) throw new OutsideHistoryError('no history is kept yet: it starts with the first snapshot (POST /s3dump takes one now)');
-  if (!(from >= Date.parse(span.earliest) && from <= source.now)) {
-    throw new OutsideHistoryError(`${new Date(from).toISOString()} is outside the history kept, from ${span.earliest} to ${span.latest}`);
-  }
-  // The log first: what it holds now and the store lacks. Read before the commits are listed, so a shipment
-  // (and the release of its log segment) in between leaves each change in one of the two, at worst in both.
-  const local = await source.changeLog.unshipped(undefined, source.storeLsn, Number.MAX_SAFE_INTEGER);
-  if (local.gap) throw new OutsideHistoryError('the changes since the last snapshot are not all kept (the write-ahead log is off and more than 64 MiB changed): take a snapshot (POST /s3dump), or turn WAL_DIR on');
-  const ref = source.snapshots.find((s) => Date.parse(s.createdAt) <= from)!;
-  const snapshot = (await source.commits.read(ref.seq)) as SnapshotCommit;
-  const covered = (change: Change, lineage: string) => lineage === snapshot.lineage && change.lsn <= snapshot.snapshotLsn;
-  // The change sets after the snapshot, from the first one it may lack.
-  const first = snapshot.replayFrom > 0 ? Math.min(snapshot.replayFrom, snapshot.seq) : snapshot.seq + 1;
-  const seqs = (await source.commits.seqs()).filter((seq) => seq >= first && seq !== snapshot.seq);
-  // A change can come twice: from the log and from a change set shipped while this read began, or from two
-  // change sets (a retry after a lost reply). Each lineage's lsns only grow, so each is yielded once.
-  const newest = new Map<string, number>();
-  const once = (change: Change, lineage: string) => {
-    if (covered(change, lineage) || change.lsn <= (newest.get(lineage) ?? 0)) return false;
-    newest.set(lineage, change.lsn);
-    return true;
-  };
-  async function* changes(): AsyncGenerator<Change> {
-    for await (const commit of source.commits.inOrder(seqs)) {
-      if (commit.kind !== 'changes') continue;
-      if (Date.parse(commit.firstAt) > until) return; // nothing later matters, and the log holds only later ones
-      for (const change of await readChangeSet(source.store, commit, source.cells)) if (once(change, commit.lineage)) yield change;
-    }
-    for (const change of local.changes) if (once(change, source.changeLog.lineage)) yield change;
-  }
-  return { snapshot, changes: changes() };
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * The change log when the write-ahead log is off (WAL_DIR empty): changes are kept in memory only until
  * they are shipped, so a process crash loses what was not shipped yet. Bounded: past `maxBytes` the log
- * drops everything and reports a gap, and the shipper takes a snapshot instead.
+ * drops everything and reports a gap, and a snapshot carries the world instead (snapshotter.ts).
  */
 import { randomBytes } from 'node:crypto';
 import { changeBytes, type Change, type Run } from './change.js';

@@ -7,7 +7,8 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { CELL_BYTES } from '../cube.js';
 import { CellSet } from './cell-set.js';
 import { CHANGES_A_TURN, type Change } from './change.js';
-import { applyRun, firstRangeEndingAfter, loadRanges, mergeRanges, openReplay, type CellRange, type HistorySource } from './history.js';
+import { applyRun, firstRangeEndingAfter, loadRanges, mergeRanges, type CellRange, type HistorySource } from './history.js';
+import { openReplay } from './replay.js';
 
 /** One read of the past: the cells of `ranges` (any order, may overlap) as they were at `at` (ms since the epoch). */
 export interface PastRead { at: number; ranges: CellRange[] }

@@ -1,30 +1,36 @@
-/** Retention: keep the newest N snapshots and the change sets from the oldest kept one on; delete the rest. */
+/** Retention: keep the newest BACKUP_RETAIN snapshots and what their replays need (replay.ts); delete the rest. */
 import type { BlobStore } from '../store.js';
-import type { CommitLog } from './commit-log.js';
-
-/** A kept snapshot, as the newest snapshot commit lists its predecessors. */
-export interface SnapshotRef { seq: number; name: string; key: string; createdAt: string; bytes: number; compressedBytes: number; sha256: string; replayFrom: number }
+import type { CommitLog, SnapshotRef } from './commit-log.js';
+import { firstSeqNeeded } from './replay.js';
 
 /**
- * Deletes every commit older than what the `kept` snapshots (newest first) need, and the objects only those
- * commits named, plus strays (interrupted uploads) older than the oldest kept snapshot.
+ * Deletes every commit older than the first one the oldest of the `kept` snapshots (newest first) needs,
+ * and the snapshot and change-set objects older than that snapshot that no kept snapshot names (the deleted
+ * commits' objects, and strays of interrupted uploads). Objects are named by their time, so a newer stray,
+ * which may be another writer's upload in flight, is left alone.
  */
 export async function pruneCommits(store: BlobStore, commits: CommitLog, prefix: string, kept: SnapshotRef[]): Promise<void> {
   const oldest = kept.at(-1);
   if (!oldest) return;
-  // The oldest kept snapshot needs itself and the change sets from its replayFrom on.
-  const keepFrom = oldest.replayFrom > 0 ? Math.min(oldest.replayFrom, oldest.seq) : oldest.seq;
+  const keepFrom = firstSeqNeeded(oldest);
   for (const seq of await commits.seqs()) {
     if (seq >= keepFrom) break;
     await commits.delete(seq);
   }
   const keptNames = new Set(kept.map((s) => s.name));
+  const oldestTime = timeOf(oldest.name);
   for (const folder of ['backups/', 'changes/']) {
     const base = `${prefix}${folder}`;
     for (const key of await store.list(base)) {
       const name = key.slice(base.length).replace(/\.(gz|bin)$/, '');
-      // Names start with their time: newer strays may be another writer's upload in flight.
-      if (!keptNames.has(name) && name < oldest.name) await store.delete(key);
+      // By the time alone: a change set the oldest snapshot needs holds a change made after it was taken,
+      // in the same millisecond at the earliest, whatever the random part of the names.
+      if (!keptNames.has(name) && timeOf(name) < oldestTime) await store.delete(key);
     }
   }
+}
+
+/** The time part of an object's name (20261128T162245123Z of 20261128T162245123Z-1b53d456). */
+function timeOf(name: string): string {
+  return name.split('-')[0]!;
 }

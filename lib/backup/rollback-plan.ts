@@ -8,7 +8,8 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { CELL_BYTES } from '../cube.js';
 import { CHANGES_A_TURN, type Run } from './change.js';
 import { CellSet } from './cell-set.js';
-import { firstRangeEndingAfter, mergeRanges, openReplay, type CellRange, type HistorySource } from './history.js';
+import { firstRangeEndingAfter, mergeRanges, type CellRange, type HistorySource } from './history.js';
+import { openReplay } from './replay.js';
 import { streamSnapshot } from './snapshot.js';
 
 /** How many restored and skipped cells a plan lists one by one (the runs and counts cover them all). */
@@ -34,21 +35,16 @@ export interface RollbackPlan {
   restoredCells: Array<{ index: number; from: Uint8Array; to: Uint8Array }>;
 }
 
-/** A plan as made, before its step: `seen[i]` holds what the cells of `restore[i]` held when it was made. */
-export interface PlannedRollback extends RollbackPlan {
-  seen: Uint8Array[];
-}
-
 /**
  * For every cell of `region` (sorted, disjoint; the whole world when undefined) that `by` changed in
  * (since, until]: the value it held before their first change in that window, unless someone else changed
  * it after their last change (then it is skipped, with who did). Changes up to now count for the "after".
  * A cell that already holds that value is neither restored nor skipped.
  */
-export async function planRollback(source: HistorySource, by: string, since: number, until: number, region?: CellRange[]): Promise<PlannedRollback> {
+export async function planRollback(source: HistorySource, by: string, since: number, until: number, region?: CellRange[]): Promise<RollbackPlan> {
   const cells = await authorCellSet(source, by, since, until, region);
   const n = cells.size;
-  const plan: PlannedRollback = { restore: [], restored: 0, skippedRuns: [], skipped: 0, skippedCells: [], restoredCells: [], seen: [] };
+  const plan: RollbackPlan = { restore: [], restored: 0, skippedRuns: [], skipped: 0, skippedCells: [], restoredCells: [] };
   if (n === 0) return plan;
   // Dense, one entry a tracked cell, by slot: its value as the replay goes, its value before the author's
   // first change in the window, and who made its newest change since then (0: the author has not changed it
@@ -123,7 +119,6 @@ export async function planRollback(source: HistorySource, by: string, since: num
     const a = cells.slot(restoreStart) * CELL_BYTES;
     const b = a + (end - restoreStart) * CELL_BYTES;
     plan.restore.push({ start: restoreStart, bytes: first.subarray(a, b) });
-    plan.seen.push(state.subarray(a, b));
     plan.restored += end - restoreStart;
     restoreStart = -1;
   };
@@ -200,37 +195,28 @@ async function authorCellSet(source: HistorySource, by: string, since: number, u
 }
 
 /**
- * The plan as the rollback's step can apply it to `world` (the world's bytes, now): a cell that no longer
- * holds what the plan saw was written since, so it is left and listed as skipped (by RACED).
+ * The plan as the rollback's step applies it: `kept` are its restore runs less the cells written since it
+ * was made (`raced`, sorted and disjoint, seen by the write path's watcher whatever their value), which are
+ * left and listed as skipped (by RACED) with their value in `world` now.
  */
-export function keepUnwritten(plan: PlannedRollback, world: Uint8Array): RollbackPlan {
-  const restore: Run[] = [];
-  const raced: CellRange[] = [];
+export function withoutRaced(plan: RollbackPlan, kept: Run[], raced: CellRange[], world: Uint8Array): RollbackPlan {
+  if (raced.length === 0) return plan;
+  let racedCount = 0;
   const racedCells: RollbackPlan['skippedCells'] = [];
-  plan.restore.forEach((run, i) => {
-    const seen = plan.seen[i]!;
-    const count = run.bytes.byteLength / CELL_BYTES;
-    let kept = 0; // the first cell of the stretch still to keep
-    for (let c = 0; c < count; c++) {
-      const w = (run.start + c) * CELL_BYTES;
-      const o = c * CELL_BYTES;
-      if (world[w] === seen[o] && world[w + 1] === seen[o + 1] && world[w + 2] === seen[o + 2] && world[w + 3] === seen[o + 3]) continue;
-      if (c > kept) restore.push({ start: run.start + kept, bytes: run.bytes.subarray(kept * CELL_BYTES, c * CELL_BYTES) });
-      kept = c + 1;
-      raced.push({ start: run.start + c, count: 1 });
-      if (racedCells.length < SKIPPED_DETAIL) racedCells.push({ index: run.start + c, by: RACED, value: world.slice(w, w + CELL_BYTES) });
-    }
-    if (count > kept) restore.push({ start: run.start + kept, bytes: run.bytes.subarray(kept * CELL_BYTES) });
-  });
-  const { seen: _seen, ...asPlanned } = plan;
-  if (raced.length === 0) return asPlanned;
-  const racedSet = new Set(raced.map((r) => r.start));
+  for (const r of raced) {
+    racedCount += r.count;
+    for (let i = r.start; i < r.start + r.count && racedCells.length < SKIPPED_DETAIL; i++) racedCells.push({ index: i, by: RACED, value: world.slice(i * CELL_BYTES, (i + 1) * CELL_BYTES) });
+  }
+  const isRaced = (index: number) => {
+    const i = firstRangeEndingAfter(raced, index);
+    return i < raced.length && raced[i]!.start <= index;
+  };
   return {
-    restore,
-    restored: plan.restored - raced.length,
+    restore: kept,
+    restored: plan.restored - racedCount,
     skippedRuns: mergeRanges([...plan.skippedRuns, ...raced]),
-    skipped: plan.skipped + raced.length,
+    skipped: plan.skipped + racedCount,
     skippedCells: [...plan.skippedCells, ...racedCells].sort((a, b) => a.index - b.index).slice(0, SKIPPED_DETAIL),
-    restoredCells: plan.restoredCells.filter((c) => !racedSet.has(c.index)),
+    restoredCells: plan.restoredCells.filter((c) => !isRaced(c.index)),
   };
 }

@@ -1,7 +1,7 @@
 /** Snapshots: the whole world written as one gzip object under `backups/`, and read back streamed into place. */
 import { createHash, randomBytes } from 'node:crypto';
 import { createGunzip } from 'node:zlib';
-import { CorruptBackupError, encodeBackup } from '../backup-format.js';
+import { CorruptBackupError, encodeBackup } from './backup-format.js';
 import type { Snapshot } from '../cube.js';
 import type { BlobStore } from '../store.js';
 

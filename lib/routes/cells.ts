@@ -7,7 +7,6 @@ import { HttpError, readBody, sendJson, upstream } from '../http.js';
 import { requireAuth, type Ctx } from './context.js';
 import { operator, queryInstant, queryInteger, queryOf } from './query.js';
 import { queryBox } from './region.js';
-import { assertWritable, logged } from './writes.js';
 
 /** Range reads are sent in copies of this size: consistent cells, bounded memory, and backpressure between them. */
 const RANGE_CHUNK_BYTES = 256 * 1024;
@@ -29,7 +28,12 @@ export async function readCells(req: IncomingMessage, res: ServerResponse, ctx: 
   res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': cells * CELL_BYTES, 'Cache-Control': 'no-store' });
   const source = past ?? ctx.cube.bytes;
   const base = past ? span.start : 0;
-  for (const chunk of gather(source, base, ranges)) {
+  const chunks = gather(source, base, ranges);
+  for (;;) {
+    if (!past) await ctx.writes.settled(); // no cell shown that the log does not hold yet
+    const next = chunks.next();
+    if (next.done) break;
+    const chunk = next.value;
     if (res.destroyed) return;
     if (!res.write(chunk)) await drainOrClose(res, ctx.stallMs);
   }
@@ -79,11 +83,8 @@ export async function writeCells(req: IncomingMessage, res: ServerResponse, ctx:
   if (box && body.length !== room) throw new HttpError(400, `the body must be the box's ${boxCells(box)} cells (${room} bytes), got ${body.length} bytes`);
   const cells = body.length / CELL_BYTES;
   if (cells > 0) {
-    assertWritable(ctx);
     const runs = box ? boxRuns(boxRanges(ctx.shape!, box), body) : [{ start, bytes: body }];
-    for (const run of runs) ctx.cube.writeRange(run.start, run.bytes);
-    ctx.backups.record(runs, operator(req, query));
-    await logged(ctx);
+    await ctx.writes.apply({ runs, by: operator(req, query) });
   }
   ctx.metrics.cellsWritten += cells;
   sendJson(res, 200, { status: 200, ...(box ? { box: [box.x, box.y, box.z, box.w, box.h, box.d] } : { start }), cells });

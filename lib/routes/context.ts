@@ -1,6 +1,6 @@
 /** What route handlers work with (built once per app in createApp), and the Basic-auth gate every protected route passes first. */
 import type { IncomingMessage } from 'node:http';
-import type { Backups } from '../backup/backups.js';
+import type { Backups, WritePath } from '../backup/backups.js';
 import type { Cube } from '../cube.js';
 import { hasBody, HttpError } from '../http.js';
 import { clientAddress, type LoginGuard } from '../login-guard.js';
@@ -13,6 +13,8 @@ export interface Ctx {
   /** The world's shape; undefined for a flat world, which refuses boxes and maps. */
   shape: Shape | undefined;
   backups: Backups;
+  /** The one write path: every change to cells goes through writes.apply(); reads that must not show an unlogged value wait on writes.settled(). */
+  writes: WritePath;
   metrics: Metrics;
   /** True when the Authorization header carries the configured credentials. */
   checkAuth: (header: string | undefined) => boolean;

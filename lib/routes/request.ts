@@ -1,5 +1,6 @@
 /** POST /request: the seed's protocol, one command or a batch applied as one step, and reads of the past. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ChangeRequest } from '../backup/backups.js';
 import type { Run } from '../backup/change.js';
 import type { Cell } from '../cube.js';
 import { collectBody, HttpError, sendJson, upstream, type BodyLimit } from '../http.js';
@@ -7,7 +8,6 @@ import { isJsonSpace } from '../json-scanner.js';
 import { encodeAnswer, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from '../protocol.js';
 import { requireAuth, type Ctx } from './context.js';
 import { NO_PARAMETERS, queryOf } from './query.js';
-import { assertWritable, notLogged } from './writes.js';
 
 /** Bodies of /request holding one command: it is under 200 bytes; a few KiB leaves room for whitespace and unknown fields. */
 export const REQUEST_BODY_LIMIT = 4096;
@@ -56,7 +56,7 @@ function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: 
     // One command (the common case) takes the same steps as a batch of one, without the batch's maps and arrays.
     const cmd = parsed.command;
     if (cmd.at !== undefined) answerPast([cmd], false, res, ctx).then(() => done(), done);
-    else answerAfterWrite(encodeAnswer(applyCommand(ctx, cmd)), cmd.write, res, ctx, done);
+    else answer(encodeAnswer(applyCommand(ctx, cmd)), cmd.write ? ctx.writes.apply({ runs: [runOf(cmd)], by: cmd.by ?? '' }) : ctx.writes.settled(), res, done);
     return;
   }
   const commands = parsed.commands;
@@ -64,21 +64,19 @@ function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: 
     answerPast(commands, true, res, ctx).then(() => done(), done);
     return;
   }
-  const answers = applyCommands(ctx, commands, true);
-  answerAfterWrite(`[${answers.map(encodeAnswer).join(',')}]`, commands.some((cmd) => cmd.write), res, ctx, done);
+  const { answers, change } = applyCommands(ctx, commands, true);
+  answer(`[${answers.map(encodeAnswer).join(',')}]`, change ? ctx.writes.apply(change) : ctx.writes.settled(), res, done);
 }
 
-/** Sends `body` once every change recorded so far is in the log; a request that `wrote` gets the log's failure instead. */
-function answerAfterWrite(body: string, wrote: boolean, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
-  // A read waits too when writes are still being logged: it must not show a value that a crash could lose.
-  ctx.backups.afterWrite((err) => {
-    if (err && wrote) {
-      done(notLogged(err));
-      return;
-    }
+/**
+ * Sends `body` once `logged` resolves: a write once the log holds it, a read once no value it shows can still
+ * be lost (it waits while writes are being logged). A write the log lost gets its refusal instead (503).
+ */
+function answer(body: string, logged: Promise<void>, res: ServerResponse, done: (err?: unknown) => void): void {
+  logged.then(() => {
     sendJson(res, 200, body);
     done();
-  });
+  }, done);
 }
 
 /** Answers reads of the past (every command reads; those with `at` as the cells were then, the others as they are). */
@@ -99,17 +97,18 @@ async function answerPast(commands: CellCommand[], batch: boolean, res: ServerRe
     const bytes = cells[k]![j]!;
     past.set(cmd, { category: bytes[0]!, rotation: bytes[1]!, sideA: bytes[2]!, sideB: bytes[3]! });
   }));
+  await ctx.writes.settled();
   const answers = commands.map((cmd) => past.get(cmd) ?? ctx.cube.read(cmd.index));
   ctx.metrics.cellsRead += commands.length;
   sendJson(res, 200, batch ? `[${answers.map(encodeAnswer).join(',')}]` : encodeAnswer(answers[0]!));
 }
 
 /**
- * Applies commands as one step: every conditional write is checked (against the world as the earlier
- * commands leave it) before anything is written, so a conflict writes nothing; the writes are recorded as
- * one change. Returns each command's answer.
+ * Checks commands as one step: every conditional write against the world as the earlier commands leave it,
+ * so a conflict writes nothing. Returns each command's answer and the writes as one change (undefined when
+ * none), for the write path to apply in the same turn.
  */
-function applyCommands(ctx: Ctx, commands: CellCommand[], batch: boolean): Cell[] {
+function applyCommands(ctx: Ctx, commands: CellCommand[], batch: boolean): { answers: Cell[]; change?: ChangeRequest } {
   const pending = new Map<number, Cell>();
   const answers = new Array<Cell>(commands.length);
   let writes = 0;
@@ -123,25 +122,18 @@ function applyCommands(ctx: Ctx, commands: CellCommand[], batch: boolean): Cell[
       writes++;
     } else answers[i] = current;
   }
-  if (writes > 0) {
-    // A batch is one change, and a change has one author.
-    const authors = new Set(commands.filter((cmd) => cmd.write).map((cmd) => cmd.by ?? ''));
-    if (authors.size > 1) throw new HttpError(400, 'the writes of a batch are one change by one author: give them the same "by" (or none)');
-    assertWritable(ctx);
-    const runs: Run[] = [];
-    for (const cmd of commands) {
-      if (!cmd.write) continue;
-      ctx.cube.write(cmd.index, cmd.cell);
-      runs.push({ start: cmd.index, bytes: Uint8Array.of(cmd.cell.category, cmd.cell.rotation, cmd.cell.sideA, cmd.cell.sideB) });
-    }
-    ctx.backups.record(runs, [...authors][0]);
-  }
-  ctx.metrics.cellsWritten += writes;
   ctx.metrics.cellsRead += commands.length - writes;
-  return answers;
+  if (writes === 0) return { answers };
+  // A batch is one change, and a change has one author.
+  const authors = new Set(commands.filter((cmd) => cmd.write).map((cmd) => cmd.by ?? ''));
+  if (authors.size > 1) throw new HttpError(400, 'the writes of a batch are one change by one author: give them the same "by" (or none)');
+  const runs: Run[] = [];
+  for (const cmd of commands) if (cmd.write) runs.push(runOf(cmd));
+  ctx.metrics.cellsWritten += writes;
+  return { answers, change: { runs, by: [...authors][0]! } };
 }
 
-/** applyCommands for one command that is not part of a batch: its answer. */
+/** applyCommands for one command that is not part of a batch: its answer (a write is applied by the caller). */
 function applyCommand(ctx: Ctx, cmd: CellCommand): Cell {
   const current = ctx.cube.read(cmd.index);
   if (!cmd.write) {
@@ -149,12 +141,13 @@ function applyCommand(ctx: Ctx, cmd: CellCommand): Cell {
     return current;
   }
   if (cmd.expect && !sameCell(current, cmd.expect)) throw conflict(ctx, cmd.index, current, '');
-  assertWritable(ctx);
-  const cell = cmd.cell;
-  ctx.cube.write(cmd.index, cell);
-  ctx.backups.record([{ start: cmd.index, bytes: Uint8Array.of(cell.category, cell.rotation, cell.sideA, cell.sideB) }], cmd.by);
   ctx.metrics.cellsWritten++;
-  return cell;
+  return cmd.cell;
+}
+
+/** The run of one write command: its cell's four bytes. */
+function runOf(cmd: CellCommand): Run {
+  return { start: cmd.index, bytes: Uint8Array.of(cmd.cell.category, cmd.cell.rotation, cmd.cell.sideA, cmd.cell.sideB) };
 }
 
 function sameCell(a: Cell, b: Cell): boolean {

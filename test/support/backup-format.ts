@@ -1,5 +1,5 @@
-/** Test helpers for lib/backup-format.ts. */
-import { encodeBackup, type EncodedBackup, type SliceSource } from '../../lib/backup-format.js';
+/** Test helpers for lib/backup/backup-format.ts. */
+import { encodeBackup, type EncodedBackup, type SliceSource } from '../../lib/backup/backup-format.js';
 
 /** The whole compressed body and its record, read from encodeBackup's stream into one buffer. */
 export async function encodeBackupWhole(source: SliceSource | Uint8Array): Promise<EncodedBackup & { body: Buffer }> {

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { constants, createGzip, gunzip } from 'node:zlib';
-import { SNAPSHOT_SLICE_BYTES, type Snapshot } from './cube.js';
+import { SNAPSHOT_SLICE_BYTES, type Snapshot } from '../cube.js';
 
 const gunzipAsync = promisify(gunzip);
 
