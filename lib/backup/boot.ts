@@ -10,7 +10,7 @@ import { applyChange } from './change.js';
 import { UnreadableCommitError, type Commit, type SnapshotCommit, type SnapshotRef } from './commit-log.js';
 import { compactTime, describe, publicInfo, refOf, type Core } from './core.js';
 import { MemoryLog } from './memory-log.js';
-import { replayChanges } from './replay.js';
+import { replayChanges, WorldSizeError } from './replay.js';
 import { loadSnapshot, type BackupInfo } from './snapshot.js';
 import { LogCorruptError, LogLockedError, WriteAheadLog, type WalSync } from './wal.js';
 
@@ -146,6 +146,7 @@ async function restoreBase(core: Core, key: string): Promise<RestoredFrom> {
 /** What to do about a failed boot, by its cause. */
 function advice(err: unknown): string {
   if (err instanceof CorruptBackupError || err instanceof UnreadableCommitError) return 'The backup is damaged. To fall back to the previous backup, move its commit object (commits/<seq>.json) out of the prefix, then start again.';
+  if (err instanceof WorldSizeError) return 'Set CUBE_CELLS to the size the store\'s world was written with, or point this server at another prefix.';
   if (err instanceof LogCorruptError) return 'Move the write-ahead log folder aside (it is kept for inspection) and start again: the server then starts from the store alone.';
   const code = (err as { code?: string }).code;
   if (code === 'ENOSPC') return 'The disk is full: free space, then start again.';

@@ -33,6 +33,8 @@ export interface ChangesCommit extends CommitBase {
   name: string; fromLsn: number; toLsn: number; count: number; firstAt: string; lastAt: string;
   bytes: number; compressedBytes: number; sha256: string;
   inline?: string; key?: string;
+  /** The world's size (CUBE_CELLS) when shipped, so no replay applies the set to a world of another; absent in sets shipped before it was recorded. */
+  cells?: number;
 }
 
 /** A server started here, continuing the store's state; it holds no data. */

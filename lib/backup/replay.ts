@@ -27,6 +27,11 @@ export class OutsideHistoryError extends Error {
   override name = 'OutsideHistoryError';
 }
 
+/** A change set was shipped from a world of another size (CUBE_CELLS) than the one replayed; the message names both. */
+export class WorldSizeError extends Error {
+  override name = 'WorldSizeError';
+}
+
 /**
  * The first seq a snapshot's replay needs: the snapshot itself, or the first change set that may hold changes
  * it lacks (sets committed while it uploaded, named by `replayFrom`). Retention keeps from here on.
@@ -96,6 +101,10 @@ export async function* replayChanges(
   for await (const commit of source.commits.inOrder(after)) {
     if (commit.kind !== 'changes') continue;
     if (Date.parse(commit.firstAt) > until) return; // nothing later matters, and the log holds only later ones
+    // Its cells may all fit a smaller world too: only the recorded size tells it belongs to another world.
+    if (commit.cells !== undefined && commit.cells !== source.cells) {
+      throw new WorldSizeError(`change set #${commit.seq} (${commit.name}) was shipped from a world of ${commit.cells} cells, but this world has ${source.cells} cells (CUBE_CELLS)`);
+    }
     for (const change of await readChangeSet(source.store, commit, source.cells)) if (once(change, commit.lineage)) yield change;
   }
   for (const change of local?.changes ?? []) if (once(change, local!.lineage)) yield change;

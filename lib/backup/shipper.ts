@@ -96,7 +96,7 @@ export class Shipper {
     const commit = await core.commits.append({
       kind: 'changes', reason, name, lineage: core.changeLog.lineage, lsn: last.lsn, fromLsn: first.lsn, toLsn: last.lsn, count: read.changes.length,
       firstAt: new Date(first.at).toISOString(), lastAt: new Date(last.at).toISOString(), bytes: packed.bytes, compressedBytes: packed.body.byteLength,
-      sha256: packed.sha256, ...(inline ? { inline: packed.body.toString('base64') } : { key }),
+      sha256: packed.sha256, cells: core.cube.cells, ...(inline ? { inline: packed.body.toString('base64') } : { key }),
     } as Omit<ChangesCommit, 'format' | 'seq' | 'writer' | 'committedAt'>);
     core.storeLsn = last.lsn;
     core.storeAt = Math.max(core.storeAt, alone ? last.at : readAt);
