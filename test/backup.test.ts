@@ -138,8 +138,14 @@ describe('backups and restore', () => {
     }
     assert.ok(set?.inline !== undefined, 'the write shipped as a change set, inline');
     const seq = Number(/(\d{12})\.json$/.exec((await commitKeys(fixture.prefix)).at(-1)!)![1]) + 1;
-    await fixture.store.put(`${fixture.prefix}commits/${String(seq).padStart(12, '0')}.json`, new TextEncoder().encode(JSON.stringify({ ...set, seq }) + '\n'));
+    const copyAt = (commit: Record<string, unknown>) => fixture.store.put(`${fixture.prefix}commits/${String(seq).padStart(12, '0')}.json`, new TextEncoder().encode(JSON.stringify({ ...commit, seq }) + '\n'));
+    assert.equal(set!.cells, TEST_CELLS * 2, 'the set records its world\'s size');
+    await copyAt(set!);
     await assertBootRefused(fixture, new RegExp(`change set #${seq} .*${TEST_CELLS * 2} cells.*CUBE_CELLS`));
+    const { cells: _, ...older } = set!; // as a version before the field shipped it: still read, and applied
+    await copyAt(older);
+    const c = await startServer(t, fixture);
+    assert.equal((await c.post('/request', { index: 1 })).json.category, 1);
   });
 
   test('an unreachable S3 refuses the boot', async () => {
