@@ -74,6 +74,27 @@ describe('backups and restore', () => {
     assert.equal((await b.call('/healthcheck')).json.backup.restoredFrom.kind, 'backup');
   });
 
+  eachStore('a prefix an older release wrote (change sets shipped before any snapshot) boots with every change in it', async (t, open) => {
+    const fixture = await open();
+    const a = await startServer(t, fixture);
+    await a.post('/request', { action: 1, index: 5, category: 5, by: 'early' });
+    await a.post('/request', { action: 1, index: 6, category: 6, by: 'early' });
+    assert.equal((await a.app.close()).outcome, 'written', 'shipped as a change set at shutdown');
+    // What the release before this one left: no snapshot at all, only change sets on the empty world.
+    let snapshots = 0;
+    for (const key of await fixture.store.list(`${fixture.prefix}commits/`)) {
+      const commit = JSON.parse(Buffer.from((await fixture.store.get(key))!).toString('utf8')) as { kind: string; key?: string };
+      if (commit.kind !== 'snapshot') continue;
+      await fixture.store.delete(key);
+      await fixture.store.delete(commit.key!);
+      snapshots++;
+    }
+    assert.equal(snapshots, 1, 'the first boot\'s snapshot, now gone');
+    const b = await startServer(t, fixture);
+    assert.equal((await b.post('/request', { index: 5 })).json.category, 5, 'the change sets are applied to the base');
+    assert.equal((await b.post('/request', { index: 6 })).json.category, 6);
+  });
+
   eachStore('a legacy object of the wrong size refuses the boot', async (t, open) => {
     const fixture = await open();
     await fixture.store.put(`${fixture.prefix}data.bin`, new Uint8Array(100));

@@ -74,6 +74,11 @@ export async function boot(core: Core, options: { legacyKey: string; wal?: WalCo
       }
     } else {
       restoredFrom = await restoreBase(core, options.legacyKey);
+      // A prefix an older release wrote: change sets shipped before any snapshot, on the empty or legacy base.
+      for await (const change of replayChanges({ store: core.store, commits: core.commits, cells: core.cube.cells }, undefined, seqs)) {
+        applyChange(core.cube, change);
+        applied++;
+      }
     }
     const storeLineage = newest?.lineage || undefined;
     const storeLsn = newest?.lsn ?? 0;

@@ -80,19 +80,20 @@ export async function openReplay(source: ReplaySource, from: number, until = Num
 }
 
 /**
- * The changes after `snapshot`, oldest first, each once: those of the change sets among `seqs` from the
+ * The changes after `snapshot` (or, undefined, every change set: the base is the empty or legacy world), oldest first, each once: those of the change sets among `seqs` from the
  * first the snapshot needs (stopping once a set begins after `until`), then `local` (the log's changes the
  * store lacks). A change can come twice (from the log and a set shipped while the read began, or from two
  * sets after a lost reply): each lineage's lsns only grow, so a change at or below one seen is dropped, as is
  * one the snapshot holds.
  */
 export async function* replayChanges(
-  source: Pick<ReplaySource, 'store' | 'commits' | 'cells'>, snapshot: SnapshotCommit, seqs: number[], until = Number.POSITIVE_INFINITY,
+  source: Pick<ReplaySource, 'store' | 'commits' | 'cells'>, snapshot: SnapshotCommit | undefined, seqs: number[], until = Number.POSITIVE_INFINITY,
   local?: { lineage: string; changes: Change[] },
 ): AsyncGenerator<Change> {
-  const first = firstSeqNeeded(snapshot);
-  const after = seqs.filter((seq) => seq >= first && seq !== snapshot.seq);
-  const newest = new Map<string, number>([[snapshot.lineage, snapshot.snapshotLsn]]);
+  // Without a snapshot (a prefix written before the first boot committed one), every set applies to the base.
+  const first = snapshot ? firstSeqNeeded(snapshot) : 0;
+  const after = seqs.filter((seq) => seq >= first && seq !== snapshot?.seq);
+  const newest = new Map<string, number>(snapshot ? [[snapshot.lineage, snapshot.snapshotLsn]] : []);
   const once = (change: Change, lineage: string) => {
     if (change.lsn <= (newest.get(lineage) ?? 0)) return false;
     newest.set(lineage, change.lsn);
