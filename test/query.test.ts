@@ -26,6 +26,7 @@ const SHAPED = { cells: 4096, shape: { x: 16, y: 16, z: 16, order: 'xzy' } };
 
 test('a parameter a route does not take is a 400 naming it, on every route, and nothing changes', async (t) => {
   const s = await startServer(t, await openFileStore(t), SHAPED);
+  const backupsBefore = (await call(s.url, '/backups', { auth: AUTH })).json.backups; // the first boot's snapshot
   for (const route of ROUTES) {
     for (const [query, named] of [
       [`${route.query}${route.query ? '&' : ''}strat=100`, /"strat"/],
@@ -40,7 +41,7 @@ test('a parameter a route does not take is a 400 naming it, on every route, and 
     }
   }
   assert.equal(s.app.cube.version, 0, 'no cell was written');
-  assert.deepEqual((await call(s.url, '/backups', { auth: AUTH })).json.backups, [], 'no backup was made');
+  assert.deepEqual((await call(s.url, '/backups', { auth: AUTH })).json.backups, backupsBefore, 'no backup was made');
 });
 
 test('a parameter given twice is a 400 naming it, on every route that takes one', async (t) => {
