@@ -1,11 +1,11 @@
 /** POST /s3dump, GET /backups and POST /restore: snapshots now, the kept ones, and putting the world back. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { FencedError, type CellRange } from '../backup/backups.js';
+import { FencedError } from '../backup/backups.js';
 import { HttpError, readBody, readJson, sendJson, upstream } from '../http.js';
 import { parseInstant } from '../values.js';
 import { requireAuth, type Ctx } from './context.js';
 import { NO_PARAMETERS, operator, queryOf } from './query.js';
-import { bodyRanges } from './region.js';
+import { bodyRanges, RESTORE_BODY_LIMIT } from './region.js';
 
 /** Bodies of the other JSON routes: a name or nothing. */
 const SMALL_BODY_LIMIT = 4096;
@@ -60,32 +60,4 @@ export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ct
   const name = fields.name;
   if (typeof name !== 'string' || name === '') throw new HttpError(400, 'body must be {"name": "<backup name>"} (see GET /backups) or {"at": "<instant>"} with "start" and "count", "ranges" or "box" for part of the world');
   sendJson(res, 200, { status: 200, restored: await upstream(ctx.backups.restoreBackup(name, operator(req, new URL(req.url ?? '/', 'http://x').searchParams))) });
-}
-
-
-/** The most ranges one restore or rollback takes (a box of 256 x 256 cells across is 65,536 short ranges). */
-export const MAX_RESTORE_RANGES = 65_536;
-/**
- * Bodies of /restore and /rollback: a name, or an instant with up to MAX_RESTORE_RANGES ranges. At the widest
- * numbers (a world of 2^28 cells) a range is `{"start":268435455,"count":268435455},`, 38 bytes: 65,536 of them
- * are 2.5 MB, and 3 MiB leaves room for the rest of the body and some whitespace. More ranges than the limit
- * in a body under it get the 400 that names the limit.
- */
-export const RESTORE_BODY_LIMIT = 3 * 1024 * 1024;
-
-/** The ranges a restore to an instant names: `start`/`count`, or `ranges`; undefined for the whole world. 400 for any that does not fit. */
-export function restoreRanges(fields: Record<string, unknown>, cells: number): CellRange[] | undefined {
-  const one = (value: unknown, where: string): CellRange => {
-    const { start, count } = (typeof value === 'object' && value !== null ? value : {}) as { start?: unknown; count?: unknown };
-    if (!Number.isSafeInteger(start) || (start as number) < 0 || (start as number) >= cells) throw new HttpError(400, `${where}start must be a whole number between 0 and ${cells - 1}`);
-    if (!Number.isSafeInteger(count) || (count as number) < 1 || (start as number) + (count as number) > cells) throw new HttpError(400, `${where}count must be a whole number from 1 to ${cells - (start as number)} (the cells left from start)`);
-    return { start: start as number, count: count as number };
-  };
-  if (fields.ranges !== undefined) {
-    if (fields.start !== undefined || fields.count !== undefined) throw new HttpError(400, 'give either start and count, or ranges');
-    if (!Array.isArray(fields.ranges) || fields.ranges.length === 0 || fields.ranges.length > MAX_RESTORE_RANGES) throw new HttpError(400, `ranges must be an array of 1 to ${MAX_RESTORE_RANGES} {"start", "count"}`);
-    return fields.ranges.map((r, i) => one(r, `ranges[${i}].`));
-  }
-  if (fields.start !== undefined || fields.count !== undefined) return [one(fields, '')];
-  return undefined;
 }

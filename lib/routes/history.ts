@@ -5,10 +5,9 @@ import { CELL_BYTES, type Cell } from '../cube.js';
 import { HttpError, readJson, sendJson, upstream } from '../http.js';
 import { isAuthor, MAX_AUTHOR, parseInstant } from '../values.js';
 import { boxCells, boxRanges } from '../shape.js';
-import { RESTORE_BODY_LIMIT } from './backups.js';
 import { requireAuth, type Ctx } from './context.js';
 import { operator, queryInstant, queryInteger, queryOf } from './query.js';
-import { bodyRanges, queryBox } from './region.js';
+import { bodyRanges, queryBox, RESTORE_BODY_LIMIT } from './region.js';
 
 /** The most entries one page of history holds; 100 unless `limit` says otherwise. */
 const MAX_HISTORY_LIMIT = 1000;

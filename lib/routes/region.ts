@@ -1,8 +1,7 @@
-/** Boxes in requests: `box=x,y,z,w,h,d` in a query, `"box":[x,y,z,w,h,d]` in JSON, as the ranges routes already take. */
+/** Regions in requests: `start`/`count`, `ranges` and boxes (`box=x,y,z,w,h,d` in a query, `"box":[x,y,z,w,h,d]` in JSON), as sorted cell ranges. */
 import type { CellRange } from '../backup/history.js';
 import { HttpError } from '../http.js';
 import { BoxError, boxRanges, parseBoxJson, parseBoxQuery, type Box, type Shape } from '../shape.js';
-import { restoreRanges } from './backups.js';
 import type { Ctx } from './context.js';
 
 /** The world's shape; 400 for a flat world, which has no x, y, z. */
@@ -42,4 +41,31 @@ function asBadRequest<T>(parse: () => T): T {
     if (err instanceof BoxError) throw new HttpError(400, err.message);
     throw err;
   }
+}
+
+/** The most ranges one restore or rollback takes (a box of 256 x 256 cells across is 65,536 short ranges). */
+export const MAX_RESTORE_RANGES = 65_536;
+/**
+ * Bodies of /restore and /rollback: a name, or an instant with up to MAX_RESTORE_RANGES ranges. At the widest
+ * numbers (a world of 2^28 cells) a range is `{"start":268435455,"count":268435455},`, 38 bytes: 65,536 of them
+ * are 2.5 MB, and 3 MiB leaves room for the rest of the body and some whitespace. More ranges than the limit
+ * in a body under it get the 400 that names the limit.
+ */
+export const RESTORE_BODY_LIMIT = 3 * 1024 * 1024;
+
+/** The ranges a restore to an instant names: `start`/`count`, or `ranges`; undefined for the whole world. 400 for any that does not fit. */
+export function restoreRanges(fields: Record<string, unknown>, cells: number): CellRange[] | undefined {
+  const one = (value: unknown, where: string): CellRange => {
+    const { start, count } = (typeof value === 'object' && value !== null ? value : {}) as { start?: unknown; count?: unknown };
+    if (!Number.isSafeInteger(start) || (start as number) < 0 || (start as number) >= cells) throw new HttpError(400, `${where}start must be a whole number between 0 and ${cells - 1}`);
+    if (!Number.isSafeInteger(count) || (count as number) < 1 || (start as number) + (count as number) > cells) throw new HttpError(400, `${where}count must be a whole number from 1 to ${cells - (start as number)} (the cells left from start)`);
+    return { start: start as number, count: count as number };
+  };
+  if (fields.ranges !== undefined) {
+    if (fields.start !== undefined || fields.count !== undefined) throw new HttpError(400, 'give either start and count, or ranges');
+    if (!Array.isArray(fields.ranges) || fields.ranges.length === 0 || fields.ranges.length > MAX_RESTORE_RANGES) throw new HttpError(400, `ranges must be an array of 1 to ${MAX_RESTORE_RANGES} {"start", "count"}`);
+    return fields.ranges.map((r, i) => one(r, `ranges[${i}].`));
+  }
+  if (fields.start !== undefined || fields.count !== undefined) return [one(fields, '')];
+  return undefined;
 }
