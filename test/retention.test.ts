@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import type { AppOptions } from '../lib/app.js';
 import { AUTH, openFileStore, openS3Store, openWalDir, startServer, type StoreFixture } from './support/app.js';
+import { storeWith } from './support/store.js';
 import { splittingInstant } from './support/model.js';
 
 /** The production defaults, until the shared fixture runs them. */
@@ -40,6 +41,40 @@ describe('retention', () => {
       assert.equal(history.status, 200, history.text);
     });
   }
+
+  test('a read of the past racing the prune that deletes its snapshot answers 400, not 502 (issue 16 finding 3)', async (t) => {
+    const fixture = await openFileStore(t);
+    // Snapshot reads are held while `hold` is set, so the prune runs in the middle of one.
+    let hold = false;
+    let reached!: () => void;
+    const reachedRead = new Promise<void>((resolve) => { reached = resolve; });
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => { release = resolve; });
+    const store = storeWith(fixture.store, {
+      getStream: async (key) => {
+        if (hold && key.includes('/backups/')) {
+          reached();
+          await released;
+        }
+        return fixture.store.getStream(key);
+      },
+    });
+    const s = await startServer(t, { ...fixture, store }, { ...(await production(t)), backupRetain: 2 });
+    assert.equal((await s.post('/request', { action: 1, index: 1, category: 1 })).status, 200);
+    const before = await splittingInstant(); // after the first boot's snapshot, before the next one: read from the first
+    assert.equal((await s.post('/s3dump')).status, 200);
+    hold = true;
+    const read = s.post('/request', { index: 1, at: iso(before) });
+    await reachedRead;
+    hold = false;
+    assert.equal((await s.post('/request', { action: 1, index: 1, category: 2 })).status, 200);
+    assert.equal((await s.post('/s3dump')).status, 200); // BACKUP_RETAIN=2: the first boot's snapshot is pruned
+    await s.app.backups.pruned();
+    release();
+    const answer = await read;
+    assert.equal(answer.status, 400, answer.text);
+    assert.match(answer.json.error, /outside the history kept/);
+  });
 
   test('storage stays bounded by BACKUP_RETAIN: objects counted after many snapshots', async (t) => {
     const fixture = await openFileStore(t);
