@@ -77,6 +77,11 @@ export class WritePath {
   }
 
   /** Resolves once every change applied before the call is durable or undone: a read after it shows only what the log holds. */
+  /** True when no change waits for the log: a read may answer from the world at once. */
+  get idle(): boolean {
+    return this.pending.length === 0;
+  }
+
   settled(): Promise<void> {
     const last = this.pending.at(-1);
     if (!last) return SETTLED;

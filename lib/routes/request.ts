@@ -56,7 +56,8 @@ function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: 
     // One command (the common case) takes the same steps as a batch of one, without the batch's maps and arrays.
     const cmd = parsed.command;
     if (cmd.at !== undefined) answerPast([cmd], false, res, ctx).then(() => done(), done);
-    else answer(encodeAnswer(applyCommand(ctx, cmd)), cmd.write ? ctx.writes.apply({ runs: [runOf(cmd)], by: cmd.by ?? '' }) : ctx.writes.settled(), res, done);
+    else if (!cmd.write) answerRead(() => encodeAnswer(applyCommand(ctx, cmd)), res, ctx, done);
+    else answer(encodeAnswer(applyCommand(ctx, cmd)), ctx.writes.apply({ runs: [runOf(cmd)], by: cmd.by ?? '' }), res, done);
     return;
   }
   const commands = parsed.commands;
@@ -64,8 +65,30 @@ function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: 
     answerPast(commands, true, res, ctx).then(() => done(), done);
     return;
   }
+  if (!commands.some((cmd) => cmd.write)) {
+    answerRead(() => `[${applyCommands(ctx, commands, true).answers.map(encodeAnswer).join(',')}]`, res, ctx, done);
+    return;
+  }
+  // A write's answer goes out once the log holds it, and so everything logged before it: the reads of the
+  // batch then show only what the log holds too.
   const { answers, change } = applyCommands(ctx, commands, true);
-  answer(`[${answers.map(encodeAnswer).join(',')}]`, change ? ctx.writes.apply(change) : ctx.writes.settled(), res, done);
+  answer(`[${answers.map(encodeAnswer).join(',')}]`, ctx.writes.apply(change!), res, done);
+}
+
+/**
+ * Answers a read with `compute()`, run once no change waits for the log (at once when none does, the common
+ * case: no promise): a value read earlier could be one that a failing log makes the write path undo.
+ */
+function answerRead(compute: () => string, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
+  if (ctx.writes.idle) {
+    sendJson(res, 200, compute());
+    done();
+    return;
+  }
+  ctx.writes.settled().then(() => {
+    sendJson(res, 200, compute());
+    done();
+  }, done);
 }
 
 /**
