@@ -8,9 +8,8 @@
  * replays it.
  */
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
-import { AUTH, openFileStore, openS3Store, openWalDir, TEST_CELLS } from './support/app.js';
+import { test } from 'node:test';
+import { AUTH, fileStoreEnv, s3StoreEnv, TEST_CELLS } from './support/app.js';
 import { call, type Answer } from './support/http.js';
 import { seededRandom, splittingInstant } from './support/model.js';
 import { startServerProcess, type ServerProcess } from './support/process.js';
@@ -97,25 +96,13 @@ function schedule(next: (n: number) => number): Op[] {
 /** A server process over one store, restartable after a kill -9 with the same environment. */
 interface Server { url: string; proc: ServerProcess }
 
-async function fileEnv(t: TestContext): Promise<Record<string, string>> {
-  const { dir } = await openFileStore(t);
-  return { DATA_DIR: dir, S3_PREFIX: 'world/', WAL_DIR: join(dir, 'wal') };
-}
-
-async function s3Env(t: TestContext): Promise<Record<string, string>> {
-  const f = await openS3Store();
-  return {
-    S3_BUCKET: f.bucket, S3_PREFIX: f.prefix, S3_FORCE_PATH_STYLE: 'true', AWS_ENDPOINT_URL_S3: f.server.endpoint, AWS_REGION: 'us-east-1',
-    AWS_ACCESS_KEY_ID: f.server.accessKeyId, AWS_SECRET_ACCESS_KEY: f.server.secretAccessKey, WAL_DIR: await openWalDir(t),
-  };
-}
 
 function ok(answer: Answer, what: string): Answer {
   assert.equal(answer.status, 200, `${what}: ${answer.text}`);
   return answer;
 }
 
-for (const [kind, storeEnv] of [['file', fileEnv], ['s3', s3Env]] as const) {
+for (const [kind, storeEnv] of [['file', fileStoreEnv], ['s3', s3StoreEnv]] as const) {
   test(`at reads, history and rollback previews match the model under writes, imports, restores, rollbacks, prunes and kill -9 (${kind} store)`, async (t) => {
     const seed = process.env.HISTORY_SEED ? Number(process.env.HISTORY_SEED) : Math.floor(Math.random() * 2 ** 31);
     t.diagnostic(`HISTORY_SEED=${seed}`);

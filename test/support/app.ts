@@ -70,6 +70,21 @@ export async function openS3Store(): Promise<StoreFixture & { client: S3Client; 
   return { store: new S3Store(client, bucket), prefix: `t-${randomBytes(6).toString('hex')}/`, kind: 's3', client, bucket, server };
 }
 
+/** The environment of a server process (test/support/process.ts) on a folder store and a log of its own. */
+export async function fileStoreEnv(t: TestContext): Promise<Record<string, string>> {
+  const { dir } = await openFileStore(t);
+  return { DATA_DIR: dir, S3_PREFIX: 'world/', WAL_DIR: join(dir, 'wal') };
+}
+
+/** The environment of a server process on the shared S3 test server, with a prefix and a log of its own. */
+export async function s3StoreEnv(t: TestContext): Promise<Record<string, string>> {
+  const f = await openS3Store();
+  return {
+    S3_BUCKET: f.bucket, S3_PREFIX: f.prefix, S3_FORCE_PATH_STYLE: 'true', AWS_ENDPOINT_URL_S3: f.server.endpoint, AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: f.server.accessKeyId, AWS_SECRET_ACCESS_KEY: f.server.secretAccessKey, WAL_DIR: await openWalDir(t),
+  };
+}
+
 /** A running app on 127.0.0.1, port 0, and a client bound to it. */
 export interface Running {
   app: App;
