@@ -9,7 +9,7 @@ import type { BlobStore } from '../store.js';
 import { boot, refusal as bootRefusal, type RestoredFrom, type WalConfig } from './boot.js';
 import { PutBudget } from './budget.js';
 import { CommitLog, type FencedError } from './commit-log.js';
-import { replaySource, type Core } from './core.js';
+import { publicInfo, replaySource, type Core } from './core.js';
 import { historyOf, mergeRanges, type CellRange, type HistoryQuery } from './history.js';
 import type { PastRead } from './past-reads.js';
 import type { RollbackPlan } from './rollback-plan.js';
@@ -173,7 +173,7 @@ export class Backups {
 
   /** The kept snapshots, newest first. */
   async list(): Promise<BackupInfo[]> {
-    return this.core.kept.map(({ name, createdAt, bytes, compressedBytes, sha256 }) => ({ name, createdAt, bytes, compressedBytes, sha256 }));
+    return this.core.kept.map(publicInfo);
   }
 
   /** Makes the kept snapshot `name` the world, as one change by `by` (undo.ts). */

@@ -68,17 +68,14 @@ export async function boot(core: Core, options: { legacyKey: string; wal?: WalCo
       core.cube.loaded();
       core.kept = (await keptSnapshots(core, snapshot, seqs)).slice(0, core.retain);
       restoredFrom = { kind: 'backup', name: snapshot.name };
-      for await (const change of replayChanges({ store: core.store, commits: core.commits, cells: core.cube.cells }, snapshot, seqs)) {
-        applyChange(core.cube, change);
-        applied++;
-      }
     } else {
       restoredFrom = await restoreBase(core, options.legacyKey);
-      // A prefix an older release wrote: change sets shipped before any snapshot, on the empty or legacy base.
-      for await (const change of replayChanges({ store: core.store, commits: core.commits, cells: core.cube.cells }, undefined, seqs)) {
-        applyChange(core.cube, change);
-        applied++;
-      }
+    }
+    // The change sets after the snapshot; without one (a prefix an older release wrote: change sets shipped
+    // before any snapshot), every change set, on the empty or legacy base.
+    for await (const change of replayChanges({ store: core.store, commits: core.commits, cells: core.cube.cells }, snapshot, seqs)) {
+      applyChange(core.cube, change);
+      applied++;
     }
     const storeLineage = newest?.lineage || undefined;
     const storeLsn = newest?.lsn ?? 0;

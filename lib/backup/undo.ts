@@ -5,7 +5,7 @@
  */
 import { CELL_BYTES } from '../cube.js';
 import { publicInfo, replaySource, type Core } from './core.js';
-import { cellsAt, mergeRanges, type CellRange } from './history.js';
+import { cellsAt, firstRangeEndingAfter, mergeRanges, type CellRange } from './history.js';
 import { cellsAtInstants, type PastRead } from './past-reads.js';
 import { planRollback, withoutRaced, type RollbackPlan } from './rollback-plan.js';
 import { withinSpan } from './replay.js';
@@ -55,7 +55,7 @@ export class Undo {
     // Each asked range out of the merged one that holds it.
     return ranges.map((r) => {
       if (r.count === 0 || merged.length === 0) return new Uint8Array(0); // an empty range
-      const i = lastStartingAtOrBefore(merged, r.start); // a binary search: a box can be 65,536 ranges
+      const i = firstRangeEndingAfter(merged, r.start); // a binary search: a box can be 65,536 ranges
       const offset = (r.start - merged[i]!.start) * CELL_BYTES;
       return parts[i]!.subarray(offset, offset + r.count * CELL_BYTES);
     });
@@ -109,16 +109,4 @@ export class Undo {
     const refused = this.refusal();
     if (refused) throw refused;
   }
-}
-
-/** The index of the last of the sorted `ranges` that starts at or before cell `index` (0 if none does). */
-function lastStartingAtOrBefore(ranges: CellRange[], index: number): number {
-  let lo = 0;
-  let hi = ranges.length - 1;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (ranges[mid]!.start <= index) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
 }

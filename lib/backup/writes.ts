@@ -76,12 +76,12 @@ export class WritePath {
     });
   }
 
-  /** Resolves once every change applied before the call is durable or undone: a read after it shows only what the log holds. */
   /** True when no change waits for the log: a read may answer from the world at once. */
   get idle(): boolean {
     return this.pending.length === 0;
   }
 
+  /** Resolves once every change applied before the call is durable or undone: a read after it shows only what the log holds. */
   settled(): Promise<void> {
     const last = this.pending.at(-1);
     if (!last) return SETTLED;
@@ -102,7 +102,7 @@ export class WritePath {
   unsavedSince(): number | null {
     const { storeLsn: floor, storeAt } = this.store();
     if (this.changeLog().lastLsn <= floor) return null;
-    while (this.marks.length > 1 && this.marks[1]!.lsn <= floor + 1) this.marks.shift();
+    this.dropMarksBelow(floor);
     return Math.max(this.marks[0]?.at ?? storeAt, storeAt);
   }
 
@@ -112,12 +112,17 @@ export class WritePath {
     if (this.changeLog().lastLsn > storeLsn) this.marks = [{ lsn: storeLsn + 1, at: this.now() }];
   }
 
+  /** Drops the marks of changes the store holds through `floor`, keeping the one at or before the first it lacks. */
+  private dropMarksBelow(floor: number): void {
+    while (this.marks.length > 1 && this.marks[1]!.lsn <= floor + 1) this.marks.shift();
+  }
+
   private mark(lsn: number, at: number): void {
     const last = this.marks.at(-1);
     const floor = this.store().storeLsn;
     if (last && at - last.at < MARK_EVERY_MS && last.lsn > floor) return;
     this.marks.push({ lsn, at });
-    while (this.marks.length > 1 && this.marks[1]!.lsn <= floor + 1) this.marks.shift();
+    this.dropMarksBelow(floor);
   }
 
   private durable(lsn: number): void {
