@@ -14,7 +14,7 @@ import { healthcheck, metrics, stats } from './routes/health.js';
 import { history, rollback } from './routes/history.js';
 import { map } from './routes/map.js';
 import { request } from './routes/request.js';
-import { hasBody, HttpError, isClosing, sendError } from './http.js';
+import { closeIfBody, HttpError, isClosing, sendError } from './http.js';
 import type { Log } from './log.js';
 import { clientAddress } from './login-guard.js';
 
@@ -144,7 +144,7 @@ function route(req: IncomingMessage, path: string): Handler {
   // Every method but GET and HEAD can write (POST /request, PUT /cells, /restore, /rollback, /s3dump): checked here, once for all.
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     const refused = crossSiteRefusal(req.headers);
-    if (refused) throw new HttpError(403, refused, hasBody(req) ? { Connection: 'close' } : {});
+    if (refused) throw new HttpError(403, refused, closeIfBody(req));
   }
   return handler;
 }

@@ -46,18 +46,18 @@ export async function listBackups(req: IncomingMessage, res: ServerResponse, ctx
  */
 export async function restore(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  queryOf(req, ['by']);
+  const query = queryOf(req, ['by']);
   const body = await readJson(req, RESTORE_BODY_LIMIT);
   const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
   if (fields.at !== undefined) {
     const at = typeof fields.at === 'string' ? parseInstant(fields.at) : undefined;
     if (at === undefined) throw new HttpError(400, 'at must be an ISO 8601 instant, e.g. "2026-12-01T14:03:00Z"');
     const ranges = bodyRanges(fields, ctx);
-    const cells = await upstream(ctx.backups.restoreAt(at, ranges, operator(req, new URL(req.url ?? '/', 'http://x').searchParams)));
+    const cells = await upstream(ctx.backups.restoreAt(at, ranges, operator(req, query)));
     sendJson(res, 200, { status: 200, restored: { at: new Date(at).toISOString(), cells, ranges: ranges?.length ?? 1 } });
     return;
   }
   const name = fields.name;
   if (typeof name !== 'string' || name === '') throw new HttpError(400, 'body must be {"name": "<backup name>"} (see GET /backups) or {"at": "<instant>"} with "start" and "count", "ranges" or "box" for part of the world');
-  sendJson(res, 200, { status: 200, restored: await upstream(ctx.backups.restoreBackup(name, operator(req, new URL(req.url ?? '/', 'http://x').searchParams))) });
+  sendJson(res, 200, { status: 200, restored: await upstream(ctx.backups.restoreBackup(name, operator(req, query))) });
 }

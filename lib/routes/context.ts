@@ -2,7 +2,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Backups, WritePath } from '../backup/backups.js';
 import type { Cube } from '../cube.js';
-import { hasBody, HttpError } from '../http.js';
+import { closeIfBody, HttpError } from '../http.js';
 import { clientAddress, type LoginGuard } from '../login-guard.js';
 import type { Metrics } from '../metrics.js';
 import type { Shape } from '../shape.js';
@@ -35,17 +35,12 @@ export function requireAuth(req: IncomingMessage, ctx: Ctx): void {
   const waitMs = address === undefined ? 0 : ctx.guard.blocked(address);
   if (waitMs > 0) {
     ctx.metrics.loginsThrottled++;
-    throw new HttpError(429, 'too many failed logins from this address; try again later', { 'Retry-After': String(Math.ceil(waitMs / 1000)), ...strangerClose(req) });
+    throw new HttpError(429, 'too many failed logins from this address; try again later', { 'Retry-After': String(Math.ceil(waitMs / 1000)), ...closeIfBody(req) });
   }
   if (!ctx.checkAuth(req.headers.authorization)) {
     ctx.metrics.authFailures++;
     ctx.guard.fail(address ?? clientAddress(req, ctx.trustedProxies));
-    throw new HttpError(401, 'authentication required', { 'WWW-Authenticate': 'Basic realm="cubecache", charset="UTF-8"', ...strangerClose(req) });
+    throw new HttpError(401, 'authentication required', { 'WWW-Authenticate': 'Basic realm="cubecache", charset="UTF-8"', ...closeIfBody(req) });
   }
   if (address !== undefined) ctx.guard.succeed(address);
-}
-
-/** A stranger's body is not worth reading: answer and close, rather than drain a declared 64 MiB for a minute. */
-function strangerClose(req: IncomingMessage): Record<string, string> {
-  return hasBody(req) ? { Connection: 'close' } : {};
 }

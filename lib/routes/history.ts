@@ -81,7 +81,7 @@ function parseCursor(raw: string | null): HistoryCursor | undefined {
  */
 export async function rollback(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   requireAuth(req, ctx);
-  queryOf(req, ['by']);
+  const query = queryOf(req, ['by']);
   const body = await readJson(req, RESTORE_BODY_LIMIT);
   const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? (body as Record<string, unknown>) : {};
   if (typeof fields.by !== 'string' || !isAuthor(fields.by)) throw new HttpError(400, `by must be the player id whose changes to roll back (up to ${MAX_AUTHOR} printable ASCII characters)`);
@@ -96,7 +96,7 @@ export async function rollback(req: IncomingMessage, res: ServerResponse, ctx: C
   if (since >= until) throw new HttpError(400, 'since must be before until');
   if (fields.preview !== undefined && typeof fields.preview !== 'boolean') throw new HttpError(400, 'preview must be true or false');
   const ranges = bodyRanges(fields, ctx);
-  const plan = await upstream(ctx.backups.rollback(fields.by, since, until, ranges, operator(req, new URL(req.url ?? '/', 'http://x').searchParams), fields.preview === true));
+  const plan = await upstream(ctx.backups.rollback(fields.by, since, until, ranges, operator(req, query), fields.preview === true));
   const truncated = plan.restore.length > MAX_ANSWER_RUNS || plan.skippedRuns.length > MAX_ANSWER_RUNS || plan.restoredCells.length < plan.restored || plan.skippedCells.length < plan.skipped;
   sendJson(res, 200, {
     status: 200,
