@@ -57,7 +57,7 @@ function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: 
     const cmd = parsed.command;
     if (cmd.at !== undefined) answerPast([cmd], false, res, ctx).then(() => done(), done);
     else if (!cmd.write) answerRead(() => encodeAnswer(applyCommand(ctx, cmd)), res, ctx, done);
-    else answer(encodeAnswer(applyCommand(ctx, cmd)), ctx.writes.apply({ runs: [runOf(cmd)], by: cmd.by ?? '' }), res, done);
+    else answerWrite(encodeAnswer(applyCommand(ctx, cmd)), { runs: [runOf(cmd)], by: cmd.by ?? '' }, res, ctx, done);
     return;
   }
   const commands = parsed.commands;
@@ -72,7 +72,7 @@ function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: 
   // A write's answer goes out once the log holds it, and so everything logged before it: the reads of the
   // batch then show only what the log holds too.
   const { answers, change } = applyCommands(ctx, commands, true);
-  answer(`[${answers.map(encodeAnswer).join(',')}]`, ctx.writes.apply(change!), res, done);
+  answerWrite(`[${answers.map(encodeAnswer).join(',')}]`, change!, res, ctx, done);
 }
 
 /**
@@ -92,14 +92,18 @@ function answerRead(compute: () => string, res: ServerResponse, ctx: Ctx, done: 
 }
 
 /**
- * Sends `body` once `logged` resolves: a write once the log holds it, a read once no value it shows can still
- * be lost (it waits while writes are being logged). A write the log lost gets its refusal instead (503).
+ * Applies `change` and sends `body` once the write path settles it (the log holds it): no promise on the hot
+ * path. A write the log lost gets its refusal instead (503).
  */
-function answer(body: string, logged: Promise<void>, res: ServerResponse, done: (err?: unknown) => void): void {
-  logged.then(() => {
+function answerWrite(body: string, change: ChangeRequest, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
+  ctx.writes.applyThen(change, (err) => {
+    if (err) {
+      done(err);
+      return;
+    }
     sendJson(res, 200, body);
     done();
-  }, done);
+  });
 }
 
 /** Answers reads of the past (every command reads; those with `at` as the cells were then, the others as they are). */
