@@ -136,7 +136,7 @@ export class Backups {
         startLoops: () => this.start(),
         stopLoops: () => this.stop(),
       }, {
-        id: wal?.id ?? randomBytes(8).toString('hex'), mode: options.replication?.mode ?? 'sync', timeoutMs: options.replication?.timeoutMs ?? 1000,
+        id: (wal as { id?: string } | undefined)?.id ?? randomBytes(8).toString('hex'), mode: options.replication?.mode ?? 'sync', timeoutMs: options.replication?.timeoutMs ?? 1000,
         authorization: options.authorization ?? '', log: options.log,
       });
       this.leadership = leadership;
@@ -157,7 +157,8 @@ export class Backups {
 
   /** A standby's request to stream from this leader (see Leadership.acceptReplication). */
   acceptReplication(req: IncomingMessage, socket: Socket, head: Buffer): { status: number; error: string } | undefined {
-    return this.leadership?.acceptReplication(req, socket, head) ?? { status: 503, error: 'this server is starting' };
+    if (!this.leadership) return { status: 503, error: 'this server is starting' };
+    return this.leadership.acceptReplication(req, socket, head);
   }
 
   /** SIGTERM, before the server stops listening: hands the world to the standby if one holds every change (true). */

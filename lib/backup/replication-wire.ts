@@ -17,10 +17,10 @@ export function encodeChangeFrame(change: Change): Buffer {
 export const HANDOVER = Buffer.from([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
 
 export class FrameReader {
-  private buffered = Buffer.alloc(0);
+  private buffered: Buffer = Buffer.alloc(0);
   constructor(private readonly cells: number) {}
   push(chunk: Buffer): Message[] {
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    this.buffered = (this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk])) as Buffer<ArrayBuffer>;
     const out: Message[] = [];
     let pos = 0;
     while (this.buffered.length - pos >= 8) {

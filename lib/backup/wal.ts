@@ -115,6 +115,11 @@ export class WriteAheadLog implements ChangeLog {
     return this.lockLost ?? this.broken ?? (this.stopped ? new Error('the write-ahead log is closed') : undefined);
   }
 
+  /** True once recover() has run (the log takes appends). */
+  get recovered(): boolean {
+    return this.writer !== undefined;
+  }
+
   /** Creates the folder if needed and takes its lock; LogLockedError if a live server holds it, the file system's error if it cannot be written. */
   static async open(options: WalOptions): Promise<WriteAheadLog> {
     const wal = new WriteAheadLog(options);
