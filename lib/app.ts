@@ -12,6 +12,7 @@ import type { Log } from './log.js';
 import { createListener } from './listener.js';
 import { LoginGuard } from './login-guard.js';
 import { Metrics } from './metrics.js';
+import { soloRole, type RoleView } from './role.js';
 import { cellsOf, type Shape } from './shape.js';
 import type { BlobStore } from './store.js';
 
@@ -53,6 +54,12 @@ export interface AppOptions {
   /** Slow-client limits in ms: all headers, a whole request, an idle keep-alive connection. */
   timeouts?: { headersMs?: number; requestMs?: number; keepAliveMs?: number };
   now?: () => number;
+  /** This server's role (the standby's machinery); undefined: it always leads (soloRole). */
+  role?: RoleView;
+  /** Where the other server reaches this one (ADVERTISE_URL); undefined: derived once listening (lib/advertise.ts). */
+  advertiseUrl?: string;
+  /** REPLICATION and REPLICATION_TIMEOUT_MS. */
+  replication?: { mode: 'sync' | 'async'; timeoutMs: number };
 }
 
 export type { FinalBackup } from './backup/backups.js';
@@ -84,7 +91,7 @@ export function createApp(options: AppOptions): App {
   const trustedProxies = options.trustedProxies ?? 0;
   const ctx: Ctx = {
     cube, shape: options.shape, backups, writes: backups.writes, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
-    stallMs: options.timeouts?.requestMs ?? 60_000,
+    stallMs: options.timeouts?.requestMs ?? 60_000, role: options.role ?? soloRole(options.replication?.mode),
   };
 
   let inFlight = 0;

@@ -5,6 +5,7 @@ import type { Cube } from '../cube.js';
 import { closeIfBody, HttpError } from '../http.js';
 import { clientAddress, type LoginGuard } from '../login-guard.js';
 import type { Metrics } from '../metrics.js';
+import type { RoleView } from '../role.js';
 import type { Shape } from '../shape.js';
 
 /** What handlers work with; built once per app. */
@@ -25,6 +26,8 @@ export interface Ctx {
   now: () => number;
   /** An answer whose client reads none of it for this long is dropped (a whole-world GET /cells must not hold a slot forever). */
   stallMs: number;
+  /** This server's role: whether it takes writes itself, where they go otherwise, and replication's state. */
+  role: RoleView;
 }
 
 
