@@ -91,7 +91,7 @@ export function createApp(options: AppOptions): App {
   const trustedProxies = options.trustedProxies ?? 0;
   const ctx: Ctx = {
     cube, shape: options.shape, backups, writes: backups.writes, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
-    stallMs: options.timeouts?.requestMs ?? 60_000, role: options.role ?? soloRole(options.replication?.mode),
+    stallMs: options.timeouts?.requestMs ?? 60_000, role: options.role ?? soloRole(options.replication?.mode), log,
   };
 
   let inFlight = 0;

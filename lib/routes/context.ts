@@ -4,6 +4,7 @@ import type { Backups, WritePath } from '../backup/backups.js';
 import type { Cube } from '../cube.js';
 import { closeIfBody, HttpError } from '../http.js';
 import { clientAddress, type LoginGuard } from '../login-guard.js';
+import type { Log } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { RoleView } from '../role.js';
 import type { Shape } from '../shape.js';
@@ -28,6 +29,7 @@ export interface Ctx {
   stallMs: number;
   /** This server's role: whether it takes writes itself, where they go otherwise, and replication's state. */
   role: RoleView;
+  log: Log;
 }
 
 
