@@ -12,6 +12,7 @@ import type { Log } from './log.js';
 import { createListener } from './listener.js';
 import { LoginGuard } from './login-guard.js';
 import { Metrics } from './metrics.js';
+import type { RoleView } from './role.js';
 import { cellsOf, type Shape } from './shape.js';
 import { advertiseUrl } from './advertise.js';
 import { networkInterfaces } from 'node:os';
@@ -55,9 +56,11 @@ export interface AppOptions {
   /** Slow-client limits in ms: all headers, a whole request, an idle keep-alive connection. */
   timeouts?: { headersMs?: number; requestMs?: number; keepAliveMs?: number };
   now?: () => number;
-  /** Where the other server of the prefix reaches this one (ADVERTISE_URL); undefined: derived once listening. */
+  /** This server's role (the standby's machinery); undefined: it always leads (soloRole). */
+  role?: RoleView;
+  /** Where the other server reaches this one (ADVERTISE_URL); undefined: derived once listening (lib/advertise.ts). */
   advertiseUrl?: string;
-  /** Replication to a standby (REPLICATION, REPLICATION_TIMEOUT_MS). */
+  /** REPLICATION and REPLICATION_TIMEOUT_MS. */
   replication?: { mode: 'sync' | 'async'; timeoutMs: number };
 }
 
@@ -92,7 +95,7 @@ export function createApp(options: AppOptions): App {
   const trustedProxies = options.trustedProxies ?? 0;
   const ctx: Ctx = {
     cube, shape: options.shape, backups, writes: backups.writes, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
-    stallMs: options.timeouts?.requestMs ?? 60_000,
+    stallMs: options.timeouts?.requestMs ?? 60_000, role: options.role ?? backups.role, log,
   };
 
   let inFlight = 0;

@@ -5,8 +5,9 @@ import type { Run } from '../backup/change.js';
 import type { Cell } from '../cube.js';
 import { collectBody, HttpError, sendJson, upstream, type BodyLimit } from '../http.js';
 import { isJsonSpace } from '../json-scanner.js';
-import { encodeAnswer, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from '../protocol.js';
+import { encodeAnswer, MAX_BATCH, opensBatch, parseRequest, type CellCommand, type RequestBody } from '../protocol.js';
 import { requireAuth, type Ctx } from './context.js';
+import { toLeader } from './leader.js';
 import { NO_PARAMETERS, queryOf } from './query.js';
 
 /** Bodies of /request holding one command: it is under 200 bytes; a few KiB leaves room for whitespace and unknown fields. */
@@ -39,19 +40,26 @@ export function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx, don
   collectBody(req, REQUEST_LIMIT, (err, body) => {
     try {
       if (err) throw err;
-      answerRequest(body!, res, ctx, done);
+      const parsed = parseRequest(body!, ctx.cube.cells);
+      // Leading (the hot path) costs this one read; a server that does not lead answers reads itself and sends writes on.
+      if (ctx.role.kind !== 'leader' && writes(parsed)) toLeader(req, res, ctx, () => answerRequest(parsed, res, ctx, done), done, body);
+      else answerRequest(parsed, res, ctx, done);
     } catch (caught) {
       done(caught);
     }
   });
 }
 
+/** True when the request writes a cell. */
+function writes(parsed: RequestBody): boolean {
+  return parsed.batch ? parsed.commands.some((cmd) => cmd.write) : parsed.command.write;
+}
+
 /**
- * Decodes a whole /request body, applies it, logs its writes and sends the answer once the log has them
- * (then calls `done`); throws HttpError for the client's mistakes, before anything is written.
+ * Applies a decoded /request body, logs its writes and sends the answer once the log has them (then calls
+ * `done`); throws HttpError for the client's mistakes, before anything is written.
  */
-function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
-  const parsed = parseRequest(raw, ctx.cube.cells);
+function answerRequest(parsed: RequestBody, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
   if (!parsed.batch) {
     // One command (the common case) takes the same steps as a batch of one, without the batch's maps and arrays.
     const cmd = parsed.command;
