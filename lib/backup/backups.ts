@@ -143,7 +143,7 @@ export class Backups {
       const booted = await leadership.start();
       if (!booted.newest && leadership.kind === 'leader') await this.snapshotter.take('first', false);
     } catch (err) {
-      await this.leadership?.stop('keep').catch(() => undefined);
+      await this.leadership?.stop('release').catch(() => undefined); // nothing was served: a later start need not wait a term
       await (wal ?? this.core.changeLog).close().catch(() => undefined);
       throw bootRefusal(err, `${options.store.location}/${options.prefix}`, options.wal?.dir);
     }

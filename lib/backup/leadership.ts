@@ -203,10 +203,9 @@ export class Leadership implements RoleView {
 
   /** Stops; `release` lets go of the lease held (to anyone: a later start takes it at once), `keep` lets it run out. */
   async stop(lease: 'release' | 'keep'): Promise<void> {
-    const leading = this.phase === 'leader' || this.phase === 'handing-over';
     this.phase = 'stopped';
     this.replicator?.close();
-    if (lease === 'release' && leading) await this.lease.release().catch(() => false);
+    if (lease === 'release') await this.lease.release().catch(() => false);
     this.lease.stop();
     await this.follower.stop();
   }
