@@ -16,13 +16,12 @@
  */
 import { mkdir, open, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { isCode, syncDir } from '../fs-util.js';
 import type { Log } from '../log.js';
-import { ByteWriter, CHANGES_A_TURN, decodeFramePayload, writeFramePayload, type Change, type Run } from './change.js';
+import { ByteWriter, CHANGES_A_TURN, decodeFramePayload, type Change, type Run } from './change.js';
 import { checkPosition, type ChangeLog, type LogCursor, type UnshippedChanges } from './change-log.js';
-import { HEADER_BYTES, readFrames } from './wal-frames.js';
+import { readFrames, writeFrame } from './wal-frames.js';
 import { folderId } from './wal-id.js';
 import { FolderLock, type LockTiming } from './wal-lock.js';
 import { listSegments, recoverSegments, segmentName, type Recovery, type Segment } from './wal-recovery.js';
@@ -161,14 +160,9 @@ export class WriteAheadLog implements ChangeLog {
     if (this.failure || !this.writer) return change;
     // Encoded in place at the end of the group's buffer: no buffer of its own per frame.
     const group = this.pending;
-    const out = (group.out ??= new ByteWriter(GROUP_START_BYTES));
-    const start = out.reserve(HEADER_BYTES); // filled in once the payload's length and checksum are known
-    writeFramePayload(out, change);
-    const length = out.length - start - HEADER_BYTES;
-    out.u32At(start, length);
-    out.u32At(start + 4, crc32(out.view(start + HEADER_BYTES)));
+    const bytes = writeFrame((group.out ??= new ByteWriter(GROUP_START_BYTES)), change);
     this.lastLsn = change.lsn;
-    group.bytes += HEADER_BYTES + length;
+    group.bytes += bytes;
     group.lastLsn = change.lsn;
     this.scheduleFlush();
     return change;
