@@ -219,7 +219,7 @@ export class WriteAheadLog implements ChangeLog {
   release(lsn: number): Promise<void> {
     const run = this.releasing.then(async () => {
       // A segment is covered when the next one starts at or before lsn + 1; the newest one is never deleted. The
-      // writer only ever adds at the end, so this may run beside it.
+      // writer only adds at the end, or (follow) swaps the list whole and waits for this, so it may run beside it.
       while (this.segments.length > 1 && this.segments[1]!.firstLsn <= lsn + 1) {
         const old = this.segments.shift()!;
         await unlink(join(this.options.dir, old.name)).catch(() => undefined);
