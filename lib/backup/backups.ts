@@ -136,7 +136,7 @@ export class Backups {
         startLoops: () => this.start(),
         stopLoops: () => this.stop(),
       }, {
-        id: (wal as { id?: string } | undefined)?.id ?? randomBytes(8).toString('hex'), mode: options.replication?.mode ?? 'sync', timeoutMs: options.replication?.timeoutMs ?? 1000,
+        id: wal?.id ?? randomBytes(8).toString('hex'), mode: options.replication?.mode ?? 'sync', timeoutMs: options.replication?.timeoutMs ?? 1000,
         authorization: options.authorization ?? '', log: options.log,
       });
       this.leadership = leadership;
