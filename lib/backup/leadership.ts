@@ -197,6 +197,7 @@ export class Leadership implements RoleView {
       this.options.log.info('handover_finished', { successor: successor.url });
       return true;
     } finally {
+      this.replicator?.close(); // the server is stopping: no stream outlives it (the standby catches up from the store)
       this.endTransition();
     }
   }

@@ -102,6 +102,9 @@ export class Replicator {
     socket.on('data', onData);
     if (head.byteLength > 0) onData(head);
     socket.on('error', () => undefined);
+    // node:http's server allows half-open sockets: a standby that went would otherwise hold this one (and the
+    // server's close) forever.
+    socket.on('end', () => socket.destroy());
     socket.on('close', () => {
       link.closed = true;
       link.wake?.();
@@ -143,9 +146,14 @@ export class Replicator {
     }
   }
 
-  /** Tells the standby the lease is released to it (after Lease.release). */
+  /** Tells the standby the lease is released to it (after Lease.release), and ends the stream. */
   sendHandover(): void {
-    if (this.link && !this.link.closed) this.link.socket.write(HANDOVER);
+    const link = this.link;
+    if (!link || link.closed) return;
+    this.link = undefined;
+    link.closed = true;
+    link.wake?.();
+    link.socket.end(HANDOVER);
   }
 
   /** Drops the standby and stops streaming (a leader that stops or stops leading). */
