@@ -192,7 +192,7 @@ export class Leadership implements RoleView {
       }
       const released = await this.lease.release(successor.id).catch(() => false);
       if (!released) return false;
-      this.replicator!.sendHandover();
+      this.replicator!.sendHandover(successor.id);
       this.successorUrl = successor.url;
       this.options.log.info('handover_finished', { successor: successor.url });
       return true;
