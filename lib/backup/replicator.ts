@@ -102,6 +102,9 @@ export class Replicator {
     socket.on('data', onData);
     if (head.byteLength > 0) onData(head);
     socket.on('error', () => undefined);
+    // node:http's server sockets are half-open: a standby that closes its end leaves ours open (and the server's
+    // close() waiting on it) unless it is ended here.
+    socket.on('end', () => socket.destroy());
     socket.on('close', () => {
       link.closed = true;
       link.wake?.();
