@@ -10,18 +10,9 @@ import { AUTH, openFileStore, openS3Store, type StoreFixture } from './support/a
 import { startFaultProxy } from './support/fault-proxy.js';
 import { basicHeader, waitFor } from './support/http.js';
 import { rig } from './support/s3-rig.js';
-import { categoryAt, freePort, logged, roleOf, sameWorld, startMember, startMemberAt, startPair, waitInSync, write, type Member } from './support/pair.js';
+import { categoryAt, freePort, logged, roleOf, sameWorld, startMember, startMemberAt, startPair, waitInSync, within, write, type Member } from './support/pair.js';
 
 const stores: Array<[string, (t: TestContext) => Promise<StoreFixture>]> = [['the folder store', openFileStore], ['S3', () => openS3Store()]];
-
-/** `promise`, or a rejection naming `what` once `ms` passed without an answer (a write that should be answered, or refused, and hangs). */
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms); }),
-  ]);
-}
 
 /** GET /replication with the upgrade headers, as a standby asks: the refusal's status and JSON, or 101. */
 function askToStream(m: Member, query: Record<string, string>, authorization = basicHeader(AUTH.user, AUTH.password)): Promise<{ status: number; json?: { error: string } }> {
