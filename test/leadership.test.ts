@@ -84,7 +84,7 @@ describe('leadership', () => {
   });
 
   test('a paused leader that lost its lease acknowledges nothing the new leader lacks, demotes itself and follows the new leader', async (t) => {
-    const env = { ...(await fileStoreEnv(t)), ...PROCESS_ENV };
+    const env: Record<string, string> = { ...(await fileStoreEnv(t)), ...PROCESS_ENV };
     const old = await startServerProcess(t, env);
     const oldClient = { post: (path: string, body: unknown = {}) => call(old.url, path, { method: 'POST', body: body as object, auth: AUTH }), call: (path: string, options?: Parameters<typeof call>[2]) => call(old.url, path, options) };
     const fixture: StoreFixture = { store: new FileStore(env.DATA_DIR!), prefix: env.S3_PREFIX!, kind: 'file' };
