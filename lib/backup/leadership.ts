@@ -299,6 +299,8 @@ export class Leadership implements RoleView {
       await this.parts.writes.settled();
       this.parts.core.commits.fenced = null;
       await this.parts.boot(true);
+      // The log now follows the store's lineage from its lsn: the write path counts durable lsns from there too.
+      this.parts.writes.followed(this.parts.core.changeLog.lastLsn);
       this.phase = 'standby';
       this.options.log.info('role_changed', { role: 'standby', reason });
       this.followAndContend();
