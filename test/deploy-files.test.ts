@@ -16,7 +16,7 @@ import type { BlobStore } from '../lib/store.js';
 import { S3Store } from '../lib/store-s3.js';
 import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
 import { assertBootRefusal } from './support/app.js';
-import { optionSettings } from './support/ebextensions.js';
+import { optionSettings, resources } from './support/ebextensions.js';
 
 const EB = optionSettings('.ebextensions/cubecache.config');
 const SHIPPED_ENV = EB['aws:elasticbeanstalk:application:environment']!;
@@ -78,6 +78,48 @@ describe('.ebextensions', () => {
     // The README's value for an environment with a load balancer tells clients apart, still unforgeably.
     assert.ok(/`TRUST_PROXY=2`[^\n]*load balancer/.test(README), 'the README gives TRUST_PROXY=2 for a load balancer');
     await throttleFollowsTheRealAddress(t, 2, chains['load balanced (client → load balancer → nginx)'], 'load balanced with TRUST_PROXY=2', true);
+  });
+});
+
+describe('.ebextensions: two instances, a leader and its standby', () => {
+  const PROCESS = EB['aws:elasticbeanstalk:environment:process:default']!;
+  /** Elastic Beanstalk's stop timeout, which the server's SIGTERM path fits (README, Durability). */
+  const STOP_WINDOW_S = 30;
+  const OWN_GROUP = { 'Fn::GetAtt': ['AWSEBSecurityGroup', 'GroupId'] };
+
+  test('the instances reach each other on the port the app listens on: an ingress rule on their security group from that group itself, on that port alone', () => {
+    const ingress = Object.values(resources('.ebextensions/cubecache.config')).filter((r) => r.Type === 'AWS::EC2::SecurityGroupIngress');
+    assert.equal(ingress.length, 1, 'one ingress rule');
+    const rule = ingress[0]!.Properties;
+    assert.deepEqual(rule.GroupId, OWN_GROUP, 'added to the instances\' group (AWSEBSecurityGroup)');
+    assert.deepEqual(rule.SourceSecurityGroupId, OWN_GROUP, 'from the instances\' group itself: the other instance, nobody else');
+    for (const open of ['CidrIp', 'CidrIpv6', 'SourcePrefixListId', 'SourceSecurityGroupName']) assert.equal(rule[open], undefined, `no ${open}: the app port is not opened to anyone else`);
+    assert.equal(rule.IpProtocol, 'tcp');
+    // The port a standby dials: the leader's ADVERTISE_URL, whose default is this instance's address and the port it listens on.
+    const port = String(loadConfig({ ...SHIPPED_ENV, S3_BUCKET: 'b' }, () => 'x').port);
+    assert.equal(port, SHIPPED_ENV.PORT);
+    assert.deepEqual([rule.FromPort, rule.ToPort], [port, port], 'the app\'s port, and only it');
+  });
+
+  test('exactly two instances: the Auto Scaling group neither shrinks to one nor grows past two', () => {
+    assert.deepEqual(EB['aws:autoscaling:asg'], { MinSize: '2', MaxSize: '2' });
+  });
+
+  test('the load balancer checks /healthcheck often enough to drop a dead instance within 15 s, within the bounds an Application Load Balancer takes', () => {
+    assert.equal(PROCESS.HealthCheckPath, '/healthcheck');
+    const interval = Number(PROCESS.HealthCheckInterval);
+    const timeout = Number(PROCESS.HealthCheckTimeout);
+    const unhealthy = Number(PROCESS.UnhealthyThresholdCount);
+    const healthy = Number(PROCESS.HealthyThresholdCount);
+    assert.ok(interval >= 5 && interval <= 300, `HealthCheckInterval ${PROCESS.HealthCheckInterval}: 5 to 300 s`);
+    assert.ok(timeout >= 1 && timeout < interval, `HealthCheckTimeout ${PROCESS.HealthCheckTimeout}: under the interval`);
+    assert.ok(unhealthy >= 2 && unhealthy <= 10 && healthy >= 2 && healthy <= 10, 'thresholds of 2 to 10 checks');
+    assert.ok(interval * unhealthy <= 15, `a dead instance keeps getting requests for ${interval * unhealthy} s`);
+  });
+
+  test('requests in flight on an instance leaving the load balancer get the app\'s stop window, no less and no more', () => {
+    assert.equal(Number(PROCESS.DeregistrationDelay), STOP_WINDOW_S, `DeregistrationDelay ${PROCESS.DeregistrationDelay}`);
+    assert.ok(new RegExp(`${STOP_WINDOW_S} s stop`).test(README), `the README gives Elastic Beanstalk's ${STOP_WINDOW_S} s stop window`);
   });
 });
 
