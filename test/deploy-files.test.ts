@@ -261,12 +261,38 @@ describe('README: what a first deploy on real AWS needs', () => {
       ['the instance profile is created in IAM first', /create the instance profile[^]*?IAM/i],
       ['the health check path set in the console too', /health check path[^]*?console/i],
       ['the load balancer idle timeout against a slow /s3dump', /idle timeout[^]*?60 s[^]*?s3dump/i],
-      ['which updates run two instances', /managed platform updates[^]*?rolling[^]*?immutable[^]*?traffic splitting/i],
-      ['what fencing does then', /fenc/i],
+      ['which updates run two instances, now safe', /safe: rolling and immutable deployments, managed platform updates[^]*?traffic splitting/i],
+      ['what fencing still does', /fenc/i],
       ['the password in Secrets Manager or SSM Parameter Store', /Secrets Manager[^]*?Parameter Store/],
       ['TRUST_PROXY per environment type', /single[- ]instance[^\n]*`?TRUST_PROXY=1`?|`TRUST_PROXY=1`[^\n]*single[- ]instance/i],
       ['REQUIRE_S3_BUCKET', /REQUIRE_S3_BUCKET/],
       ['the Node 24 platform', /Node\.js 24/],
     ] as const) assert.ok(pattern.test(deploy), what);
+  });
+
+  test('two instances are the recommended setup: what the bundle sets up, how the two find each other, what the second one costs', () => {
+    const section = deploy.slice(deploy.indexOf('### Two instances (recommended for production)'));
+    assert.ok(section.length < deploy.length, 'a "Two instances (recommended for production)" section');
+    for (const [what, pattern] of [
+      ['the instance counts', /MinSize[^]*?MaxSize[^]*?2/],
+      ['the security-group rule on the app port', /AWSEBSecurityGroup[^]*?port 5000/],
+      ['the lease in the store', /lease\.json/],
+      ['ADVERTISE_URL needs no setting on Elastic Beanstalk', /`ADVERTISE_URL` needs no setting on Elastic Beanstalk/],
+      ['the deployment policy set in the console', /Rolling with a fixed batch size of 1, or Immutable/],
+      ['the cost from list prices, not measured, with the type and region', /not measured[^]*?t3\.small in us-east-1[^]*?\$[\d.]+ a month/],
+    ] as const) assert.ok(pattern.test(section), what);
+    // The measured bounds go in this table; its rows are the events issue 18 names.
+    const table = section.slice(section.indexOf('#### What each event costs'));
+    assert.match(table, /\| event \| acknowledged writes lost \| writes wait or refused for \|/);
+    for (const event of ['a crash (disk kept)', 'a crash with the disk lost', 'a paused leader', 'a cut link between the servers', 'a deploy (SIGTERM handover)', 'a standby that is down']) {
+      assert.ok(table.includes(`| ${event} |`), `a row for ${event}`);
+    }
+  });
+
+  test('the one-instance warnings are gone: no "do not scale out", no "All at once" for a load balancer, managed updates not turned off', () => {
+    assert.ok(!/do not scale out/i.test(README));
+    assert.ok(!/keep the "All at once" policy/i.test(README));
+    assert.ok(!/turn managed\s+platform updates off/i.test(README));
+    assert.ok(!/writes the older server takes after the claim are lost/i.test(README));
   });
 });
