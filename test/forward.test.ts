@@ -89,6 +89,26 @@ describe('writes on a server that does not lead', () => {
     assert.match(bad.json.error, /body must be/);
   });
 
+  test('a body the leader refuses before reading it (413) gets the leader\'s refusal, and the connection then closes', async (t) => {
+    const { standby } = await pair(t);
+    const big = await call(standby.url, '/cells?start=0', { method: 'PUT', body: Buffer.alloc(8 * 1024 * 1024), auth: AUTH });
+    assert.equal(big.status, 413, big.text);
+    assert.match(big.json.error, /larger than 16384 bytes/);
+    assert.equal(big.headers.connection, 'close');
+    // A chunked body (no Content-Length) streams through too.
+    const chunked = await new Promise<{ status?: number; text: string }>((resolve, reject) => {
+      const req = request(`${standby.url}/cells?start=16`, { method: 'PUT', headers: { Authorization: basicHeader(AUTH.user, AUTH.password) }, agent: false }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => { text += c; }).on('end', () => resolve({ status: res.statusCode, text }));
+      });
+      req.on('error', reject);
+      req.write(Buffer.from([1, 2, 3, 4]));
+      req.end(Buffer.from([5, 6, 7, 8]));
+    });
+    assert.equal(chunked.status, 200, chunked.text);
+    assert.equal(JSON.parse(chunked.text).cells, 2);
+  });
+
   test('wrong credentials get 401 from the standby, count in its throttle (429 after the limit), and never reach the leader', async (t) => {
     const { leader, standby, role } = await pair(t, { maxLoginFailures: 3 });
     const wrong = { user: AUTH.user, password: 'wrong' };
