@@ -119,10 +119,10 @@ export function forward(req: IncomingMessage, res: ServerResponse, target: strin
       upstream.failing = false;
       const back = endToEnd(answer.headers);
       if (options.body === undefined && !req.complete) {
-        // The leader answered before taking the whole body (a 413, a 401): the rest is not read, the connection closes.
+        // The leader answered before taking the whole body (a 413, a 401): the rest is not read, and the
+        // connection closes after the answer (node:http says Connection: close itself), gently (closeGently).
         req.unpipe(out);
-        req.resume(); // what still arrives is dropped until the connection goes
-        back.connection = 'close';
+        req.resume(); // what still arrives is dropped, not buffered, until the connection goes
         const socket = req.socket as typeof req.socket & { destroySoon?: () => void };
         socket.destroySoon = () => closeGently(socket);
         res.on('finish', () => closeGently(socket));
