@@ -222,6 +222,19 @@ describe('writes on a server that does not lead', () => {
     assert.equal(reached, 2);
   });
 
+  test('a leader that takes the request and never answers is given up after the stall limit: 502', { timeout: 30_000 }, async (t) => {
+    let reached = 0;
+    const leader = await rawServer(t, (req) => {
+      req.resume();
+      req.on('end', () => { reached++; });
+    });
+    const standby = await startServer(t, await openFileStore(t), { role: followerRole(() => leader.url), timeouts: { requestMs: 300 } });
+    const stalled = await post(standby, '/request', { action: 1, index: 1, category: 1 });
+    assert.equal(stalled.status, 502, stalled.text);
+    assert.match(stalled.json.error, /ESTALLED.*may or may not have been applied/);
+    assert.equal(reached, 1);
+  });
+
   test('an answer that breaks off halfway drops the client\'s connection rather than pass a short body as whole', async (t) => {
     const leader = await rawServer(t, (req, res) => {
       req.resume();
