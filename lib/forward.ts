@@ -38,11 +38,8 @@ const upstreams = new Map<string, Upstream>();
 function upstreamOf(origin: string, https: boolean): Upstream {
   let upstream = upstreams.get(origin);
   if (upstream) return upstream;
-  if (upstreams.size >= MAX_AGENTS) {
-    const [oldest, old] = upstreams.entries().next().value!;
-    upstreams.delete(oldest);
-    old.agent.destroy();
-  }
+  // Forgotten, not destroyed: a request still in flight to an old leader finishes, its idle sockets close after IDLE_MS.
+  if (upstreams.size >= MAX_AGENTS) upstreams.delete(upstreams.keys().next().value!);
   const options = { keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_FREE_SOCKETS, timeout: IDLE_MS, scheduling: 'lifo' as const };
   upstream = https
     ? { agent: new HttpsAgent(options), request: httpsRequest as typeof httpRequest, failing: false }
