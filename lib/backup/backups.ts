@@ -309,6 +309,7 @@ export class Backups {
   /** The ship loop's step: what the log holds now, unless fenced. */
   private async shipStep(): Promise<void> {
     if (this.core.commits.fenced) return;
+    if (this.leadership && !this.leadership.mayCommit) return; // a lapsed lease commits nothing: a new leader may be taking over
     if (this.core.changeLog.lastLsn > this.core.storeLsn) await this.shipper.shipAll('schedule');
   }
 }

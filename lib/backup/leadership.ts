@@ -84,12 +84,21 @@ export class Leadership implements RoleView {
     return this.phase === 'leader';
   }
 
-  /** Why a write cannot be taken here now (the write path's refusal), or undefined. */
+  /**
+   * Why a write cannot be taken here now (the write path's refusal), or undefined. A lease that lapsed (a slow
+   * or unreachable store) does not refuse at once: the write is applied and waits in the gate until a renewal
+   * lands (or the lease is lost: 503). Only once it has stayed lapsed for a whole term are new writes refused.
+   */
   refusal(): WritesRefusedError | undefined {
     if (this.phase === 'starting') return undefined; // boot's own writes (none yet) and the first snapshot
     if (this.phase !== 'leader') return new WritesRefusedError('this server does not lead this world now; retry (a standby forwards writes to the leader)');
-    if (!this.lease.holds()) return new WritesRefusedError('this server could not renew its lease in time: writes are refused until it does, or another server takes over; retry');
+    if (this.lease.lapsedMs() > this.lease.termMs) return new WritesRefusedError('this server has not renewed its lease for a whole term (the store does not answer): writes are refused until it does, or another server takes over; retry');
     return undefined;
+  }
+
+  /** True while this server may commit to the store (ship, snapshot): it leads and its lease holds. */
+  get mayCommit(): boolean {
+    return this.phase === 'leader' && this.lease.holds();
   }
 
   /**
