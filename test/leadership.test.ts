@@ -40,7 +40,7 @@ describe('leadership', () => {
       const during = await Promise.all(Array.from({ length: 5 }, (_, k) => write(leader, 100 + k, 50 + k).catch((err: Error) => err)));
       await closing;
       await logged(leader, 'handover_finished');
-      assert.equal((await roleOf(standby)).role, 'leader', 'the standby leads');
+      await waitFor('the standby leads', async () => (await roleOf(standby)).role === 'leader');
       const forwarded = during.filter((a) => !(a instanceof Error) && a.status === 200);
       assert.ok(forwarded.length > 0, `a write sent during the close was answered: ${JSON.stringify(during.map((a) => (a instanceof Error ? a.message : a.status)))}`);
       for (const [k, answer] of during.entries()) if (!(answer instanceof Error) && answer.status === 200) acknowledged.set(100 + k, 50 + k);
