@@ -55,9 +55,11 @@ describe('replication, the standby\'s side', () => {
     assert.equal(before.lineage, (await lsnOf(leader)).lineage);
     // Another server claims the next seq with a lineage of its own (as a takeover does), at lsn 0.
     const commits = new CommitLog(fixture.store, fixture.prefix, silentLog, Date.now);
-    const seqs = await commits.seqs();
     const lineage = 'feedfacecafebeef';
-    assert.ok(await commits.claim({ format: 2, kind: 'takeover', seq: seqs.at(-1)! + 1, writer: commits.writer, committedAt: new Date().toISOString(), reason: 'takeover', lineage, lsn: 0 }));
+    await waitFor('a takeover commit claimed', async () => {
+      const seqs = await commits.seqs(); // the leader may commit meanwhile: then the next seq
+      return commits.claim({ format: 2, kind: 'takeover', seq: seqs.at(-1)! + 1, writer: commits.writer, committedAt: new Date().toISOString(), reason: 'takeover', lineage, lsn: 0 });
+    });
     await waitFor('the standby on the new lineage', async () => (await lsnOf(standby)).lineage === lineage);
     assert.equal((await lsnOf(standby)).lastLsn, 0, 'numbered from the takeover commit\'s lsn');
     assert.equal(await categoryAt(standby, 4), 3, 'the world kept');

@@ -35,17 +35,31 @@ describe('leadership', () => {
         assert.equal((await write(leader, i, 1 + i)).status, 200);
         acknowledged.set(i, 1 + i);
       }
-      const closing = leader.app.close();
-      // Writes sent to the old leader while it closes: answered (by the new leader, forwarded) or refused, never lost.
-      const during = await Promise.all(Array.from({ length: 5 }, (_, k) => write(leader, 100 + k, 50 + k).catch((err: Error) => err)));
-      await closing;
+      // Writes sent to the old leader while it closes (five writers, each one write after another until the
+      // server stops listening): answered by the new leader (forwarded) or refused, never lost.
+      let closeCalled = false;
+      const during: Array<{ index: number; category: number; afterClose: boolean; answer: Awaited<ReturnType<typeof write>> | Error }> = [];
+      let next = 100;
+      const writers = Array.from({ length: 5 }, async () => {
+        for (;;) {
+          const index = next++;
+          const afterClose = closeCalled;
+          const answer = await write(leader, index, 1 + (index % 200)).catch((err: Error) => err);
+          during.push({ index, category: 1 + (index % 200), afterClose, answer });
+          if (answer instanceof Error && afterClose) return;
+        }
+      });
+      await waitFor('the writers under way', () => during.length > 0, 20_000, 1);
+      closeCalled = true;
+      await leader.app.close();
+      await Promise.all(writers);
       await logged(leader, 'handover_finished');
-      assert.equal((await roleOf(standby)).role, 'leader', 'the standby leads');
-      const forwarded = during.filter((a) => !(a instanceof Error) && a.status === 200);
-      assert.ok(forwarded.length > 0, `a write sent during the close was answered: ${JSON.stringify(during.map((a) => (a instanceof Error ? a.message : a.status)))}`);
-      for (const [k, answer] of during.entries()) if (!(answer instanceof Error) && answer.status === 200) acknowledged.set(100 + k, 50 + k);
+      await waitFor('the standby leads', async () => (await roleOf(standby)).role === 'leader');
+      const forwarded = during.filter((d) => d.afterClose && !(d.answer instanceof Error) && d.answer.status === 200);
+      assert.ok(forwarded.length > 0, `a write sent during the close was answered: ${JSON.stringify(during.filter((d) => d.afterClose).map((d) => (d.answer instanceof Error ? d.answer.message : d.answer.status)))}`);
+      for (const d of during) if (!(d.answer instanceof Error) && d.answer.status === 200) acknowledged.set(d.index, d.category);
       for (const [index, category] of acknowledged) assert.equal(await categoryAt(standby, index), category, `acknowledged write ${index} on the new leader`);
-      assert.equal((await write(standby, 200, 9)).status, 200, 'the new leader takes writes');
+      assert.equal((await write(standby, 4000, 9)).status, 200, 'the new leader takes writes');
       assert.equal(leader.log.events.find((e) => e.event === 'handover_skipped'), undefined);
     });
   }

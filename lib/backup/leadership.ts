@@ -197,6 +197,8 @@ export class Leadership implements RoleView {
       await this.parts.stopLoops();
       if (!successor) {
         this.options.log.info('handover_skipped', { message: 'no standby holds every change: this server ships and lets go of the lease' });
+        // A standby still connected would hold the server's close() open (an upgraded socket is no request to drain).
+        this.replicator?.close();
         return false;
       }
       const released = await this.lease.release(successor.id).catch(() => false);
