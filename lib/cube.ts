@@ -55,6 +55,7 @@ const UNDO_FIRST_ENTRIES = 64;
 /** A world of `cells` cells, all zero. Keeps its statistics up to date with every write. */
 export class Cube {
   readonly cells: number;
+  /** The cells' bytes: read freely; written through the methods below, or else followed by loaded() (snapshots skip slices the cube saw no write to). */
   readonly bytes: Uint8Array;
   /** The cells as 32-bit words (one a cell, native byte order): the unit of copy-on-write. */
   private readonly words: Uint32Array;
