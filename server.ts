@@ -1,6 +1,7 @@
 /** Entry point: configuration from the environment, the store, the app; signals; the only process.exit. */
 import { randomBytes } from 'node:crypto';
 import { createApp } from './lib/app.js';
+import { collectGarbageWhenQuiet } from './lib/collect-garbage.js';
 import { ConfigError, loadConfig, type Config } from './lib/config.js';
 import { createLog } from './lib/log.js';
 import type { BlobStore } from './lib/store.js';
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
     advertiseUrl: config.advertiseUrl,
     replication: config.replication,
     // Present when node runs with --expose-gc (the Procfile and npm start do).
-    collectGarbage: typeof globalThis.gc === 'function' ? collectGarbage(globalThis.gc) : undefined,
+    collectGarbage: typeof globalThis.gc === 'function' ? collectGarbageWhenQuiet(globalThis.gc) : undefined,
     log,
   });
 
@@ -77,22 +78,6 @@ async function main(): Promise<void> {
     log.error('start_failed', { message, err });
     process.exit(1);
   }
-}
-
-/**
- * A full GC now, and once no other has been asked for in RELEASE_AFTER_MS a last-resort one: that also gives
- * back the heap pages a plain full GC keeps (after backups under load the idle process stayed 16-62 MiB above
- * its idle after boot, bench/memory.ts), but it stalls the loop several times longer (bench/backup.ts), so back-to-back backups
- * pay it once, after the last.
- */
-function collectGarbage(gc: NodeJS.GCFunction): () => void {
-  const RELEASE_AFTER_MS = 1000;
-  let release: NodeJS.Timeout | undefined;
-  return () => {
-    gc();
-    clearTimeout(release);
-    release = setTimeout(() => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' }), RELEASE_AFTER_MS).unref();
-  };
 }
 
 main().catch((err: unknown) => {

@@ -55,6 +55,7 @@ const UNDO_FIRST_ENTRIES = 64;
 /** A world of `cells` cells, all zero. Keeps its statistics up to date with every write. */
 export class Cube {
   readonly cells: number;
+  /** The cells' bytes: read freely; written through the methods below, or else followed by loaded() (snapshots skip slices the cube saw no write to). */
   readonly bytes: Uint8Array;
   /** The cells as 32-bit words (one a cell, native byte order): the unit of copy-on-write. */
   private readonly words: Uint32Array;
@@ -64,6 +65,12 @@ export class Cube {
   private used = 0;
   private written = 0;
   private cow: CopyOnWrite | undefined;
+  /**
+   * Slices that may hold a non-zero byte (1), against slices never written since the world was allocated (0):
+   * a snapshot fills those with zeros instead of reading them, because reading memory never written can make
+   * it resident (it did on the bench machine: the first boot's snapshot of an empty world cost a whole world).
+   */
+  private readonly touched: Uint8Array;
 
   constructor(cells: number) {
     if (!Number.isSafeInteger(cells) || cells < 1) throw new RangeError(`cells must be a positive integer, got ${cells}`);
@@ -71,6 +78,7 @@ export class Cube {
     this.bytes = new Uint8Array(cells * CELL_BYTES);
     this.words = new Uint32Array(this.bytes.buffer, 0, cells);
     this.categories[0] = cells;
+    this.touched = new Uint8Array(this.sliceCount());
   }
 
   /** Counts writes; strictly increases with every write, so "changed since a snapshot" is a comparison. */
@@ -101,6 +109,7 @@ export class Cube {
     const at = index * CELL_BYTES;
     const b = this.bytes;
     if (this.cow) this.preserve(this.cow, at, at + CELL_BYTES);
+    this.touched[at >>> SLICE_SHIFT] = 1;
     this.forget(at);
     b[at] = cell.category;
     b[at + 1] = cell.rotation;
@@ -116,6 +125,7 @@ export class Cube {
     const from = start * CELL_BYTES;
     const to = from + bytes.byteLength;
     if (this.cow && to > from) this.preserve(this.cow, from, to);
+    if (to > from) this.touched.fill(1, from >>> SLICE_SHIFT, ((to - 1) >>> SLICE_SHIFT) + 1);
     for (let at = from; at < to; at += CELL_BYTES) this.forget(at);
     this.bytes.set(bytes, from);
     for (let at = from; at < to; at += CELL_BYTES) this.count(at);
@@ -128,6 +138,7 @@ export class Cube {
     if (bytes.byteLength !== this.bytes.byteLength) throw new RangeError(`expected ${this.bytes.byteLength} bytes, got ${bytes.byteLength}`);
     const cow = this.cow;
     if (cow) for (let s = 0; s < this.sliceCount(); s++) this.saveWhole(cow, s);
+    this.touched.fill(1);
     this.bytes.set(bytes);
     this.recount();
     this.changes++;
@@ -136,6 +147,7 @@ export class Cube {
 
   /** After `bytes` were written directly (a boot restore streams into them): recounts the statistics, as one write. */
   loaded(): void {
+    this.touched.fill(1);
     this.recount();
     this.changes++;
   }
@@ -169,6 +181,7 @@ export class Cube {
           return into.subarray(0, saved.byteLength);
         }
         const out = into ? into.subarray(0, end - start) : new Uint8Array(end - start);
+        if (!cube.touched[i]) return out.fill(0); // never written, so no undo log either: zeros, read from nowhere
         out.set(cube.bytes.subarray(start, end));
         const log = cow.undo.get(i);
         if (log) {
@@ -227,7 +240,8 @@ export class Cube {
   private saveWhole(cow: CopyOnWrite, s: number): void {
     if (cow.read[s] || cow.saved.has(s)) return;
     const start = s << SLICE_SHIFT;
-    const copy = this.bytes.slice(start, Math.min(this.bytes.byteLength, start + SNAPSHOT_SLICE_BYTES));
+    const end = Math.min(this.bytes.byteLength, start + SNAPSHOT_SLICE_BYTES);
+    const copy = this.touched[s] ? this.bytes.slice(start, end) : new Uint8Array(end - start);
     const log = cow.undo.get(s);
     if (log) {
       this.undoInto(copy, start, log);

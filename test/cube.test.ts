@@ -100,6 +100,43 @@ describe('cube', () => {
     assert.ok(Buffer.concat(read).equals(instant));
   });
 
+  test('a slice never written reads as zeros without reading the world; written while read, it still reads as the instant saw it', () => {
+    const cube = new Cube(4 * (SNAPSHOT_SLICE_BYTES / 4));
+    cube.write(SNAPSHOT_SLICE_BYTES / 4, { category: 9, rotation: 0, sideA: 0, sideB: 0 }); // slice 1 is written
+    // Bytes put straight into the array (as a boot restore does before loaded()) show whether a slice is read.
+    cube.bytes[2 * SNAPSHOT_SLICE_BYTES + 7] = 0xee;
+    const snapshot = cube.snapshot();
+    const into = new Uint8Array(SNAPSHOT_SLICE_BYTES).fill(0xaa); // a reused buffer holds the previous slice
+    cube.writeRange(3 * (SNAPSHOT_SLICE_BYTES / 4), new Uint8Array(SNAPSHOT_SLICE_BYTES).fill(0xff)); // slice 3, whole, before it is read
+    cube.write(0, { category: 1, rotation: 1, sideA: 1, sideB: 1 }); // slice 0, one cell, before it is read
+    const zeros = Buffer.alloc(SNAPSHOT_SLICE_BYTES);
+    assert.ok(Buffer.from(snapshot.readSlice(0, into)).equals(zeros), 'slice 0: zeros, as at the instant');
+    const one = Buffer.from(snapshot.readSlice(1, into));
+    assert.equal(one[0], 9, 'slice 1 was written: read from the world');
+    assert.ok(Buffer.from(snapshot.readSlice(2, into)).equals(zeros), 'slice 2 was never written through the cube: not read');
+    assert.ok(Buffer.from(snapshot.readSlice(3, into)).equals(zeros), 'slice 3: zeros, as at the instant');
+    snapshot.release();
+    cube.loaded(); // now the cube knows its bytes were written
+    const after = cube.snapshot();
+    for (let i = 0; i < 2; i++) after.readSlice(i, into);
+    assert.equal(after.readSlice(2, into)[7], 0xee);
+    assert.equal(after.readSlice(3, into)[0], 0xff);
+    after.release();
+  });
+
+  test('a snapshot of a world never written leaves it out of resident memory', () => {
+    const cube = new Cube(16_777_216); // 64 MiB
+    const before = process.memoryUsage.rss();
+    const snapshot = cube.snapshot();
+    const into = new Uint8Array(SNAPSHOT_SLICE_BYTES);
+    for (let i = 0; i < snapshot.slices; i++) snapshot.readSlice(i, into);
+    snapshot.release();
+    // Reading never-written memory made it resident on the bench machine: 64 MiB more for the first boot's snapshot.
+    const grown = process.memoryUsage.rss() - before;
+    assert.ok(grown < 32 * 1024 * 1024, `RSS grew ${(grown / 1048576).toFixed(1)} MiB`);
+    assert.equal(cube.cells, 16_777_216);
+  });
+
   test('keeps cells in use, the category histogram and bytes written up to date through every kind of write', () => {
     const cube = new Cube(8);
     const recount = () => {

@@ -243,6 +243,7 @@ describe('a connection reset in the middle of a multipart upload', () => {
     // Shipping off: the last write must still be unsaved at shutdown, so that the final backup is what the refused S3 fails.
     const s = await startServer(t, r.proxied, { ...big, log, shipIntervalMs: 0 });
     randomFillSync(s.app.cube.bytes); // random cells: gzip cannot shrink them below the part size
+    s.app.cube.loaded(); // written straight into the array: the cube recounts, and its snapshots read every slice
     await s.post('/request', { action: 1, index: 5, category: 5 });
     const good = await s.post('/s3dump');
     assert.equal(good.status, 200, good.text);
@@ -250,6 +251,7 @@ describe('a connection reset in the middle of a multipart upload', () => {
     const goodBytes = Buffer.from(s.app.cube.bytes); // a copy: nothing wrote since the snapshot
 
     randomFillSync(s.app.cube.bytes, 0, MiB);
+    s.app.cube.loaded(); // written straight into the array: the cube recounts, and its snapshots read every slice
     await s.post('/request', { action: 1, index: 5, category: 6 });
     r.proxy.set({ kind: 'reset-after', bytes: 2 * MiB });
     const faultedBefore = r.proxy.counts.faulted;
@@ -298,6 +300,7 @@ describe('a slow S3', () => {
     const r = await rig(t);
     const s = await startServer(t, r.proxied, { cells: BIG_CELLS });
     randomFillSync(s.app.cube.bytes);
+    s.app.cube.loaded(); // written straight into the array: the cube recounts, and its snapshots read every slice
     await s.post('/request', { action: 1, index: 1, category: 1 });
 
     /** 200 sequential /request (a write, then its read-back), each one timed. */
