@@ -17,6 +17,8 @@ export interface ReplicationStatus {
   state: 'none' | 'sync' | 'alone' | 'catching-up' | 'following' | 'seeking';
   /** leader: the standby's ack lag; standby: how far behind the leader's stream it is */
   lagMs?: number; lagLsn?: number; standbyUrl?: string;
+  /** A leader whose lease has not been renewed in time: for how long (ms). Writes wait meanwhile, and are refused after the lease's term. */
+  leaseLapsedMs?: number;
 }
 
 /** The replication states, in the order /metrics lists them. */

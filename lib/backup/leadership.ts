@@ -144,7 +144,7 @@ export class Leadership implements RoleView {
         continue;
       }
       if (this.successorUrl !== undefined) return forwarded ? undefined : this.successorUrl;
-      if (!forwarded) return this.follower.state === 'following' ? this.leaderUrl() : this.leaderUrl();
+      if (!forwarded) return this.leaderUrl();
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     return undefined;
@@ -153,7 +153,11 @@ export class Leadership implements RoleView {
   status(): ReplicationStatus {
     if (this.phase === 'leader' || this.phase === 'handing-over') {
       const s = this.replicator?.status();
-      return { role: this.kind, mode: this.options.mode, leaderUrl: this.url, state: s?.state ?? 'none', ...(s?.standbyUrl ? { standbyUrl: s.standbyUrl } : {}), ...(s?.lagMs !== undefined ? { lagMs: s.lagMs, lagLsn: s.lagLsn } : {}) };
+      const lapsed = Math.round(this.lease.lapsedMs());
+      return {
+        role: this.kind, mode: this.options.mode, leaderUrl: this.url, state: s?.state ?? 'none', ...(s?.standbyUrl ? { standbyUrl: s.standbyUrl } : {}),
+        ...(s?.lagMs !== undefined ? { lagMs: s.lagMs, lagLsn: s.lagLsn } : {}), ...(lapsed > 0 ? { leaseLapsedMs: lapsed } : {}),
+      };
     }
     const last = this.follower.lastChange;
     return {
