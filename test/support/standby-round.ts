@@ -47,7 +47,11 @@ export interface Launched {
 export type Launcher = (env: Record<string, string>, name: string) => Launched | Promise<Launched>;
 
 export const ROUND_AUTH = { user: 'standby', password: 'standby-rounds-password' };
-const AUTH_HEADER = `Basic ${Buffer.from(`${ROUND_AUTH.user}:${ROUND_AUTH.password}`).toString('base64')}`;
+/** The Authorization header value for Basic credentials. */
+export function basicAuth(user: string, password: string): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+}
+const ROUND_AUTH_HEADER = basicAuth(ROUND_AUTH.user, ROUND_AUTH.password);
 
 /** One of the two servers: its log folder and port stay across restarts, its process does not. */
 export class Member {
@@ -80,6 +84,8 @@ export interface PairOptions {
   log?: (line: string) => void;
   /** Longest wait for a role change, a sync, a restart (default 30 s). */
   deadlineMs?: number;
+  /** The servers' credentials (ROUND_AUTH). */
+  auth?: { user: string; password: string };
 }
 
 /** The model of every acknowledged write, kept across the rounds of one pair. */
@@ -156,6 +162,8 @@ export class StandbyPair {
   private readonly launch: Launcher;
   private readonly log: (line: string) => void;
   readonly deadlineMs: number;
+  /** The Authorization header of every request the rounds send. */
+  readonly authHeader: string;
   private readonly dirs: string[] = [];
 
   private constructor(readonly options: PairOptions, members: [Member, Member]) {
@@ -164,6 +172,8 @@ export class StandbyPair {
     this.launch = options.launch ?? ((env) => spawnServer(options.owner, env));
     this.log = options.log ?? (() => {});
     this.deadlineMs = options.deadlineMs ?? 30_000;
+    const auth = options.auth ?? ROUND_AUTH;
+    this.authHeader = basicAuth(auth.user, auth.password);
   }
 
   /** Starts A (it leads) and then B (its standby), and waits until B is in sync; everything goes when `owner` ends. */
@@ -191,7 +201,7 @@ export class StandbyPair {
     const { WAL_DIR: _ignored, ...store } = this.options.storeEnv;
     return {
       HOST: '127.0.0.1', PORT: String(member.port), CUBE_CELLS: String(this.options.cells),
-      AUTH_USER: ROUND_AUTH.user, AUTH_PASSWORD: ROUND_AUTH.password,
+      AUTH_USER: (this.options.auth ?? ROUND_AUTH).user, AUTH_PASSWORD: (this.options.auth ?? ROUND_AUTH).password,
       ...store, ...this.options.env, WAL_DIR: member.walDir,
       ...(member.proxy ? { ADVERTISE_URL: member.proxy.endpoint } : {}),
     };
@@ -211,7 +221,7 @@ export class StandbyPair {
   /** The member whose health says leader now, or undefined. */
   async leader(): Promise<Member | undefined> {
     for (const member of this.members) {
-      if (member.url && (await health(member.url))?.role === 'leader') return member;
+      if (member.url && (await health(member.url, this.authHeader))?.role === 'leader') return member;
     }
     return undefined;
   }
@@ -222,7 +232,7 @@ export class StandbyPair {
   /** Polls `member`'s health until it says `role`; returns the ms it took. */
   async waitForRole(member: Member, role: 'leader' | 'standby'): Promise<number> {
     const from = performance.now();
-    await poll(`${member.name} to report role ${role}`, async () => member.url !== undefined && (await health(member.url))?.role === role, this.deadlineMs, 10);
+    await poll(`${member.name} to report role ${role}`, async () => member.url !== undefined && (await health(member.url, this.authHeader))?.role === role, this.deadlineMs, 10);
     return performance.now() - from;
   }
 
@@ -233,7 +243,7 @@ export class StandbyPair {
       if (!leader) return false;
       const standby = this.other(leader);
       if (!standby.url) return false;
-      const [l, s] = await Promise.all([health(leader.url!), health(standby.url)]);
+      const [l, s] = await Promise.all([health(leader.url!, this.authHeader), health(standby.url, this.authHeader)]);
       if (s?.role !== 'standby') return false;
       return this.options.env?.REPLICATION === 'async' ? s.replication?.state === 'following' : l?.replication?.state === 'sync';
     }, this.deadlineMs, 20);
@@ -242,7 +252,7 @@ export class StandbyPair {
   /** Every member's whole world, read with GET /cells. */
   async worlds(): Promise<Map<Member, Uint32Array>> {
     const out = new Map<Member, Uint32Array>();
-    for (const member of this.members) if (member.url) out.set(member, await readWorld(member.url, this.options.cells));
+    for (const member of this.members) if (member.url) out.set(member, await readWorld(member.url, this.options.cells, this.authHeader));
     return out;
   }
 
@@ -332,7 +342,7 @@ export class Writers {
   /** Sends one single-cell write to `url`; how it ended. */
   async write(url: string, cell: number, value: number): Promise<Outcome> {
     try {
-      const answer = await send(url, 'POST', '/request', JSON.stringify(command(cell, value)), this.timeoutMs);
+      const answer = await send(url, 'POST', '/request', JSON.stringify(command(cell, value)), this.timeoutMs, false, this.pair.authHeader);
       if (answer.status === 200) return 'ok';
       if (answer.status === 503) return 'unavailable';
       if (answer.status === 502) return 'unknown';
@@ -475,7 +485,7 @@ async function probeZombie(pair: StandbyPair, zombie: Member, writers: Writers, 
     const value = ++pair.model.counter;
     let outcome: string;
     try {
-      const answer = await send(zombie.url!, 'POST', '/request', JSON.stringify(command(cell, value)), 3000);
+      const answer = await send(zombie.url!, 'POST', '/request', JSON.stringify(command(cell, value)), 3000, false, pair.authHeader);
       outcome = String(answer.status);
     } catch (err) {
       outcome = (err as NodeJS.ErrnoException).code ?? 'error';
@@ -503,8 +513,8 @@ async function settledWorlds(pair: StandbyPair): Promise<{ equal: boolean; world
   const standby = pair.other(leader);
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const lead = await readWorld(leader.url!, pair.options.cells);
-    const follow = await readWorld(standby.url!, pair.options.cells);
+    const lead = await readWorld(leader.url!, pair.options.cells, pair.authHeader);
+    const follow = await readWorld(standby.url!, pair.options.cells, pair.authHeader);
     const equal = Buffer.compare(Buffer.from(lead.buffer), Buffer.from(follow.buffer)) === 0;
     if (equal || Date.now() > deadline) return { equal, world: lead };
     await new Promise((r) => setTimeout(r, 50));
@@ -519,9 +529,9 @@ export interface Health {
 }
 
 /** A member's authenticated health, or undefined when it does not answer (in 1 s). */
-export async function health(url: string): Promise<Health | undefined> {
+export async function health(url: string, authHeader = ROUND_AUTH_HEADER): Promise<Health | undefined> {
   try {
-    const answer = await send(url, 'GET', '/healthcheck', undefined, 1000);
+    const answer = await send(url, 'GET', '/healthcheck', undefined, 1000, false, authHeader);
     return answer.status === 200 || answer.status === 503 ? (JSON.parse(answer.text) as Health) : undefined;
   } catch {
     return undefined;
@@ -534,17 +544,17 @@ export function command(index: number, value: number) {
 }
 
 /** Every cell's 4 bytes as one little-endian 32-bit value, read with GET /cells. */
-export async function readWorld(url: string, cells: number): Promise<Uint32Array> {
-  const answer = await send(url, 'GET', '/cells', undefined, 10_000, true);
+export async function readWorld(url: string, cells: number, authHeader = ROUND_AUTH_HEADER): Promise<Uint32Array> {
+  const answer = await send(url, 'GET', '/cells', undefined, 60_000, true, authHeader);
   if (answer.status !== 200) throw new Error(`GET /cells at ${url} answered ${answer.status}: ${answer.text.slice(0, 200)}`);
   if (answer.body.length !== cells * 4) throw new Error(`GET /cells gave ${answer.body.length} bytes, expected ${cells * 4}`);
   return new Uint32Array(new Uint8Array(answer.body).buffer);
 }
 
 /** One request on a fresh connection (no pool: a dead server's kept sockets would blur refused into reset). */
-export function send(url: string, method: string, path: string, body: string | Buffer | undefined, timeoutMs: number, binary = false): Promise<{ status: number; text: string; body: Buffer; headers: Record<string, unknown> }> {
+export function send(url: string, method: string, path: string, body: string | Buffer | undefined, timeoutMs: number, binary = false, authHeader = ROUND_AUTH_HEADER): Promise<{ status: number; text: string; body: Buffer; headers: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = { Authorization: AUTH_HEADER };
+    const headers: Record<string, string | number> = { Authorization: authHeader };
     if (body !== undefined) headers['Content-Length'] = Buffer.byteLength(body);
     const req = request(new URL(path, url), { method, agent: false, headers, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
