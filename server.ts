@@ -46,6 +46,8 @@ async function main(): Promise<void> {
     maxConnections: config.maxConnections,
     logRequests: config.logRequests,
     maxLoginFailures: config.authFailureLimit,
+    advertiseUrl: config.advertiseUrl,
+    replication: config.replication,
     // Present when node runs with --expose-gc (the Procfile and npm start do).
     collectGarbage: typeof globalThis.gc === 'function' ? collectGarbage(globalThis.gc) : undefined,
     log,

@@ -1,7 +1,7 @@
 /** The application: a world, its backups and one HTTP server (its listener is lib/listener.ts): wiring and lifecycle. */
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { basicChecker, type Credentials } from './auth.js';
 import { Backups, type BackupsOptions, type FinalBackup, type RestoredFrom } from './backup/backups.js';
 import { capConnections } from './connections.js';
@@ -12,7 +12,10 @@ import type { Log } from './log.js';
 import { createListener } from './listener.js';
 import { LoginGuard } from './login-guard.js';
 import { Metrics } from './metrics.js';
+import type { RoleView } from './role.js';
 import { cellsOf, type Shape } from './shape.js';
+import { advertiseUrl } from './advertise.js';
+import { networkInterfaces } from 'node:os';
 import type { BlobStore } from './store.js';
 
 export interface AppOptions {
@@ -53,6 +56,12 @@ export interface AppOptions {
   /** Slow-client limits in ms: all headers, a whole request, an idle keep-alive connection. */
   timeouts?: { headersMs?: number; requestMs?: number; keepAliveMs?: number };
   now?: () => number;
+  /** This server's role (the standby's machinery); undefined: it always leads (soloRole). */
+  role?: RoleView;
+  /** Where the other server reaches this one (ADVERTISE_URL); undefined: derived once listening (lib/advertise.ts). */
+  advertiseUrl?: string;
+  /** REPLICATION and REPLICATION_TIMEOUT_MS. */
+  replication?: { mode: 'sync' | 'async'; timeoutMs: number };
 }
 
 export type { FinalBackup } from './backup/backups.js';
@@ -77,6 +86,8 @@ export function createApp(options: AppOptions): App {
     store: options.store, cube, prefix: options.prefix, legacyKey: options.legacyKey,
     retain: options.backupRetain, intervalMs: options.backupIntervalMs, shipIntervalMs: options.shipIntervalMs ?? 0,
     putBudget: options.putBudget, wal: options.wal, log, now, collectGarbage: options.collectGarbage,
+    replication: options.replication,
+    authorization: `Basic ${Buffer.from(`${options.auth.user}:${options.auth.password}`).toString('base64')}`,
   });
   const metrics = new Metrics();
   const guard = new LoginGuard({ maxFailures: options.maxLoginFailures ?? 20, windowMs: 60_000, blockMs: 60_000, now });
@@ -84,7 +95,7 @@ export function createApp(options: AppOptions): App {
   const trustedProxies = options.trustedProxies ?? 0;
   const ctx: Ctx = {
     cube, shape: options.shape, backups, writes: backups.writes, metrics, checkAuth: basicChecker(options.auth), guard, trustedProxies, startedAt: now(), now,
-    stallMs: options.timeouts?.requestMs ?? 60_000,
+    stallMs: options.timeouts?.requestMs ?? 60_000, role: options.role ?? backups.role, log,
   };
 
   let inFlight = 0;
@@ -115,6 +126,18 @@ export function createApp(options: AppOptions): App {
   server.keepAliveTimeout = options.timeouts?.keepAliveMs ?? 65_000;
   capConnections(server, options.maxConnections ?? 1024, server.headersTimeout);
   server.on('clientError', answerClientError);
+  // A standby's stream (GET /replication with Upgrade): the one request that is not an HTTP exchange.
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const path = (req.url ?? '/').split('?')[0];
+    let refused: { status: number; error: string } | undefined;
+    if (path !== '/replication' || String(req.headers.upgrade).toLowerCase() !== 'cubecache-replication') refused = { status: 400, error: 'no upgrade is offered here' };
+    else if (!ctx.checkAuth(req.headers.authorization)) refused = { status: 401, error: 'authentication required' };
+    else refused = backups.acceptReplication(req, socket, head);
+    if (refused) {
+      const body = JSON.stringify({ error: refused.error });
+      socket.end(`HTTP/1.1 ${refused.status} ${STATUS_CODES[refused.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    }
+  });
 
   let closing: Promise<FinalBackup> | undefined;
   let started = false;
@@ -134,15 +157,17 @@ export function createApp(options: AppOptions): App {
       ]);
       // Accept failures (EMFILE under a connection flood) arrive as 'error': log them, never crash on them.
       server.on('error', (err) => log.error('server_error', { err }));
-      backups.start();
-      metrics.resetLoopDelay(); // the restore's stall is not one a client saw
       const address = server.address() as AddressInfo;
-      log.info('listening', { address: address.address, port: address.port, cells: cube.cells, store: options.store.location, prefix: options.prefix });
+      backups.begin(options.advertiseUrl ?? advertiseUrl(host ?? '0.0.0.0', address.port, networkInterfaces()));
+      metrics.resetLoopDelay(); // the restore's stall is not one a client saw
+      log.info('listening', { address: address.address, port: address.port, role: backups.role.kind, cells: cube.cells, store: options.store.location, prefix: options.prefix });
       return { ...address, restoredFrom };
     },
     close() {
       closing ??= (async () => {
         log.info('shutdown_started', { inFlight });
+        // Handed over while still listening: writes that arrive meanwhile are forwarded to the new leader.
+        if (started) await backups.handover();
         const closed = server.listening ? once(server, 'close') : Promise.resolve();
         server.close();
         if (inFlight > 0) {

@@ -36,6 +36,10 @@ export interface Config {
   logRequests: boolean;
   /** Failed logins from one address within a minute before it is refused for a minute; 0 turns throttling off. */
   authFailureLimit: number;
+  /** Where the other server of a pair reaches this one (ADVERTISE_URL, an origin); undefined: derived once listening (lib/advertise.ts). */
+  advertiseUrl: string | undefined;
+  /** REPLICATION: a write waits for the standby (sync) or not (async); REPLICATION_TIMEOUT_MS: how far behind it may fall before the leader goes on alone. */
+  replication: { mode: 'sync' | 'async'; timeoutMs: number };
 }
 
 /** A configuration variable that cannot be used; the message names it. */
@@ -80,6 +84,8 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
   const { cells, shape } = world(env);
   // Test-only: a power loss cannot be made for real in a test, so the log says what each fdatasync made durable.
   const syncMarks = boolean(env, 'CUBECACHE_TEST_SYNC_MARKS', false);
+  const replication = (optional(env, 'REPLICATION') ?? 'sync').trim().toLowerCase();
+  if (replication !== 'sync' && replication !== 'async') throw new ConfigError('REPLICATION', `must be "sync" or "async", got ${JSON.stringify(env.REPLICATION)}`);
   return {
     port: integer(env, 'PORT', 5000, 0, 65535),
     host: optional(env, 'HOST') ?? '0.0.0.0',
@@ -107,6 +113,8 @@ export function loadConfig(env: Env, randomPassword: () => string): Config {
     maxConnections: integer(env, 'MAX_CONNECTIONS', 1024, 1, 1_000_000),
     logRequests: boolean(env, 'LOG_REQUESTS', false),
     authFailureLimit: integer(env, 'AUTH_FAILURE_LIMIT', 20, 0, 1_000_000),
+    advertiseUrl: advertise(env),
+    replication: { mode: replication, timeoutMs: integer(env, 'REPLICATION_TIMEOUT_MS', 1000, 50, 60_000) },
   };
 }
 
@@ -136,6 +144,24 @@ function world(env: Env): { cells: number; shape: Shape | undefined } {
     if (declared !== cells) throw new ConfigError('WORLD_SHAPE', `${rawShape} holds ${cells} cells but CUBE_CELLS is ${declared}: set only WORLD_SHAPE, or make CUBE_CELLS its product`);
   }
   return { cells, shape };
+}
+
+/** ADVERTISE_URL as an origin (http(s)://host:port), or undefined when unset; anything more (a path, a query, credentials) is refused. */
+function advertise(env: Env): string | undefined {
+  const raw = optional(env, 'ADVERTISE_URL')?.trim();
+  if (raw === undefined) return undefined;
+  const example = 'e.g. "http://10.0.1.23:5000"';
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError('ADVERTISE_URL', `must be a URL where the other server reaches this one, ${example}, got ${JSON.stringify(raw)}`);
+  }
+  // The credentials are AUTH_USER and AUTH_PASSWORD: one in the URL would be sent nowhere, and logged.
+  if (url.username !== '' || url.password !== '') throw new ConfigError('ADVERTISE_URL', 'must not hold credentials (the servers use AUTH_USER and AUTH_PASSWORD)');
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError('ADVERTISE_URL', `must start with http:// or https://, ${example}, got ${JSON.stringify(raw)}`);
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '') throw new ConfigError('ADVERTISE_URL', `must be only a scheme, a host and a port, ${example}, got ${JSON.stringify(raw)}`);
+  return url.origin;
 }
 
 /** A set, non-empty value, or undefined. */

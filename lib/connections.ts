@@ -35,6 +35,7 @@ export function capConnections(server: Server, max: number, strangerMs: number):
     drop(socket);
   });
   server.on('request', (req) => welcome(req.socket));
+  server.on('upgrade', (req) => welcome(req.socket)); // a standby's stream: working, not a stranger
 
   function welcome(socket: Socket): void {
     clearTimeout(strangers.get(socket));

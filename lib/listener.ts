@@ -9,9 +9,10 @@ import { crossSiteRefusal } from './cross-site.js';
 import { readCells, writeCells } from './routes/cells.js';
 import { listBackups, restore, s3dump } from './routes/backups.js';
 import { CONSOLE_PATHS, serveConsole } from './routes/console.js';
-import type { Ctx } from './routes/context.js';
+import { requireAuth, type Ctx } from './routes/context.js';
 import { healthcheck, metrics, stats } from './routes/health.js';
 import { history, rollback } from './routes/history.js';
+import { toLeader } from './routes/leader.js';
 import { map } from './routes/map.js';
 import { request } from './routes/request.js';
 import { closeIfBody, HttpError, isClosing, sendError } from './http.js';
@@ -28,16 +29,37 @@ function viaPromise(handler: (req: IncomingMessage, res: ServerResponse, ctx: Ct
   };
 }
 
+/**
+ * A write route as a Handler that, on a server that does not lead, checks the credentials and the login
+ * throttle here (the leader would see every client as this server's address) and then sends the request on
+ * (routes/leader.ts). POST /request decides itself, once it knows whether the body writes.
+ */
+function leaderOnly(handler: Handler): Handler {
+  return (req, res, ctx, done) => {
+    if (ctx.role.kind === 'leader') {
+      handler(req, res, ctx, done);
+      return;
+    }
+    try {
+      requireAuth(req, ctx);
+    } catch (err) {
+      done(err);
+      return;
+    }
+    toLeader(req, res, ctx, () => handler(req, res, ctx, done), done);
+  };
+}
+
 /** path → method → handler. Wrong methods get 405 with Allow; unknown paths 404. */
 const ROUTES = new Map<string, Map<string, Handler>>([
   ['/request', new Map([['POST', request]])],
-  ['/s3dump', new Map([['POST', viaPromise(s3dump)]])],
+  ['/s3dump', new Map([['POST', leaderOnly(viaPromise(s3dump))]])],
   ['/healthcheck', new Map([['GET', viaPromise(healthcheck)], ['HEAD', viaPromise(healthcheck)]])],
   ['/backups', new Map([['GET', viaPromise(listBackups)]])],
-  ['/restore', new Map([['POST', viaPromise(restore)]])],
+  ['/restore', new Map([['POST', leaderOnly(viaPromise(restore))]])],
   ['/history', new Map([['GET', viaPromise(history)]])],
-  ['/rollback', new Map([['POST', viaPromise(rollback)]])],
-  ['/cells', new Map([['GET', viaPromise(readCells)], ['PUT', viaPromise(writeCells)]])],
+  ['/rollback', new Map([['POST', leaderOnly(viaPromise(rollback))]])],
+  ['/cells', new Map([['GET', viaPromise(readCells)], ['PUT', leaderOnly(viaPromise(writeCells))]])],
   ['/stats', new Map([['GET', viaPromise(stats)]])],
   ['/metrics', new Map([['GET', viaPromise(metrics)]])],
   ['/map.png', new Map([['GET', viaPromise(map)]])],

@@ -19,6 +19,27 @@ describe('config', () => {
     assert.equal(config.backupIntervalSeconds, 600);
     assert.equal(config.shipIntervalSeconds, 1);
     assert.deepEqual(config.wal, { dir: './data/wal', sync: 'write' });
+    assert.equal(config.advertiseUrl, undefined, 'derived once the server listens');
+    assert.deepEqual(config.replication, { mode: 'sync', timeoutMs: 1000 });
+  });
+
+  test('ADVERTISE_URL, REPLICATION and REPLICATION_TIMEOUT_MS', () => {
+    const config = loadConfig({ ADVERTISE_URL: 'http://10.0.1.23:5000', REPLICATION: 'async', REPLICATION_TIMEOUT_MS: '250' }, random);
+    assert.equal(config.advertiseUrl, 'http://10.0.1.23:5000');
+    assert.deepEqual(config.replication, { mode: 'async', timeoutMs: 250 });
+    // One spelling of each origin: a trailing slash, an upper-case host or a default port change nothing.
+    assert.equal(loadConfig({ ADVERTISE_URL: 'http://Box.Internal:5000/' }, random).advertiseUrl, 'http://box.internal:5000');
+    assert.equal(loadConfig({ ADVERTISE_URL: 'https://[fd00::17]:443' }, random).advertiseUrl, 'https://[fd00::17]');
+    assert.equal(loadConfig({ REPLICATION: 'SYNC' }, random).replication.mode, 'sync');
+    for (const bad of ['10.0.1.23:5000', 'ftp://10.0.1.23:5000', 'http://10.0.1.23:5000/world', 'http://10.0.1.23:5000/?a=1',
+      'http://u:p@10.0.1.23:5000', 'http://10.0.1.23:5000/#x', 'http://', 'not a url']) {
+      assert.throws(() => loadConfig({ ADVERTISE_URL: bad }, random), (err: unknown) => err instanceof ConfigError && err.variable === 'ADVERTISE_URL', bad);
+    }
+    assert.throws(() => loadConfig({ ADVERTISE_URL: 'ftp://u:secret@h:1/x' }, random), (err: unknown) => !(err as Error).message.includes('secret'), 'the password is not repeated');
+    for (const [env, variable] of [[{ REPLICATION: 'semi' }, 'REPLICATION'], [{ REPLICATION_TIMEOUT_MS: '49' }, 'REPLICATION_TIMEOUT_MS'],
+      [{ REPLICATION_TIMEOUT_MS: '60001' }, 'REPLICATION_TIMEOUT_MS'], [{ REPLICATION_TIMEOUT_MS: '1.5' }, 'REPLICATION_TIMEOUT_MS']] as const) {
+      assert.throws(() => loadConfig(env, random), (err: unknown) => err instanceof ConfigError && err.variable === variable, JSON.stringify(env));
+    }
   });
 
   test('reads every variable', () => {

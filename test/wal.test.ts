@@ -260,3 +260,78 @@ test('a read of unshipped changes while writes fill and rotate the open segment 
   const lsns = [...first.changes, ...rest.changes].map((c) => c.lsn);
   assert.deepEqual(lsns, Array.from({ length: wal.lastLsn }, (_, i) => i + 1), 'every lsn once, in order');
 });
+
+const NEW_LINEAGE = 'aaaaaaaaaaaaaaaa';
+
+test('follow: the log drops what it held, appends go on at lsn + 1 of the new lineage, a restart replays exactly those, and the old lineage sets them aside', async (t) => {
+  const dir = await folder(t);
+  const { wal } = await reopen(t, dir, undefined);
+  for (let i = 1; i <= 3; i++) wal.append(i, 'old', cell(i, i));
+  assert.equal(await written(wal), undefined);
+  const oldLineage = wal.lineage;
+  await wal.follow(NEW_LINEAGE, 100);
+  assert.equal(wal.lineage, NEW_LINEAGE);
+  assert.equal(wal.lastLsn, 100);
+  assert.equal(wal.durableLsn, 100);
+  assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.wal')), [`${NEW_LINEAGE}-0000000000000101.wal`], 'the old segments are gone, the new one is named for lsn 101');
+  assert.deepEqual([wal.append(4, 'new', cell(4, 4)).lsn, wal.append(5, 'new', cell(5, 5)).lsn], [101, 102]);
+  assert.equal(await written(wal), undefined);
+  assert.deepEqual((await wal.unshipped(undefined, 100, 1 << 20)).changes.map((c) => c.lsn), [101, 102]);
+  await wal.close();
+  const copy = await crashCopy(t, dir);
+  const restarted = await reopen(t, dir, NEW_LINEAGE, 100);
+  assert.deepEqual(restarted.replayed.map((c) => [c.lsn, c.by]), [[101, 'new'], [102, 'new']]);
+  assert.equal(restarted.recovery.setAside, undefined);
+  const asOld = await reopen(t, copy, oldLineage, 3);
+  assert.deepEqual(asOld.replayed, [], 'the old lineage replays nothing of the new one');
+  assert.ok(asOld.recovery.setAside, 'it is moved aside');
+});
+
+test('follow right after recover, and again in the same lineage: each time the next append is lsn + 1', async (t) => {
+  const dir = await folder(t);
+  const { wal } = await reopen(t, dir, undefined);
+  await wal.follow(NEW_LINEAGE, 0);
+  assert.equal(wal.append(1, 'a', cell(1, 1)).lsn, 1);
+  assert.equal(await written(wal), undefined);
+  await wal.follow(NEW_LINEAGE, 0); // a name the log used already: begun anew
+  assert.equal(wal.append(1, 'b', cell(1, 2)).lsn, 1);
+  assert.equal(await written(wal), undefined);
+  await wal.close();
+  const { replayed } = await reopen(t, dir, NEW_LINEAGE, 0);
+  assert.deepEqual(replayed.map((c) => [c.lsn, c.by]), [[1, 'b']]);
+});
+
+test('follow while a group is in flight and another pending: every waiter is told the changes are written, none of them lands in the new lineage', { timeout: 30_000 }, async (t) => {
+  const dir = await folder(t);
+  const { wal } = await reopen(t, dir, undefined, 0, { sync: 'strict' });
+  for (let i = 1; i <= 50; i++) wal.append(i, 'first', cell(i, 1));
+  const first = written(wal);
+  await yieldToEventLoop(); // the first group's write is in flight now
+  for (let i = 1; i <= 50; i++) wal.append(i, 'second', cell(i, 2));
+  const second = written(wal);
+  const following = wal.follow(NEW_LINEAGE, 500);
+  assert.deepEqual(await Promise.all([first, second, following]), [undefined, undefined, undefined]);
+  assert.equal(wal.append(9, 'new', cell(9, 9)).lsn, 501);
+  assert.equal(await written(wal), undefined);
+  await wal.close();
+  const { replayed } = await reopen(t, dir, NEW_LINEAGE, 500);
+  assert.deepEqual(replayed.map((c) => [c.lsn, c.by]), [[501, 'new']]);
+});
+
+test('follow on a log that cannot be written rejects with its failure; on a closed log, and with a lineage that is not 16 hex digits, it rejects too', { timeout: 60_000 }, async (t) => {
+  const dir = await folder(t);
+  const plain = await reopen(t, dir, undefined);
+  await assert.rejects(plain.wal.follow('not-a-lineage', 1), RangeError);
+  await assert.rejects(plain.wal.follow(NEW_LINEAGE, -1), RangeError);
+  await plain.wal.close();
+  await assert.rejects(plain.wal.follow(NEW_LINEAGE, 1), /closed/);
+  const disk = await openTinyDisk(t, { bytes: 256 * 1024 });
+  if (!disk) return;
+  const { wal } = await reopen(t, join(disk.dir, 'wal'), undefined, 0, { cells: 65536, retryMs: 60_000 });
+  await disk.fill(4096);
+  wal.append(1, 'big', [{ start: 0, bytes: new Uint8Array(12 * 1024).fill(2) }]);
+  const failed = (await written(wal)) as { code?: string };
+  assert.equal(failed?.code, 'ENOSPC');
+  await assert.rejects(wal.follow(NEW_LINEAGE, 7), (err: unknown) => err === failed);
+  assert.equal(wal.lineage === NEW_LINEAGE, false, 'nothing switched');
+});

@@ -6,11 +6,16 @@
 import type { Cube } from '../cube.js';
 import type { Log } from '../log.js';
 import type { BlobStore } from '../store.js';
-import { boot, refusal as bootRefusal, type RestoredFrom, type WalConfig } from './boot.js';
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { ReplicationStatus, RoleView } from '../role.js';
+import { boot, openWal, refusal as bootRefusal, type Booted, type RestoredFrom, type WalConfig } from './boot.js';
 import { PutBudget } from './budget.js';
 import { CommitLog, type FencedError } from './commit-log.js';
 import { publicInfo, replaySource, type Core } from './core.js';
 import { historyOf, mergeRanges, type CellRange, type HistoryQuery } from './history.js';
+import { Leadership } from './leadership.js';
 import type { PastRead } from './past-reads.js';
 import type { RollbackPlan } from './rollback-plan.js';
 import { MemoryLog } from './memory-log.js';
@@ -27,7 +32,7 @@ export type { BackupInfo } from './snapshot.js';
 export { FencedError } from './commit-log.js';
 export { RestoreError, type RestoredFrom } from './boot.js';
 export { UnknownBackupError } from './undo.js';
-export { WritesRefusedError, type ChangeRequest, type WritePath, type WriteWatcher } from './writes.js';
+export { LeadershipLostError, WritesRefusedError, type ChangeRequest, type WritePath, type WriteWatcher } from './writes.js';
 export { OutsideHistoryError } from './replay.js';
 export type { CellChange, CellRange, HistoryCursor, HistoryQuery } from './history.js';
 export type { RollbackPlan } from './rollback-plan.js';
@@ -53,6 +58,10 @@ export interface BackupsOptions {
   now?: () => number;
   /** A full garbage collection, run after restores and backups (see AppOptions.collectGarbage). */
   collectGarbage?: () => void;
+  /** Replication to a standby: `sync` answers a write once the standby holds it too (see replicator.ts). */
+  replication?: { mode: 'sync' | 'async'; timeoutMs: number };
+  /** The Authorization header both servers of a prefix accept (a standby's stream sends it). */
+  authorization?: string;
 }
 
 /** How shutdown ended for the world. */
@@ -71,10 +80,16 @@ export class Backups {
   private readonly snapshotter: Snapshotter;
   private readonly undo: Undo;
   private restoredFrom: RestoredFrom = { kind: 'empty' };
+  private handedOver = false;
   private replayed = 0;
   private walOpen = false;
   private loops: AbortController | undefined;
   private loopsDone: Promise<unknown> = Promise.resolve();
+  private leadership: Leadership | undefined;
+  /** Who leads, for the routes: this server until restore() has decided (a server that never restores leads alone). */
+  readonly role: RoleView;
+  /** Set by handover(): whether finish() ships what the store lacks (a leader that did not hand over). */
+  private shipAtFinish: boolean | undefined;
 
   constructor(private readonly options: BackupsOptions) {
     const now = options.now ?? Date.now;
@@ -88,10 +103,18 @@ export class Backups {
     this.snapshotter = new Snapshotter(this.core, this.shipper, options.intervalMs);
     this.writes = new WritePath(options.cube, () => this.core.changeLog, () => this.refusal(), () => this.core, now);
     this.undo = new Undo(this.core, this.writes, () => this.refusal());
+    const backups = this; // eslint-disable-line @typescript-eslint/no-this-alias -- the getter reads the leadership made at restore()
+    this.role = {
+      get kind() { return backups.leadership?.kind ?? 'leader'; },
+      writeTarget: (forwarded) => this.leadership?.writeTarget(forwarded) ?? Promise.resolve('local'),
+      status: (): ReplicationStatus => this.leadership?.status() ?? { role: 'leader', mode: options.replication?.mode ?? 'sync', state: 'none' },
+    };
   }
 
   /** Why writes are refused right now (FencedError when another server took over, WritesRefusedError while the log cannot be written), or undefined. */
   refusal(): WritesRefusedError | FencedError | undefined {
+    const role = this.leadership?.refusal();
+    if (role) return role;
     if (this.core.commits.fenced) return this.core.commits.fencedError();
     const failure = this.core.changeLog.failure;
     if (failure) return new WritesRefusedError(`the write-ahead log cannot be written (${(failure as { code?: string }).code ?? failure.name}); writes are refused until it can`);
@@ -99,11 +122,55 @@ export class Backups {
   }
 
   /**
-   * Boot (boot.ts), then, on a prefix with no snapshot yet, the first snapshot of the world as it starts
+   * Opens the log, decides the role through the lease (leadership.ts), boots as leader or standby (boot.ts),
+   * then, as a leader on a prefix with no snapshot yet, takes the first snapshot of the world as it starts
    * (empty, or the legacy object): the base its history starts from. RestoreError when any of it fails.
    */
   async restore(): Promise<RestoredFrom> {
-    const booted = await boot(this.core, { legacyKey: this.options.legacyKey, wal: this.options.wal });
+    const { options, core } = this;
+    const wal = options.wal ? await openWal(options.wal, options.cube.cells, options.log) : undefined;
+    try {
+      const leadership = new Leadership({
+        core, writes: this.writes, shipper: this.shipper,
+        boot: async (standby) => this.booted(await boot(core, { legacyKey: options.legacyKey, wal, walDir: options.wal?.dir, standby })),
+        startLoops: () => this.start(),
+        stopLoops: () => this.stop(),
+      }, {
+        id: (wal as { id?: string } | undefined)?.id ?? randomBytes(8).toString('hex'), mode: options.replication?.mode ?? 'sync', timeoutMs: options.replication?.timeoutMs ?? 1000,
+        authorization: options.authorization ?? '', log: options.log,
+      });
+      this.leadership = leadership;
+      const booted = await leadership.start();
+      if (!booted.newest && leadership.kind === 'leader') await this.snapshotter.take('first', false);
+    } catch (err) {
+      await this.leadership?.stop('keep').catch(() => undefined);
+      await (wal ?? this.core.changeLog).close().catch(() => undefined);
+      throw bootRefusal(err, `${options.store.location}/${options.prefix}`, options.wal?.dir);
+    }
+    return this.restoredFrom;
+  }
+
+  /** After listening at `url` (the address the other server reaches this one at): the leader's loops, or the standby's following. */
+  begin(url: string): void {
+    this.leadership?.begin(url);
+  }
+
+  /** A standby's request to stream from this leader (see Leadership.acceptReplication). */
+  acceptReplication(req: IncomingMessage, socket: Socket, head: Buffer): { status: number; error: string } | undefined {
+    if (!this.leadership) return { status: 503, error: 'this server is starting' };
+    return this.leadership.acceptReplication(req, socket, head);
+  }
+
+  /** SIGTERM, before the server stops listening: hands the world to the standby if one holds every change (true). */
+  async handover(): Promise<boolean> {
+    const leading = this.leadership?.leading ?? true;
+    this.handedOver = (await this.leadership?.handover()) ?? false;
+    this.shipAtFinish = leading && !this.handedOver;
+    return this.handedOver;
+  }
+
+  /** What a boot found, recorded for status and the snapshotter. */
+  private booted(booted: Booted): Booted {
     this.walOpen = booted.wal !== undefined;
     this.restoredFrom = booted.restoredFrom;
     this.replayed = booted.replayed;
@@ -111,15 +178,7 @@ export class Backups {
     this.snapshotter.booted({ version: cube.version, bytesWritten: cube.bytesWritten }, booted.newest ?? null);
     if (booted.cut) this.snapshotter.stats.lastError = { at: new Date(this.core.now()).toISOString(), error: booted.cut };
     this.writes.replayed();
-    if (!booted.newest) {
-      try {
-        await this.snapshotter.take('first', false);
-      } catch (err) {
-        await this.core.changeLog.close().catch(() => undefined);
-        throw bootRefusal(err, `${this.options.store.location}/${this.options.prefix}`, this.options.wal?.dir);
-      }
-    }
-    return this.restoredFrom;
+    return booted;
   }
 
   /** Starts the background loops: the shipper's (when its cadence is on) and the snapshotter's. */
@@ -136,14 +195,17 @@ export class Backups {
   async stop(): Promise<void> {
     this.loops?.abort();
     await this.loopsDone;
+    this.loops = undefined;
   }
 
   /** Shutdown: ships what the store lacks (a snapshot if the log lost some), within FINAL_DEADLINE_MS, then closes the log. */
   async finish(): Promise<FinalBackup> {
+    const ship = this.shipAtFinish ?? this.leadership?.leading ?? true;
     await this.stop();
     this.undo.keptSnapshot.clear();
     let final: FinalBackup = { outcome: 'unchanged' };
-    if (this.core.changeLog.lastLsn > this.core.storeLsn) {
+    // A standby ships nothing (the store is its leader's), nor does a leader that handed its world over.
+    if (ship && this.core.changeLog.lastLsn > this.core.storeLsn) {
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`the store did not answer within ${FINAL_DEADLINE_MS / 1000} s`)), FINAL_DEADLINE_MS); });
       try {
@@ -162,6 +224,9 @@ export class Backups {
         clearTimeout(timer);
       }
     }
+    // The lease is let go (a later start takes it at once) only when the store holds every change: else it
+    // runs out, and a restart on this WAL_DIR takes it back as its own and replays the log.
+    await this.leadership?.stop(this.handedOver || final.outcome === 'failed' ? 'keep' : 'release');
     await this.core.changeLog.close();
     return final;
   }

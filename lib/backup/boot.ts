@@ -37,19 +37,26 @@ export interface Booted {
   cut?: string;
 }
 
+/** Opens the write-ahead log of `config` (its lock taken), or throws RestoreError saying what to do. */
+export async function openWal(config: WalConfig, cells: number, log: Core['log']): Promise<WriteAheadLog> {
+  try {
+    return await WriteAheadLog.open({ ...config, cells, log });
+  } catch (err) {
+    throw new RestoreError(`cannot open the write-ahead log ${config.dir}: ${describe(err)}. ${err instanceof LogLockedError ? 'Stop the other server, or give this one its own WAL_DIR.' : 'Check that WAL_DIR is a folder this process can create and write (disk space, permissions), then start again.'}`);
+  }
+}
+
 /**
  * Restores the world of `core` (its store, prefix and cube) and sets its change log, store lsn and kept
- * snapshots. Throws RestoreError when any of it cannot be read.
+ * snapshots. As the leader it replays `wal` (opened, not yet recovered) after the store and claims the next
+ * seq; as a standby (`standby`) it claims nothing and sets the log's frames aside unread (a standby's own log
+ * may hold a former leader's unacknowledged tail): the log then follows the store's newest lineage. Throws
+ * RestoreError when any of it cannot be read.
  */
-export async function boot(core: Core, options: { legacyKey: string; wal?: WalConfig }): Promise<Booted> {
+export async function boot(core: Core, options: { legacyKey: string; wal?: WriteAheadLog; walDir?: string; standby?: boolean }): Promise<Booted> {
   const where = `${core.store.location}/${core.prefix}`;
   const bootAt = new Date(core.now());
-  let wal: WriteAheadLog | undefined;
-  try {
-    if (options.wal) wal = await WriteAheadLog.open({ ...options.wal, cells: core.cube.cells, log: core.log });
-  } catch (err) {
-    throw new RestoreError(`cannot open the write-ahead log ${options.wal!.dir}: ${describe(err)}. ${err instanceof LogLockedError ? 'Stop the other server, or give this one its own WAL_DIR.' : 'Check that WAL_DIR is a folder this process can create and write (disk space, permissions), then start again.'}`);
-  }
+  const wal = options.wal;
   try {
     const seqs = await core.commits.seqs();
     const newer: Commit[] = [];
@@ -81,6 +88,16 @@ export async function boot(core: Core, options: { legacyKey: string; wal?: WalCo
     const storeLsn = newest?.lsn ?? 0;
     let replayed = 0;
     let cut: string | undefined;
+    if (options.standby) {
+      if (wal && !wal.recovered) await wal.recover(undefined, 0, () => undefined);
+      const log = wal ?? new MemoryLog(1);
+      await log.follow(storeLineage ?? log.lineage, storeLsn);
+      core.changeLog = log;
+      core.storeLsn = storeLsn;
+      core.commits.lastSeq = Math.max(core.commits.lastSeq, seqs.at(-1) ?? 0);
+      core.log.info('world_restored', { from: restoredFrom.kind, ...restoredFrom, changesApplied: applied, store: where, role: 'standby', lineage: log.lineage });
+      return { restoredFrom, newest: snapshot && publicInfo(snapshot), wal, replayed, cut };
+    }
     if (wal) {
       const recovery = await wal.recover(storeLineage, storeLsn, (change) => applyChange(core.cube, change));
       replayed = recovery.replayed;
@@ -107,8 +124,7 @@ export async function boot(core: Core, options: { legacyKey: string; wal?: WalCo
     );
     return { restoredFrom, newest: snapshot && publicInfo(snapshot), wal, replayed, cut };
   } catch (err) {
-    await wal?.close().catch(() => undefined);
-    throw refusal(err, where, options.wal?.dir);
+    throw refusal(err, where, options.walDir);
   }
 }
 

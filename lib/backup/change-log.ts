@@ -1,6 +1,12 @@
 /** The interface of a change log: where every change is recorded before its answer goes out. */
 import type { Change, Run } from './change.js';
 
+/** A lineage as logs name it (16 lowercase hex digits: it is part of segment file names); RangeError otherwise, and for an lsn that is not a whole number >= 0. */
+export function checkPosition(lineage: string, lsn: number): void {
+  if (!/^[0-9a-f]{16}$/.test(lineage)) throw new RangeError(`a lineage is 16 hex digits, not ${JSON.stringify(lineage.slice(0, 40))}`);
+  if (!Number.isSafeInteger(lsn) || lsn < 0) throw new RangeError(`an lsn is a whole number >= 0, not ${lsn}`);
+}
+
 /** Where a reader of unshipped changes stands; opaque to callers. */
 export type LogCursor = unknown;
 
@@ -39,6 +45,14 @@ export interface ChangeLog {
   afterWrite(done: (err?: Error) => void): void;
   /** Changes after `floor`, from `cursor` (undefined: the oldest kept), at most about `maxBytes` of cells. */
   unshipped(cursor: LogCursor | undefined, floor: number, maxBytes: number): Promise<UnshippedChanges>;
+  /**
+   * From now on this log continues `lineage` after `lsn` (a standby mirroring its leader, a takeover starting a
+   * new lineage): waits until what is pending is written, drops every change the log holds (the caller
+   * guarantees the store holds them, or they were never acknowledged), and the next append gets lsn + 1 of
+   * `lineage`. Do not append until it resolves. Rejects with the log's failure (the log then retries the switch
+   * as after any failure), or RangeError for a lineage that is not 16 hex digits. A cursor from before it is stale.
+   */
+  follow(lineage: string, lsn: number): Promise<void>;
   /** Every change up to `lsn` is in the store: the log may drop it. */
   release(lsn: number): Promise<void>;
   /** Writes what is pending and closes; the log keeps its contents for the next start. */

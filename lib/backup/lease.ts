@@ -93,6 +93,8 @@ export interface LeaseOptions {
   pollMs?: number;
   /** Called once when a holder learns that another server holds the lease (or its own release went through); it has stopped counting itself holder before. */
   onLost?: (current: LeaseRecord | undefined) => void;
+  /** Called after each renewal that went through (validUntil moved): writes waiting on a lapsed lease may go now. */
+  onRenewed?: () => void;
 }
 
 const encoder = new TextEncoder();
@@ -121,8 +123,11 @@ export class Lease {
   private cancelTimer: (() => void) | undefined;
   private renewing: Promise<boolean> | undefined;
   private won: (() => void) | undefined;
+  /** The address written into the lease from the next write on (advertise()). */
+  private url: string;
 
   constructor(private readonly options: LeaseOptions) {
+    this.url = options.url;
     this.clock = options.clock ?? systemClock;
     this.termMs = options.termMs ?? 2000;
     this.marginMs = options.marginMs ?? 200;
@@ -203,6 +208,11 @@ export class Lease {
     return released;
   }
 
+  /** This server's address as written from the next renewal on (known only once it listens, with PORT=0). */
+  advertise(url: string): void {
+    this.url = url;
+  }
+
   /** Stops timers and contending, without writing (a holder that stops so lets its lease run out). */
   stop(): void {
     this.stopped = true;
@@ -212,7 +222,7 @@ export class Lease {
   }
 
   private record(epoch: number): LeaseRecord {
-    return { format: 1, holder: this.options.id, url: this.options.url, termMs: this.termMs, count: 0, epoch };
+    return { format: 1, holder: this.options.id, url: this.url, termMs: this.termMs, count: 0, epoch };
   }
 
   /** After a write of `record` that succeeded: holder from sentAt on, renewing on the timer. */
@@ -234,7 +244,7 @@ export class Lease {
     const previous = this.written;
     if (!this.holding || !previous) return false;
     const { store, key } = this.options;
-    const record: LeaseRecord = { ...previous.record, count: previous.record.count + 1 };
+    const record: LeaseRecord = { ...previous.record, url: this.url, count: previous.record.count + 1 };
     const bytes = encode(record);
     const sentAt = this.clock.now();
     let answer: boolean | undefined; // undefined: an error, after which the write may or may not have landed
@@ -271,6 +281,7 @@ export class Lease {
     if (!this.holding) return false;
     this.current = record;
     this.validUntil = Math.max(this.validUntil, sentAt + this.termMs - this.marginMs);
+    this.options.onRenewed?.();
     return true;
   }
 

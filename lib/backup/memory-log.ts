@@ -5,12 +5,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { changeBytes, type Change, type Run } from './change.js';
-import type { ChangeLog, LogCursor, UnshippedChanges } from './change-log.js';
+import { checkPosition, type ChangeLog, type LogCursor, type UnshippedChanges } from './change-log.js';
 
 /** A ChangeLog in memory; written the moment a change is appended. */
 export class MemoryLog implements ChangeLog {
   readonly failure = undefined;
-  readonly lineage = randomBytes(8).toString('hex');
+  lineage = randomBytes(8).toString('hex');
   lastLsn: number;
   private changes: Change[] = [];
   private bytes = 0;
@@ -55,6 +55,16 @@ export class MemoryLog implements ChangeLog {
       bytes += size;
     }
     return { changes: out, next: undefined, gap: false, more: false };
+  }
+
+  async follow(lineage: string, lsn: number): Promise<void> {
+    checkPosition(lineage, lsn);
+    this.changes = [];
+    this.bytes = 0;
+    // A reader from below lsn would miss the changes up to it, which this log never held: it must take a snapshot.
+    this.gapUntil = lsn;
+    this.lineage = lineage;
+    this.lastLsn = lsn;
   }
 
   async release(lsn: number): Promise<void> {

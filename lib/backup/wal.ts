@@ -2,7 +2,8 @@
  * The write-ahead log: every change is appended as a checksummed frame before its answer goes out. The
  * changes of one event-loop turn are one write (group commit); in `strict` mode that write is followed by
  * fdatasync before anyone is answered, in `write` mode fdatasync runs at least every second. One writer loop
- * does all file work in order: writes, syncs, rotation, and the repair after a failure.
+ * does all file work in order: writes, syncs, rotation, the repair after a failure, and follow() (a standby
+ * mirroring its leader, a takeover): the switch to another lineage, which deletes every segment.
  *
  * A write that fails (disk full, EIO), or a segment that cannot be started, is a failure: the group and every
  * change after it are dropped (their waiters told), the segment is cut back to its last durable frame, and
@@ -20,7 +21,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { isCode, syncDir } from '../fs-util.js';
 import type { Log } from '../log.js';
 import { ByteWriter, CHANGES_A_TURN, decodeFramePayload, writeFramePayload, type Change, type Run } from './change.js';
-import type { ChangeLog, LogCursor, UnshippedChanges } from './change-log.js';
+import { checkPosition, type ChangeLog, type LogCursor, type UnshippedChanges } from './change-log.js';
 import { HEADER_BYTES, readFrames } from './wal-frames.js';
 import { FolderLock, type LockTiming } from './wal-lock.js';
 import { listSegments, recoverSegments, segmentName, type Recovery, type Segment } from './wal-recovery.js';
@@ -52,6 +53,8 @@ export interface WalOptions {
 /** Frames waiting for one write: `buffers`, then the frames appended into `out` since (sealed into `buffers` when written). */
 interface Group { buffers: Buffer[]; out: ByteWriter | undefined; bytes: number; lastLsn: number; waiters: Array<(err?: Error) => void> }
 interface Cursor { segment: string; offset: number }
+/** A follow() the writer has not done yet. */
+interface FollowRequest { lineage: string; lsn: number; resolve: () => void; reject: (err: Error) => void }
 
 /** After a failed write, the disk must take this much (at most) in a probe file before writes are taken again. */
 const PROBE_MAX_BYTES = 1024 * 1024;
@@ -73,6 +76,11 @@ export class WriteAheadLog implements ChangeLog {
   durableLsn = 0;
   lineage = '';
   private segments: Segment[] = [];
+  /** Segments a follow() dropped that are not deleted yet (the writer deletes them before it starts a segment). */
+  private stale: Segment[] = [];
+  private followRequest: FollowRequest | undefined;
+  /** The deletions of release(), one after another: follow() waits for them before it deletes and names a segment anew. */
+  private releasing: Promise<void> = Promise.resolve();
   private file: FileHandle | undefined;
   /** Bytes of the open segment that hold whole durable frames: what a failure cuts the file back to. */
   private size = 0;
@@ -105,6 +113,11 @@ export class WriteAheadLog implements ChangeLog {
   /** Set while the log cannot be written (disk full, EIO, no segment, the lock lost): writes must be refused. */
   get failure(): Error | undefined {
     return this.lockLost ?? this.broken ?? (this.stopped ? new Error('the write-ahead log is closed') : undefined);
+  }
+
+  /** True once recover() has run (the log takes appends). */
+  get recovered(): boolean {
+    return this.writer !== undefined;
   }
 
   /** Creates the folder if needed and takes its lock; LogLockedError if a live server holds it, the file system's error if it cannot be written. */
@@ -193,14 +206,30 @@ export class WriteAheadLog implements ChangeLog {
     return { changes, next: cursor, gap: false, more: false };
   }
 
-  async release(lsn: number): Promise<void> {
-    // A segment is covered when the next one starts at or before lsn + 1; the newest one is never deleted. The
-    // writer only ever adds at the end, so this may run beside it.
-    while (this.segments.length > 1 && this.segments[1]!.firstLsn <= lsn + 1) {
-      const old = this.segments.shift()!;
-      await unlink(join(this.options.dir, old.name)).catch(() => undefined);
-      await unlink(join(this.options.dir, `${old.name}.synced`)).catch(() => undefined);
-    }
+  async follow(lineage: string, lsn: number): Promise<void> {
+    checkPosition(lineage, lsn);
+    const failure = this.failure ?? (!this.writer || this.closed ? new Error('the write-ahead log is not open for writes') : undefined);
+    if (failure) throw failure;
+    if (this.followRequest) throw new Error('a follow() is already under way');
+    // The writer does it, between two pieces of its file work: it never races a write, a sync or a rotation.
+    return new Promise((resolve, reject) => {
+      this.followRequest = { lineage, lsn, resolve, reject };
+      this.wake();
+    });
+  }
+
+  release(lsn: number): Promise<void> {
+    const run = this.releasing.then(async () => {
+      // A segment is covered when the next one starts at or before lsn + 1; the newest one is never deleted. The
+      // writer only ever adds at the end, so this may run beside it.
+      while (this.segments.length > 1 && this.segments[1]!.firstLsn <= lsn + 1) {
+        const old = this.segments.shift()!;
+        await unlink(join(this.options.dir, old.name)).catch(() => undefined);
+        await unlink(join(this.options.dir, `${old.name}.synced`)).catch(() => undefined);
+      }
+    });
+    this.releasing = run.catch(() => undefined);
+    return run;
   }
 
   close(): Promise<void> {
@@ -229,6 +258,8 @@ export class WriteAheadLog implements ChangeLog {
       await this.writeLoop();
     } finally {
       this.stopped = true;
+      this.followRequest?.reject(this.failure!);
+      this.followRequest = undefined;
     }
   }
 
@@ -236,6 +267,11 @@ export class WriteAheadLog implements ChangeLog {
     const syncIntervalMs = this.options.syncIntervalMs ?? 1000;
     for (;;) {
       if (this.closed && (this.failure || this.pending.bytes === 0)) return;
+      // A follow waits for the pending group (written below first), never drops it: its waiters are told.
+      if (this.followRequest && (this.failure || this.pending.bytes === 0)) {
+        await this.switchLineage(this.followRequest);
+        continue;
+      }
       if (this.lockLost) {
         if (this.pending.bytes > 0) this.drop(this.lockLost);
         await this.wait(); // nothing is written again; close() ends the loop
@@ -264,6 +300,49 @@ export class WriteAheadLog implements ChangeLog {
         await this.fail(err as Error);
       }
     }
+  }
+
+  /**
+   * follow(): the log holds nothing from now on, continues `lineage` after `lsn`, and starts that segment.
+   * Run by the writer with no group in flight or pending. A step that fails is a failure like a failed write:
+   * `ready()` retries what is left (deleting the stale segments, starting the new one) until the log is writable.
+   */
+  private async switchLineage(request: FollowRequest): Promise<void> {
+    this.followRequest = undefined;
+    if (this.failure) {
+      request.reject(this.failure);
+      return;
+    }
+    this.lineage = request.lineage;
+    this.lastLsn = request.lsn;
+    this.durableLsn = request.lsn;
+    this.stale.push(...this.segments);
+    this.segments = []; // release() has nothing left to delete
+    const file = this.file;
+    this.file = undefined;
+    this.size = 0;
+    this.unsynced = false; // what it did not sync is dropped with it
+    await file?.close().catch(() => undefined);
+    try {
+      await this.ready();
+      request.resolve();
+    } catch (err) {
+      await this.fail(err as Error);
+      request.reject(err as Error);
+    }
+  }
+
+  /** Deletes the segments follow() dropped, durably, before a segment of the new lineage is named (it may reuse a name). */
+  private async dropStale(): Promise<void> {
+    await this.releasing; // a release() mid-way may still delete a name of the old ones
+    for (const old of this.stale) {
+      for (const name of [old.name, `${old.name}.synced`]) {
+        await unlink(join(this.options.dir, name)).catch((err: unknown) => { if (!isCode(err, 'ENOENT')) throw err; });
+      }
+    }
+    // Durable before the new segment exists: a crash must not bring old frames back beside it (a retry redoes it all).
+    await syncDir(this.options.dir);
+    this.stale = [];
   }
 
   /** Resolves on wake() or after `ms` (never, when undefined). */
@@ -307,6 +386,7 @@ export class WriteAheadLog implements ChangeLog {
       this.file = undefined;
       await file.close().catch(() => undefined);
     }
+    if (this.stale.length > 0) await this.dropStale();
     if (!this.file) await this.startSegment(this.durableLsn + 1);
     if (this.dirUnsynced) await this.syncNewSegment();
     if (this.probeBytes > 0) {

@@ -1,11 +1,13 @@
 /**
- * The one write path: every change to the world's cells goes through apply(). It refuses while writes are
- * refused, keeps the cells' before-images, writes the world, appends to the log (its only caller) and
- * resolves once the log holds the change; when the log fails it undoes every change not yet durable, newest
- * first, so the world never keeps a change the log lost. Reads wait on settled().
+ * The one write path: every change to the world's cells goes through apply() (on a standby, through
+ * replicate(), the leader's changes in its order). It refuses while writes are refused, keeps the cells'
+ * before-images, writes the world, appends to the log (its only caller) and settles once the log holds the
+ * change and the gate lets it (the leader's sync standby holds it too, and the lease is held); when the log
+ * fails it undoes every change not yet durable, newest first, so the world never keeps a change the log lost.
+ * Reads wait on settled().
  */
 import { CELL_BYTES, type Cube } from '../cube.js';
-import type { Run } from './change.js';
+import type { Change, Run } from './change.js';
 import type { ChangeLog } from './change-log.js';
 import { mergeRanges, type CellRange } from './history.js';
 
@@ -17,8 +19,13 @@ export class WritesRefusedError extends Error {
 /** A change as routes hand it over: cells written from each run's start (later runs win), and its author ('' when unknown). */
 export interface ChangeRequest { runs: Run[]; by: string }
 
-/** A change applied to the world and appended, not yet known written. */
+/** A change applied to the world and appended, not yet settled (known written and let through by the gate). */
 interface Pending { lsn: number; runs: Run[]; before: Uint8Array[]; settle: (err?: Error) => void }
+
+/** The leader lost its lease before a change could be acknowledged: it may or may not survive (503). */
+export class LeadershipLostError extends WritesRefusedError {
+  override name = 'LeadershipLostError';
+}
 
 /** Ranges a watcher holds at most; beyond them it says tooMany and forgets them. */
 const WATCH_CAP = 65_536;
@@ -41,6 +48,14 @@ export class WritePath {
   private readonly settlers: Array<{ lsn: number; resolve: () => void }> = [];
   private readonly watchers = new Set<Watcher>();
   private marks: Array<{ lsn: number; at: number }> = [];
+  /** The newest lsn the log has told durable. */
+  private localDurable = 0;
+  private readonly durableListeners = new Set<(lsn: number) => void>();
+  /**
+   * The newest lsn that may settle now (Infinity: every durable one), asked whenever something may have moved;
+   * undefined: durable is enough. The leader's replication sets it (lib/backup/replicator.ts).
+   */
+  gate: (() => number) | undefined;
 
   /**
    * `changeLog` is read at each call (boot replaces the log); `refusal` says why writes are refused now, if
@@ -56,24 +71,80 @@ export class WritePath {
 
   /**
    * Applies `change` as one step: refused (WritesRefusedError or FencedError, nothing written) while writes
-   * are; else the world, then the log; resolves once the log holds it. On the log's failure the change (and
-   * every other one not durable) is undone and the promise rejects with WritesRefusedError.
+   * are; else the world, then the log; resolves once the log holds it (and the gate lets it through). On the
+   * log's failure the change (and every other one not durable) is undone and the promise rejects with
+   * WritesRefusedError.
    */
   apply(change: ChangeRequest): Promise<void> {
+    return new Promise((resolve, reject) => this.applyThen(change, (err) => (err ? reject(err) : resolve())));
+  }
+
+  /** apply() with a callback instead of a promise: POST /request's hot path makes none. `done` is called once. */
+  applyThen(change: ChangeRequest, done: (err?: Error) => void): void {
     const refused = this.refusal();
-    if (refused) return Promise.reject(refused);
+    if (refused) {
+      done(refused);
+      return;
+    }
+    this.record(this.now(), change.by, change.runs, undefined, done);
+  }
+
+  /**
+   * A standby's step: the leader's change `change`, applied and logged under the same lsn (its log follows
+   * the leader's lineage, see ChangeLog.follow). Throws, writing nothing, unless it is the next lsn.
+   */
+  replicate(change: Change, done: (err?: Error) => void): void {
+    const expected = this.changeLog().lastLsn + 1;
+    if (change.lsn !== expected) throw new RangeError(`change ${change.lsn} arrived where ${expected} was due`);
+    this.record(change.at, change.by, change.runs, change.lsn, done);
+  }
+
+  /** The lsn of the newest change appended (a standby's position). */
+  get lastLsn(): number {
+    return this.changeLog().lastLsn;
+  }
+
+  /** Calls `listener` with the lsn each time the log reports changes durable (the leader's stream sends them); returns a function that stops it. */
+  onDurable(listener: (lsn: number) => void): () => void {
+    this.durableListeners.add(listener);
+    return () => this.durableListeners.delete(listener);
+  }
+
+  /** The log now continues another lineage after `lsn` (ChangeLog.follow): lsns restart there. Nothing may be pending. */
+  followed(lsn: number): void {
+    if (this.pending.length > 0) throw new Error('followed() with changes pending');
+    this.localDurable = lsn;
+    this.marks = [];
+  }
+
+  /** The gate may have moved (an ack, a state change, a renewed lease): settle what it lets through now. */
+  reconsider(): void {
+    this.advance();
+  }
+
+  /**
+   * This server stopped leading: every change still waiting for the gate fails with `err` (it stays in the
+   * world and the log; the caller reloads the world from the new leader's state, which may or may not hold it).
+   */
+  abandon(err: Error): void {
+    const waiting = this.pending.filter((p) => p.lsn <= this.localDurable);
+    this.pending = this.pending.filter((p) => p.lsn > this.localDurable);
+    for (const change of waiting) change.settle(err);
+    this.wakeReaders();
+  }
+
+  /** The world, the log, and the pending entry of one change; `lsn` is the number it must get (a standby's), if any. */
+  private record(at: number, by: string, runs: Run[], lsn: number | undefined, done: (err?: Error) => void): void {
     const bytes = this.cube.bytes;
-    const before = change.runs.map((run) => bytes.slice(run.start * CELL_BYTES, run.start * CELL_BYTES + run.bytes.byteLength));
-    for (const run of change.runs) this.cube.writeRange(run.start, run.bytes);
+    const before = runs.map((run) => bytes.slice(run.start * CELL_BYTES, run.start * CELL_BYTES + run.bytes.byteLength));
+    for (const run of runs) this.cube.writeRange(run.start, run.bytes);
     const log = this.changeLog();
-    const at = this.now();
-    const { lsn } = log.append(at, change.by, change.runs);
-    this.mark(lsn, at);
-    for (const watcher of this.watchers) watcher.add(change.runs);
-    return new Promise<void>((resolve, reject) => {
-      this.pending.push({ lsn, runs: change.runs, before, settle: (err) => (err ? reject(err) : resolve()) });
-      log.afterWrite((err) => (err ? this.undo(err) : this.durable(lsn)));
-    });
+    const appended = log.append(at, by, runs).lsn;
+    if (lsn !== undefined && appended !== lsn) throw new RangeError(`the log numbered change ${lsn} as ${appended}`);
+    this.mark(appended, at);
+    for (const watcher of this.watchers) watcher.add(runs);
+    this.pending.push({ lsn: appended, runs, before, settle: done });
+    log.afterWrite((err) => (err ? this.undo(err) : this.durable(appended)));
   }
 
   /** True when no change waits for the log: a read may answer from the world at once. */
@@ -126,15 +197,28 @@ export class WritePath {
   }
 
   private durable(lsn: number): void {
-    while (this.pending.length > 0 && this.pending[0]!.lsn <= lsn) this.pending.shift()!.settle();
+    if (lsn <= this.localDurable) return;
+    this.localDurable = lsn;
+    for (const listener of this.durableListeners) listener(lsn);
+    this.advance();
+  }
+
+  /** Settles the pending changes that are durable and that the gate lets through. */
+  private advance(): void {
+    const limit = Math.min(this.localDurable, this.gate?.() ?? Number.POSITIVE_INFINITY);
+    let n = 0;
+    while (n < this.pending.length && this.pending[n]!.lsn <= limit) n++;
+    if (n === 0) return;
+    for (const change of this.pending.splice(0, n)) change.settle();
     this.wakeReaders();
   }
 
   /** The log lost every change not yet durable: put their cells back, newest first, and refuse them. */
   private undo(cause: Error): void {
-    if (this.pending.length === 0) return;
-    const lost = this.pending;
-    this.pending = [];
+    // Durable changes waiting for the gate are kept: the log holds them.
+    const first = this.pending.findIndex((p) => p.lsn > this.localDurable);
+    if (first < 0) return;
+    const lost = this.pending.splice(first);
     for (let i = lost.length - 1; i >= 0; i--) {
       const change = lost[i]!;
       for (let r = change.runs.length - 1; r >= 0; r--) this.cube.writeRange(change.runs[r]!.start, change.before[r]!);

@@ -4,7 +4,9 @@ import type { Backups, WritePath } from '../backup/backups.js';
 import type { Cube } from '../cube.js';
 import { closeIfBody, HttpError } from '../http.js';
 import { clientAddress, type LoginGuard } from '../login-guard.js';
+import type { Log } from '../log.js';
 import type { Metrics } from '../metrics.js';
+import type { RoleView } from '../role.js';
 import type { Shape } from '../shape.js';
 
 /** What handlers work with; built once per app. */
@@ -25,6 +27,9 @@ export interface Ctx {
   now: () => number;
   /** An answer whose client reads none of it for this long is dropped (a whole-world GET /cells must not hold a slot forever). */
   stallMs: number;
+  /** This server's role: whether it takes writes itself, where they go otherwise, and replication's state. */
+  role: RoleView;
+  log: Log;
 }
 
 

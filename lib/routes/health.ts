@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Backups } from '../backup/backups.js';
 import { sendJson } from '../http.js';
 import type { Sample } from '../metrics.js';
+import { REPLICATION_STATES } from '../role.js';
 import { requireAuth, type Ctx } from './context.js';
 import { NO_PARAMETERS, queryOf } from './query.js';
 
@@ -33,6 +34,7 @@ export async function metrics(req: IncomingMessage, res: ServerResponse, ctx: Ct
   requireAuth(req, ctx);
   queryOf(req, NO_PARAMETERS);
   const b = ctx.backups.status();
+  const replication = ctx.role.status();
   const time = (iso: string | null | undefined) => (iso ? Date.parse(iso) / 1000 : 0);
   const extra: Sample[] = [
     { name: 'cubecache_cells', help: 'Cells in the world.', type: 'gauge', value: ctx.cube.cells },
@@ -48,12 +50,22 @@ export async function metrics(req: IncomingMessage, res: ServerResponse, ctx: Ct
     { name: 'cubecache_backup_last_bytes', help: 'Size of the last backup, compressed.', type: 'gauge', value: b.lastBackup?.compressedBytes ?? 0 },
     { name: 'cubecache_backup_fenced', help: '1 when another server took over the prefix and backups stopped.', type: 'gauge', value: b.fenced ? 1 : 0 },
     { name: 'cubecache_uptime_seconds', help: 'Seconds since start.', type: 'gauge', value: (ctx.now() - ctx.startedAt) / 1000 },
+    { name: 'cubecache_role_leader', help: '1 when this server leads (takes writes), 0 when it is a standby.', type: 'gauge', value: ctx.role.kind === 'leader' ? 1 : 0 },
+    { name: 'cubecache_replication_lag_ms', help: 'Leader: how far the standby\'s acknowledgements lag; standby: how far it is behind the leader\'s stream (0: none).', type: 'gauge', value: replication.lagMs ?? 0 },
+    { name: 'cubecache_replication_lag_changes', help: 'The same lag in changes (log positions).', type: 'gauge', value: replication.lagLsn ?? 0 },
+    ...REPLICATION_STATES.map((state, i): Sample => ({
+      name: 'cubecache_replication_state', help: i === 0 ? 'Replication\'s state: 1 for the current one.' : '', type: 'gauge', value: replication.state === state ? 1 : 0, labels: { state },
+    })),
   ];
   const text = ctx.metrics.render(extra);
   res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store' });
   res.end(text);
 }
-/** GET /healthcheck: 200 while the server can serve; `?backup=1` also answers 503 when unsaved changes have waited over three intervals. */
+/**
+ * GET /healthcheck: 200 while the server can serve, with its role; `?backup=1` also answers 503 when unsaved
+ * changes have waited over three intervals. The leader's address and replication go only to a caller with the
+ * credentials (the URL is public through a load balancer); anyone else still gets a 200, never a 401.
+ */
 export async function healthcheck(req: IncomingMessage, res: ServerResponse, ctx: Ctx): Promise<void> {
   const strict = queryOf(req, ['backup']).get('backup');
   const backup = ctx.backups.status();
@@ -70,7 +82,23 @@ export async function healthcheck(req: IncomingMessage, res: ServerResponse, ctx
     bytes: ctx.cube.bytes.byteLength,
     uptimeSeconds: Math.round((ctx.now() - ctx.startedAt) / 1000),
     backup,
+    role: ctx.role.kind,
+    ...(authenticated(req, ctx) ? { replication: ctx.role.status() } : {}),
   });
+}
+
+/**
+ * True when the request carries the right credentials, refusing nothing. A wrong password still counts in the
+ * login throttle and a throttled address is never told, or the health URL would test passwords without limit.
+ */
+function authenticated(req: IncomingMessage, ctx: Ctx): boolean {
+  if (req.headers.authorization === undefined) return false;
+  try {
+    requireAuth(req, ctx);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 

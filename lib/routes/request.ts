@@ -5,8 +5,9 @@ import type { Run } from '../backup/change.js';
 import type { Cell } from '../cube.js';
 import { collectBody, HttpError, sendJson, upstream, type BodyLimit } from '../http.js';
 import { isJsonSpace } from '../json-scanner.js';
-import { encodeAnswer, MAX_BATCH, opensBatch, parseRequest, type CellCommand } from '../protocol.js';
+import { encodeAnswer, MAX_BATCH, opensBatch, parseRequest, type CellCommand, type RequestBody } from '../protocol.js';
 import { requireAuth, type Ctx } from './context.js';
+import { toLeader } from './leader.js';
 import { NO_PARAMETERS, queryOf } from './query.js';
 
 /** Bodies of /request holding one command: it is under 200 bytes; a few KiB leaves room for whitespace and unknown fields. */
@@ -39,25 +40,32 @@ export function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx, don
   collectBody(req, REQUEST_LIMIT, (err, body) => {
     try {
       if (err) throw err;
-      answerRequest(body!, res, ctx, done);
+      const parsed = parseRequest(body!, ctx.cube.cells);
+      // Leading (the hot path) costs this one read; a server that does not lead answers reads itself and sends writes on.
+      if (ctx.role.kind !== 'leader' && writes(parsed)) toLeader(req, res, ctx, () => answerRequest(parsed, res, ctx, done), done, body);
+      else answerRequest(parsed, res, ctx, done);
     } catch (caught) {
       done(caught);
     }
   });
 }
 
+/** True when the request writes a cell. */
+function writes(parsed: RequestBody): boolean {
+  return parsed.batch ? parsed.commands.some((cmd) => cmd.write) : parsed.command.write;
+}
+
 /**
- * Decodes a whole /request body, applies it, logs its writes and sends the answer once the log has them
- * (then calls `done`); throws HttpError for the client's mistakes, before anything is written.
+ * Applies a decoded /request body, logs its writes and sends the answer once the log has them (then calls
+ * `done`); throws HttpError for the client's mistakes, before anything is written.
  */
-function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
-  const parsed = parseRequest(raw, ctx.cube.cells);
+function answerRequest(parsed: RequestBody, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
   if (!parsed.batch) {
     // One command (the common case) takes the same steps as a batch of one, without the batch's maps and arrays.
     const cmd = parsed.command;
     if (cmd.at !== undefined) answerPast([cmd], false, res, ctx).then(() => done(), done);
     else if (!cmd.write) answerRead(() => encodeAnswer(applyCommand(ctx, cmd)), res, ctx, done);
-    else answer(encodeAnswer(applyCommand(ctx, cmd)), ctx.writes.apply({ runs: [runOf(cmd)], by: cmd.by ?? '' }), res, done);
+    else answerWrite(encodeAnswer(applyCommand(ctx, cmd)), { runs: [runOf(cmd)], by: cmd.by ?? '' }, res, ctx, done);
     return;
   }
   const commands = parsed.commands;
@@ -72,7 +80,7 @@ function answerRequest(raw: Buffer, res: ServerResponse, ctx: Ctx, done: (err?: 
   // A write's answer goes out once the log holds it, and so everything logged before it: the reads of the
   // batch then show only what the log holds too.
   const { answers, change } = applyCommands(ctx, commands, true);
-  answer(`[${answers.map(encodeAnswer).join(',')}]`, ctx.writes.apply(change!), res, done);
+  answerWrite(`[${answers.map(encodeAnswer).join(',')}]`, change!, res, ctx, done);
 }
 
 /**
@@ -92,14 +100,18 @@ function answerRead(compute: () => string, res: ServerResponse, ctx: Ctx, done: 
 }
 
 /**
- * Sends `body` once `logged` resolves: a write once the log holds it, a read once no value it shows can still
- * be lost (it waits while writes are being logged). A write the log lost gets its refusal instead (503).
+ * Applies `change` and sends `body` once the write path settles it (the log holds it): no promise on the hot
+ * path. A write the log lost gets its refusal instead (503).
  */
-function answer(body: string, logged: Promise<void>, res: ServerResponse, done: (err?: unknown) => void): void {
-  logged.then(() => {
+function answerWrite(body: string, change: ChangeRequest, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
+  ctx.writes.applyThen(change, (err) => {
+    if (err) {
+      done(err);
+      return;
+    }
     sendJson(res, 200, body);
     done();
-  }, done);
+  });
 }
 
 /** Answers reads of the past (every command reads; those with `at` as the cells were then, the others as they are). */
