@@ -268,6 +268,11 @@ export class StandbyPair {
     return lines;
   }
 
+  /** The last `lines` lines of each member's current process output, for a failure's message. */
+  tails(lines = 60): string {
+    return this.members.map((m) => `--- ${m.name} (pid ${m.proc?.child.pid}, ${m.running ? 'running' : `exited ${m.proc?.child.exitCode ?? m.proc?.child.signalCode}`}) ---\n${(m.proc?.output() ?? '').trimEnd().split('\n').slice(-lines).join('\n')}`).join('\n');
+  }
+
   /** Stops both processes (SIGKILL: a test's end needs no final backup) and the proxies, removes the log folders. */
   async close(): Promise<void> {
     for (const member of this.members) {
@@ -401,6 +406,18 @@ async function runRound(pair: StandbyPair, round: number, fault: StandbyFault, o
   const marks = new Map(pair.members.map((m) => [m, m.proc?.events.length ?? 0] as const));
   const acksBefore = model.acks.length;
   const writers = new Writers(pair, options.writers ?? 4, options.timeoutMs ?? 1500);
+  try {
+    return await faultRound(pair, round, fault, options, { leader, survivor, marks, acksBefore, writers });
+  } catch (err) {
+    // The writers must not outlive a failed round (they would keep the process alive), and the servers' logs say why.
+    await writers.stop();
+    throw new Error(`round ${round} (${FAULT_NAMES[fault]} of ${leader.name}) failed: ${(err as Error).message}\n${pair.tails()}`, { cause: err });
+  }
+}
+
+async function faultRound(pair: StandbyPair, round: number, fault: StandbyFault, options: RoundsOptions & { runMs: [number, number] },
+  { leader, survivor, marks, acksBefore, writers }: { leader: Member; survivor: Member; marks: Map<Member, number>; acksBefore: number; writers: Writers }): Promise<RoundReport> {
+  const { model } = pair;
   const runMs = options.runMs[0] + Math.random() * (options.runMs[1] - options.runMs[0]);
   // The moment of the fault is the experiment's input (random), not synchronisation.
   await new Promise((r) => setTimeout(r, runMs));
