@@ -125,11 +125,18 @@ await main('bench:standby: the cost of a sync standby, and takeover and handover
     if (count <= 0) continue;
     console.log(`\n${fault === 'kill' ? 'takeovers: kill -9 of the leader' : 'handovers: SIGTERM of the leader'}, ${count} rounds, 4 writers through both servers`);
     const pair = await pairOn(`rounds-${fault}`, false);
-    const reports: RoundReport[] = await runStandbyRounds(pair, {
+    const reports: RoundReport[] = [];
+    // A round that fails (a server that never exits, a role never reported) ends this part, not the bench.
+    const failure = await runStandbyRounds(pair, {
       rounds: count, faults: fault, runMs: [300, 1000],
-      log: (line) => console.log(line),
-    });
+      log: (line) => console.log(line), onRound: (r) => reports.push(r),
+    }).then(() => undefined, (err: Error) => err);
     await pair.close();
+    if (failure) {
+      console.log(`!! ${fault} rounds stopped after ${reports.length} of ${count}: ${failure.message.slice(0, 4000)}`);
+      list.push({ target: `${fault}: all ${count} rounds ran`, measured: `failed in round ${reports.length + 1}`, pass: false });
+    }
+    if (reports.length === 0) continue;
     const windows = reports.map((r) => r.windowMs);
     const seen = reports.map((r) => r.takeoverSeenMs);
     const lost = reports.reduce((n, r) => n + r.lost, 0);

@@ -496,31 +496,41 @@ function maxGap(sortedAcks: number[], from: number, to: number, after: number): 
 
 /** Sends `n` writes straight to the resumed zombie, one after another; 200s go into the model like any ack. */
 async function probeZombie(pair: StandbyPair, zombie: Member, writers: Writers, n: number): Promise<Record<string, number>> {
-  const cell = pair.options.cells - 1;
   const answers: Record<string, number> = {};
   for (let i = 0; i < n; i++) {
-    const value = ++pair.model.counter;
-    let outcome: string;
-    try {
-      const answer = await send(zombie.url!, 'POST', '/request', JSON.stringify(command(cell, value)), 3000, false, pair.authHeader);
-      outcome = String(answer.status);
-    } catch (err) {
-      outcome = (err as NodeJS.ErrnoException).code ?? 'error';
-    }
+    const outcome = await writeDirect(pair, zombie, 3000);
     answers[outcome] = (answers[outcome] ?? 0) + 1;
-    if (outcome === '200') {
-      const at = performance.now();
-      pair.model.value[cell] = value;
-      pair.model.ackedAt[cell] = at;
-      pair.model.acks.push(at);
-      writers.counts.acked++;
-    } else if (outcome !== '503' && outcome !== 'ECONNREFUSED') {
-      pair.model.unknown.set(cell, value);
-      // An unknown outcome ends the probes: the model allows one unknown value per cell.
-      break;
-    }
+    if (outcome === '200') writers.counts.acked++;
+    // An unknown outcome ends the probes: the model allows one unknown value per cell.
+    else if (outcome !== '503' && outcome !== 'ECONNREFUSED') break;
   }
   return answers;
+}
+
+/**
+ * Writes the next value to the last cell (no writer's: kept for writes sent to one member on purpose) through
+ * `member`, and keeps the model: a 200 is acknowledged, a 503 or a refusal changed nothing, anything else is
+ * unknown. The answer's status, or the error's code.
+ */
+export async function writeDirect(pair: StandbyPair, member: Member, timeoutMs = 3000): Promise<string> {
+  const cell = pair.options.cells - 1;
+  if (pair.model.unknown.has(cell)) throw new Error(`cell ${cell} has an unknown write this round: no more direct writes to it`);
+  const value = ++pair.model.counter;
+  let outcome: string;
+  try {
+    outcome = String((await send(member.url!, 'POST', '/request', JSON.stringify(command(cell, value)), timeoutMs, false, pair.authHeader)).status);
+  } catch (err) {
+    outcome = (err as NodeJS.ErrnoException).code ?? 'error';
+  }
+  if (outcome === '200') {
+    const at = performance.now();
+    pair.model.value[cell] = value;
+    pair.model.ackedAt[cell] = at;
+    pair.model.acks.push(at);
+  } else if (outcome !== '503' && outcome !== 'ECONNREFUSED') {
+    pair.model.unknown.set(cell, value);
+  }
+  return outcome;
 }
 
 /** Both worlds, polled until the standby's equals the leader's or the deadline passes; the leader's world. */
