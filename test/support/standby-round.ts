@@ -46,6 +46,9 @@ export interface Launched {
 /** Starts a server process with exactly this environment (plus PATH), without waiting for it to listen. */
 export type Launcher = (env: Record<string, string>, name: string) => Launched | Promise<Launched>;
 
+/** Cells at the end of the world that no writer owns: the zombie's probes and writeDirect's (the last). */
+const RESERVED = 32;
+
 export const ROUND_AUTH = { user: 'standby', password: 'standby-rounds-password' };
 /** The Authorization header value for Basic credentials. */
 export function basicAuth(user: string, password: string): string {
@@ -131,7 +134,7 @@ export interface RoundReport {
   takeoverSeenMs: number;
   /** Both servers' worlds were equal (the standby polled until it matched). */
   standbyEqual: boolean;
-  /** SIGSTOP rounds: the zombie's answers to writes sent to it directly after SIGCONT, by status. */
+  /** SIGSTOP rounds: the zombie's answers to writes sent to it directly while it was stopped, by status or error code. */
   zombie?: Record<string, number>;
   /** Log events of interest from both servers during the round. */
   events: string[];
@@ -148,7 +151,7 @@ export interface RoundsOptions {
   runMs?: [number, number];
   /** A client's timeout per write, ms (1500): past it the outcome is unknown and the writer tries the other server. */
   timeoutMs?: number;
-  /** Writes sent straight to a SIGSTOPped leader after its SIGCONT (20). */
+  /** Writes sent straight to a SIGSTOPped leader while it is stopped (answered once it resumes), at most RESERVED - 1 (20). */
   zombieProbes?: number;
   log?: (line: string) => void;
   /** Called after each round, e.g. to fail a test early. */
@@ -160,7 +163,8 @@ export class StandbyPair {
   readonly members: [Member, Member];
   readonly model: Model;
   private readonly launch: Launcher;
-  private readonly log: (line: string) => void;
+  /** Says something in the pair's log (a test's diagnostics, the script's output). */
+  readonly note: (line: string) => void;
   readonly deadlineMs: number;
   /** The Authorization header of every request the rounds send. */
   readonly authHeader: string;
@@ -170,7 +174,7 @@ export class StandbyPair {
     this.members = members;
     this.model = { value: new Uint32Array(options.cells), ackedAt: new Float64Array(options.cells), unknown: new Map(), acks: [], counter: 0 };
     this.launch = options.launch ?? ((env) => spawnServer(options.owner, env));
-    this.log = options.log ?? (() => {});
+    this.note = options.log ?? (() => {});
     this.deadlineMs = options.deadlineMs ?? 30_000;
     const auth = options.auth ?? ROUND_AUTH;
     this.authHeader = basicAuth(auth.user, auth.password);
@@ -215,7 +219,7 @@ export class StandbyPair {
     member.url = undefined;
     const listening = await proc.waitForEvent('listening', this.deadlineMs);
     member.url = `http://127.0.0.1:${listening.port as number}`;
-    this.log(`${member.name} (pid ${proc.child.pid}) listens at ${member.url} as ${String(listening.role ?? '?')}`);
+    this.note(`${member.name} (pid ${proc.child.pid}) listens at ${member.url} as ${String(listening.role ?? '?')}`);
   }
 
   /** The member whose health says leader now, or undefined. */
@@ -302,8 +306,8 @@ export class Writers {
 
   constructor(private readonly pair: StandbyPair, writers = 4, private readonly timeoutMs = 1500) {
     const cells = pair.options.cells;
-    // The last cell is the zombie probes'; every writer owns a block of the rest.
-    const block = Math.floor((cells - 1) / writers);
+    // The last RESERVED cells are for writes sent to one member on purpose; every writer owns a block of the rest.
+    const block = Math.floor((cells - RESERVED) / writers);
     this.loops = Array.from({ length: writers }, (_, w) => this.loop(w * block, block));
   }
 
@@ -443,9 +447,14 @@ async function faultRound(pair: StandbyPair, round: number, fault: StandbyFault,
     child.kill('SIGSTOP');
     await pair.waitForRole(survivor, 'leader');
     takeoverSeenMs = performance.now() - faultAt;
-    child.kill('SIGCONT');
-    // The zombie: writes sent straight to it now must be forwarded or refused, never acknowledged on their own.
-    zombie = await probeZombie(pair, leader, writers, options.zombieProbes ?? 20);
+    // The zombie: writes sent straight to it while it is stopped wait in its sockets and are the first thing it
+    // reads when it resumes, before it can have learnt that its lease is gone. Each must be forwarded or refused.
+    zombie = await probeZombie(pair, leader, writers, Math.min(options.zombieProbes ?? 20, RESERVED - 1), () => child.kill('SIGCONT'));
+    pair.note(`${leader.name}, the zombie, answered the writes sent to it while stopped: ${JSON.stringify(zombie)}`);
+    // A 200 from the zombie is fine only if it was forwarded: then the new leader already has the value.
+    const now = await readWorld(survivor.url!, pair.options.cells, pair.authHeader);
+    const missing = [...Array(RESERVED - 1).keys()].map((i) => pair.options.cells - RESERVED + i).filter((cell) => model.ackedAt[cell]! > faultAt && now[cell] !== model.value[cell]);
+    if (missing.length > 0) throw new Error(`the zombie acknowledged ${missing.length} writes the new leader lacks (cells ${missing.join(', ')}); its answers: ${JSON.stringify(zombie)}`);
   }
   // A few acknowledgements after the takeover, so the window has its end (or the deadline says it never came).
   let recovered = true;
@@ -494,15 +503,47 @@ function maxGap(sortedAcks: number[], from: number, to: number, after: number): 
   return gap;
 }
 
-/** Sends `n` writes straight to the resumed zombie, one after another; 200s go into the model like any ack. */
-async function probeZombie(pair: StandbyPair, zombie: Member, writers: Writers, n: number): Promise<Record<string, number>> {
+/**
+ * Sends `n` writes straight to the stopped zombie, one to each of n reserved cells, waits until each request
+ * is written to its socket, calls `resume` (SIGCONT), and collects the answers; a 200 goes into the model
+ * like any ack, a 503 or a refusal changed nothing, anything else is unknown. Counts by status or error code.
+ */
+async function probeZombie(pair: StandbyPair, zombie: Member, writers: Writers, n: number, resume: () => void): Promise<Record<string, number>> {
+  const { model } = pair;
+  const probes = Array.from({ length: n }, (_, i) => {
+    const cell = pair.options.cells - RESERVED + i;
+    const value = ++model.counter;
+    let written!: () => void;
+    const sent = new Promise<void>((r) => { written = r; });
+    const answer = new Promise<string>((resolve) => {
+      const body = JSON.stringify(command(cell, value));
+      const req = request(new URL('/request', zombie.url!), { method: 'POST', agent: false, timeout: 30_000, headers: { Authorization: pair.authHeader, 'Content-Length': Buffer.byteLength(body) } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(String(res.statusCode)));
+        res.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'error'));
+      });
+      req.on('finish', written);
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+      req.on('error', (err: NodeJS.ErrnoException) => { written(); resolve(err.code ?? 'error'); });
+      req.end(body);
+    });
+    return { cell, value, sent, answer };
+  });
+  await Promise.all(probes.map((p) => p.sent));
+  resume();
   const answers: Record<string, number> = {};
-  for (let i = 0; i < n; i++) {
-    const outcome = await writeDirect(pair, zombie, 3000);
+  for (const probe of probes) {
+    const outcome = await probe.answer;
     answers[outcome] = (answers[outcome] ?? 0) + 1;
-    if (outcome === '200') writers.counts.acked++;
-    // An unknown outcome ends the probes: the model allows one unknown value per cell.
-    else if (outcome !== '503' && outcome !== 'ECONNREFUSED') break;
+    if (outcome === '200') {
+      const at = performance.now();
+      model.value[probe.cell] = probe.value;
+      model.ackedAt[probe.cell] = at;
+      model.acks.push(at);
+      writers.counts.acked++;
+    } else if (outcome !== '503' && outcome !== 'ECONNREFUSED') {
+      model.unknown.set(probe.cell, probe.value);
+    }
   }
   return answers;
 }
