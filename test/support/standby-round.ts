@@ -110,6 +110,8 @@ export interface RoundReport {
   fault: StandbyFault;
   /** Which member led when the fault came. */
   leader: string;
+  /** Which member led when the worlds were compared (the other one, unless leadership moved again without a fault). */
+  leaderAfter: string;
   /** ms of writes before the fault. */
   runMs: number;
   /** Writes acknowledged (200) in this round. */
@@ -386,6 +388,9 @@ export async function runStandbyRounds(pair: StandbyPair, options: RoundsOptions
   for (let round = 1; round <= options.rounds; round++) {
     const fault = typeof options.faults === 'string' ? options.faults : options.faults[(round - 1) % options.faults.length]!;
     const report = await runRound(pair, round, fault, { ...options, runMs: [minRun, maxRun] });
+    const before = reports.at(-1);
+    // Leadership should move only when a round makes it: say so when it moved between two rounds.
+    if (before && before.leaderAfter !== report.leader) log(`!! leadership moved from ${before.leaderAfter} to ${report.leader} between rounds ${before.round} and ${round}, without a fault`);
     reports.push(report);
     log(roundLine(report));
     options.onRound?.(report);
@@ -397,7 +402,8 @@ export async function runStandbyRounds(pair: StandbyPair, options: RoundsOptions
 export function roundLine(r: RoundReport): string {
   const zombie = r.zombie ? `, zombie answered ${JSON.stringify(r.zombie)}` : '';
   const lost = r.lost ? ` (oldest ${Math.round(r.maxLossAgeMs)} ms before the fault; e.g. ${JSON.stringify(r.lostCells.slice(0, 3))})` : '';
-  return `round ${r.round} ${FAULT_NAMES[r.fault]} of ${r.leader} after ${Math.round(r.runMs)} ms: ${r.acked} acknowledged, ${r.unknown} unknown, ${r.lost} lost${lost}; ` +
+  const moved = r.leaderAfter === r.leader ? ` !! ${r.leader} leads again at the end of the round` : '';
+  return `round ${r.round} ${FAULT_NAMES[r.fault]} of ${r.leader}${moved} after ${Math.round(r.runMs)} ms: ${r.acked} acknowledged, ${r.unknown} unknown, ${r.lost} lost${lost}; ` +
     `writes failed for ${Math.round(r.windowMs)} ms${r.recovered ? '' : ' (no ack before the restart)'} (health said leader after ${Math.round(r.takeoverSeenMs)} ms), ` +
     `longest gap during the rejoin ${Math.round(r.rejoinGapMs)} ms, standby ${r.standbyEqual ? 'equal' : 'NOT EQUAL'}${zombie}${r.odd.length ? `, odd answers: ${r.odd.slice(0, 3).join(' | ')}` : ''}`;
 }
@@ -472,7 +478,7 @@ async function faultRound(pair: StandbyPair, round: number, fault: StandbyFault,
   const windowMs = maxGap(acks, lastBefore, restartAt, faultAt);
   const rejoinGapMs = maxGap(acks, restartAt, performance.now(), restartAt);
 
-  const { equal, world } = await settledWorlds(pair);
+  const { equal, world, leader: leaderAfter } = await settledWorlds(pair);
   const lostCells: RoundReport['lostCells'] = [];
   let lost = 0;
   let maxLossAgeMs = 0;
@@ -489,7 +495,7 @@ async function faultRound(pair: StandbyPair, round: number, fault: StandbyFault,
   model.value.set(world);
   model.unknown.clear();
   return {
-    round, fault, leader: leader.name, runMs, acked: writers.counts.acked, unknown: writers.counts.unknown, odd: writers.odd,
+    round, fault, leader: leader.name, leaderAfter: leaderAfter.name, runMs, acked: writers.counts.acked, unknown: writers.counts.unknown, odd: writers.odd,
     lost, lostCells, maxLossAgeMs, windowMs, recovered, rejoinGapMs, takeoverSeenMs, standbyEqual: equal, zombie,
     events: pair.eventsSince(marks),
   };
@@ -575,7 +581,7 @@ export async function writeDirect(pair: StandbyPair, member: Member, timeoutMs =
 }
 
 /** Both worlds, polled until the standby's equals the leader's or the deadline passes; the leader's world. */
-async function settledWorlds(pair: StandbyPair): Promise<{ equal: boolean; world: Uint32Array }> {
+async function settledWorlds(pair: StandbyPair): Promise<{ equal: boolean; world: Uint32Array; leader: Member }> {
   const leader = await pair.leader();
   if (!leader) throw new Error('no member reports role leader after the round');
   const standby = pair.other(leader);
@@ -584,7 +590,7 @@ async function settledWorlds(pair: StandbyPair): Promise<{ equal: boolean; world
     const lead = await readWorld(leader.url!, pair.options.cells, pair.authHeader);
     const follow = await readWorld(standby.url!, pair.options.cells, pair.authHeader);
     const equal = Buffer.compare(Buffer.from(lead.buffer), Buffer.from(follow.buffer)) === 0;
-    if (equal || Date.now() > deadline) return { equal, world: lead };
+    if (equal || Date.now() > deadline) return { equal, world: lead, leader };
     await new Promise((r) => setTimeout(r, 50));
   }
 }
