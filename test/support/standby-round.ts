@@ -390,7 +390,7 @@ export async function runStandbyRounds(pair: StandbyPair, options: RoundsOptions
     const report = await runRound(pair, round, fault, { ...options, runMs: [minRun, maxRun] });
     const before = reports.at(-1);
     // Leadership should move only when a round makes it: say so when it moved between two rounds.
-    if (before && before.leaderAfter !== report.leader) log(`!! leadership moved from ${before.leaderAfter} to ${report.leader} between rounds ${before.round} and ${round}, without a fault`);
+    if (before && before.leaderAfter !== report.leader) log(`!! leadership moved from ${before.leaderAfter} to ${report.leader} between rounds ${before.round} and ${round}, without a fault; the servers' last role events:\n${pair.eventsSince(new Map()).filter((e) => !e.includes('"listening"')).slice(-8).join('\n')}`);
     reports.push(report);
     log(roundLine(report));
     options.onRound?.(report);
