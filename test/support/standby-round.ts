@@ -405,7 +405,9 @@ export function roundLine(r: RoundReport): string {
   const moved = r.leaderAfter === r.leader ? ` !! ${r.leader} leads again at the end of the round` : '';
   return `round ${r.round} ${FAULT_NAMES[r.fault]} of ${r.leader}${moved} after ${Math.round(r.runMs)} ms: ${r.acked} acknowledged, ${r.unknown} unknown, ${r.lost} lost${lost}; ` +
     `writes failed for ${Math.round(r.windowMs)} ms${r.recovered ? '' : ' (no ack before the restart)'} (health said leader after ${Math.round(r.takeoverSeenMs)} ms), ` +
-    `longest gap during the rejoin ${Math.round(r.rejoinGapMs)} ms, standby ${r.standbyEqual ? 'equal' : 'NOT EQUAL'}${zombie}${r.odd.length ? `, odd answers: ${r.odd.slice(0, 3).join(' | ')}` : ''}`;
+    `longest gap during the rejoin ${Math.round(r.rejoinGapMs)} ms, standby ${r.standbyEqual ? 'equal' : 'NOT EQUAL'}${zombie}${r.odd.length ? `, odd answers: ${r.odd.slice(0, 3).join(' | ')}` : ''}` +
+    // A round that went wrong shows what the servers said about roles and replication meanwhile.
+    (r.lost || !r.standbyEqual || moved ? `\n  events of the round:\n  ${r.events.join('\n  ')}` : '');
 }
 
 async function runRound(pair: StandbyPair, round: number, fault: StandbyFault, options: RoundsOptions & { runMs: [number, number] }): Promise<RoundReport> {
