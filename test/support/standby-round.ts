@@ -66,7 +66,14 @@ export class Member {
   port = 0;
   /** Starts of this member, for its log lines. */
   starts = 0;
+  /** Its earlier processes (killed, stopped), whose log events still tell what happened. */
+  readonly previous: Launched[] = [];
   constructor(readonly name: string, readonly walDir: string) {}
+
+  /** The log events of every process of this member, oldest first. */
+  allEvents(): Array<Record<string, unknown>> {
+    return [...this.previous.flatMap((p) => p.events), ...(this.proc?.events ?? [])];
+  }
 
   /** True while its process runs (a stopped process counts: it may come back). */
   get running(): boolean { return this.proc !== undefined && this.proc.child.exitCode === null && this.proc.child.signalCode === null; }
@@ -110,6 +117,8 @@ export interface RoundReport {
   fault: StandbyFault;
   /** Which member led when the fault came. */
   leader: string;
+  /** The leader's replication state (its health) just before the fault. */
+  stateAtFault: string;
   /** Which member led when the worlds were compared (the other one, unless leadership moved again without a fault). */
   leaderAfter: string;
   /** ms of writes before the fault. */
@@ -168,6 +177,8 @@ export class StandbyPair {
   /** Says something in the pair's log (a test's diagnostics, the script's output). */
   readonly note: (line: string) => void;
   readonly deadlineMs: number;
+  /** Per member, how many of its log events the last round had seen when it ended. */
+  readonly marks = new Map<Member, number>();
   /** The Authorization header of every request the rounds send. */
   readonly authHeader: string;
   private readonly dirs: string[] = [];
@@ -217,6 +228,7 @@ export class StandbyPair {
   async startMember(member: Member): Promise<void> {
     member.starts++;
     const proc = await this.launch(this.envOf(member), `${member.name}${member.starts}`);
+    if (member.proc) member.previous.push(member.proc);
     member.proc = proc;
     member.url = undefined;
     const listening = await proc.waitForEvent('listening', this.deadlineMs);
@@ -266,8 +278,7 @@ export class StandbyPair {
   eventsSince(marks: Map<Member, number>): string[] {
     const lines: string[] = [];
     for (const member of this.members) {
-      const events = member.proc?.events ?? [];
-      for (const e of events.slice(marks.get(member) ?? 0)) {
+      for (const e of member.allEvents().slice(marks.get(member) ?? 0)) {
         if (INTERESTING.has(String(e.event))) lines.push(`${member.name}: ${JSON.stringify(e)}`);
       }
     }
@@ -293,7 +304,7 @@ export class StandbyPair {
   }
 }
 
-const INTERESTING = new Set(['listening', 'role_changed', 'replication_connected', 'replication_alone', 'replication_sync', 'lease_lost', 'handover_finished', 'signal']);
+const INTERESTING = new Set(['listening', 'role_changed', 'replication_connected', 'replication_alone', 'replication_sync', 'replication_following', 'replication_stream_broken', 'lease_lost', 'handover_finished', 'handover_skipped', 'takeover_failed', 'signal']);
 
 /** A write's outcome as the model counts it. */
 type Outcome = 'ok' | 'refused' | 'unavailable' | 'unknown' | 'odd';
@@ -390,7 +401,7 @@ export async function runStandbyRounds(pair: StandbyPair, options: RoundsOptions
     const report = await runRound(pair, round, fault, { ...options, runMs: [minRun, maxRun] });
     const before = reports.at(-1);
     // Leadership should move only when a round makes it: say so when it moved between two rounds.
-    if (before && before.leaderAfter !== report.leader) log(`!! leadership moved from ${before.leaderAfter} to ${report.leader} between rounds ${before.round} and ${round}, without a fault; the servers' last role events:\n${pair.eventsSince(new Map()).filter((e) => !e.includes('"listening"')).slice(-8).join('\n')}`);
+    if (before && before.leaderAfter !== report.leader) log(`!! leadership moved from ${before.leaderAfter} to ${report.leader} between rounds ${before.round} and ${round}, without a fault (the round's events below show it)`);
     reports.push(report);
     log(roundLine(report));
     options.onRound?.(report);
@@ -403,7 +414,7 @@ export function roundLine(r: RoundReport): string {
   const zombie = r.zombie ? `, zombie answered ${JSON.stringify(r.zombie)}` : '';
   const lost = r.lost ? ` (oldest ${Math.round(r.maxLossAgeMs)} ms before the fault; e.g. ${JSON.stringify(r.lostCells.slice(0, 3))})` : '';
   const moved = r.leaderAfter === r.leader ? ` !! ${r.leader} leads again at the end of the round` : '';
-  return `round ${r.round} ${FAULT_NAMES[r.fault]} of ${r.leader}${moved} after ${Math.round(r.runMs)} ms: ${r.acked} acknowledged, ${r.unknown} unknown, ${r.lost} lost${lost}; ` +
+  return `round ${r.round} ${FAULT_NAMES[r.fault]} of ${r.leader}${moved} (${r.stateAtFault}) after ${Math.round(r.runMs)} ms: ${r.acked} acknowledged, ${r.unknown} unknown, ${r.lost} lost${lost}; ` +
     `writes failed for ${Math.round(r.windowMs)} ms${r.recovered ? '' : ' (no ack before the restart)'} (health said leader after ${Math.round(r.takeoverSeenMs)} ms), ` +
     `longest gap during the rejoin ${Math.round(r.rejoinGapMs)} ms, standby ${r.standbyEqual ? 'equal' : 'NOT EQUAL'}${zombie}${r.odd.length ? `, odd answers: ${r.odd.slice(0, 3).join(' | ')}` : ''}` +
     // A round that went wrong shows what the servers said about roles and replication meanwhile.
@@ -412,10 +423,14 @@ export function roundLine(r: RoundReport): string {
 
 async function runRound(pair: StandbyPair, round: number, fault: StandbyFault, options: RoundsOptions & { runMs: [number, number] }): Promise<RoundReport> {
   const { model } = pair;
+  // The round's events start at the end of the last round, so a move of leadership in between shows.
+  const marks = new Map(pair.members.map((m) => [m, pair.marks.get(m) ?? 0] as const));
+  // Every round starts from a standby in sync: the promise of 0 lost is about that state (a move of leadership
+  // between rounds, or a slow rejoin, would otherwise start a round with the leader alone).
+  await pair.waitForSync();
   const leader = await pair.leader();
   if (!leader) throw new Error(`round ${round}: no member reports role leader`);
   const survivor = pair.other(leader);
-  const marks = new Map(pair.members.map((m) => [m, m.proc?.events.length ?? 0] as const));
   const acksBefore = model.acks.length;
   const writers = new Writers(pair, options.writers ?? 4, options.timeoutMs ?? 1500);
   try {
@@ -433,6 +448,8 @@ async function faultRound(pair: StandbyPair, round: number, fault: StandbyFault,
   const runMs = options.runMs[0] + Math.random() * (options.runMs[1] - options.runMs[0]);
   // The moment of the fault is the experiment's input (random), not synchronisation.
   await new Promise((r) => setTimeout(r, runMs));
+  // What the leader said of its standby just before the fault: a loss is a broken promise only from 'sync'.
+  const stateAtFault = (await health(leader.url!, pair.authHeader))?.replication?.state ?? 'unknown';
   const faultAt = performance.now();
   const child = leader.proc!.child;
   const deadline = pair.deadlineMs;
@@ -481,6 +498,7 @@ async function faultRound(pair: StandbyPair, round: number, fault: StandbyFault,
   const rejoinGapMs = maxGap(acks, restartAt, performance.now(), restartAt);
 
   const { equal, world, leader: leaderAfter } = await settledWorlds(pair);
+  for (const m of pair.members) pair.marks.set(m, m.allEvents().length);
   const lostCells: RoundReport['lostCells'] = [];
   let lost = 0;
   let maxLossAgeMs = 0;
@@ -497,7 +515,7 @@ async function faultRound(pair: StandbyPair, round: number, fault: StandbyFault,
   model.value.set(world);
   model.unknown.clear();
   return {
-    round, fault, leader: leader.name, leaderAfter: leaderAfter.name, runMs, acked: writers.counts.acked, unknown: writers.counts.unknown, odd: writers.odd,
+    round, fault, leader: leader.name, leaderAfter: leaderAfter.name, stateAtFault, runMs, acked: writers.counts.acked, unknown: writers.counts.unknown, odd: writers.odd,
     lost, lostCells, maxLossAgeMs, windowMs, recovered, rejoinGapMs, takeoverSeenMs, standbyEqual: equal, zombie,
     events: pair.eventsSince(marks),
   };
