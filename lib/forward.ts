@@ -26,8 +26,10 @@ const IDLE_MS = 30_000;
 /** Leaders this process keeps agents for: a new leader every takeover, so the oldest go. */
 const MAX_AGENTS = 4;
 
-/** Headers that describe one connection, not the message (RFC 9110, 7.6.1); Host is set to the target's, Expect was answered here. */
+/** Headers that describe one connection, not the message (RFC 9110, 7.6.1); Host becomes the target's (node:http sets it from the URL), Expect was answered here. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'expect']);
+
+function ignore(): void {}
 
 interface Upstream { agent: HttpAgent; request: typeof httpRequest; failing: boolean }
 const upstreams = new Map<string, Upstream>();
@@ -36,11 +38,8 @@ const upstreams = new Map<string, Upstream>();
 function upstreamOf(origin: string, https: boolean): Upstream {
   let upstream = upstreams.get(origin);
   if (upstream) return upstream;
-  if (upstreams.size >= MAX_AGENTS) {
-    const [oldest, old] = upstreams.entries().next().value!;
-    upstreams.delete(oldest);
-    old.agent.destroy();
-  }
+  // Forgotten, not destroyed: a request still in flight to an old leader finishes, its idle sockets close after IDLE_MS.
+  if (upstreams.size >= MAX_AGENTS) upstreams.delete(upstreams.keys().next().value!);
   const options = { keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_FREE_SOCKETS, timeout: IDLE_MS, scheduling: 'lifo' as const };
   upstream = https
     ? { agent: new HttpsAgent(options), request: httpsRequest as typeof httpRequest, failing: false }
@@ -73,7 +72,6 @@ export function forward(req: IncomingMessage, res: ServerResponse, target: strin
     const url = new URL(req.url ?? '/', target);
     const upstream = upstreamOf(url.origin, url.protocol === 'https:');
     const headers = endToEnd(req.headers);
-    headers.host = url.host;
     headers[FORWARDED_HEADER] = '1';
     if (options.body !== undefined) headers['content-length'] = options.body.length;
     let sent = false; // the whole request went out: from here on the leader may have applied it
@@ -118,16 +116,17 @@ export function forward(req: IncomingMessage, res: ServerResponse, target: strin
       upstream.failing = false;
       const back = endToEnd(answer.headers);
       if (options.body === undefined && !req.complete) {
-        // The leader answered before taking the whole body (a 413, a 401): the rest is not read, the connection closes.
+        // The leader answered before taking the whole body (a 413, a 401): the rest is not read, and the
+        // connection closes after the answer (node:http says Connection: close itself), gently (closeGently).
         req.unpipe(out);
-        back.connection = 'close';
+        req.resume(); // what still arrives is dropped, not buffered, until the connection goes
         const socket = req.socket as typeof req.socket & { destroySoon?: () => void };
         socket.destroySoon = () => closeGently(socket);
         res.on('finish', () => closeGently(socket));
       }
       res.writeHead(answer.statusCode ?? 502, answer.statusMessage, back);
       answer.pipe(res);
-      answer.on('error', () => res.destroy());
+      answer.on('error', ignore); // a break shows as an incomplete close, below
       // An answer broken off halfway cannot be mended: the client sees its connection drop.
       answer.on('close', () => {
         if (!answer.complete) res.destroy();

@@ -92,41 +92,27 @@ for (const [kind, open] of STORES) {
 }
 
 describe('two servers on one prefix', () => {
-  test('the newer server wins: the older one\'s backups fail loudly instead of overwriting', async (t) => {
-    const { server } = await s3Bucket();
-    if (!server.conditionalWrites) return t.skip('this S3 server ignores If-None-Match: * (not checked here)');
-    const fixture = await openS3Store();
-    const oldLog = memoryLog();
-    const older = await startServer(t, fixture, { log: oldLog });
-    await older.post('/request', { action: 1, index: 1, category: 1 });
-    assert.equal((await older.post('/s3dump')).status, 200);
-    const newer = await startServer(t, fixture); // restores the older one's backup and claims the prefix
-    assert.equal((await newer.post('/request', { index: 1 })).json.category, 1);
-    await newer.post('/request', { action: 1, index: 2, category: 2 });
-    await older.post('/request', { action: 1, index: 3, category: 3 });
-    const refused = await older.post('/s3dump');
-    assert.equal(refused.status, 503);
-    assert.match(refused.json.error, /another server/);
-    assert.ok(oldLog.events.some((e) => e.event === 'backups_fenced' && e.level === 'error'));
-    assert.ok((await older.call('/healthcheck')).json.backup.fenced);
-    assert.equal((await older.call('/healthcheck?backup=1')).status, 503);
-    assert.equal((await older.app.close()).outcome, 'failed', 'no final backup over the newer world');
-    assert.equal((await newer.post('/s3dump')).status, 200);
-    await newer.app.close();
-    const third = await startServer(t, fixture);
-    assert.equal((await third.post('/request', { index: 2 })).json.category, 2);
-    assert.equal((await third.post('/request', { index: 3 })).json.category, 0, 'the fenced write never landed');
-  });
-
-  test('the same on the file store', async (t) => {
-    const fixture = await openFileStore(t);
-    const older = await startServer(t, fixture);
-    await older.post('/request', { action: 1, index: 1, category: 1 });
-    await older.post('/s3dump');
-    const newer = await startServer(t, fixture);
-    await older.post('/request', { action: 1, index: 3, category: 3 });
-    assert.equal((await older.post('/s3dump')).status, 503);
-    await newer.post('/request', { action: 1, index: 2, category: 2 });
-    assert.equal((await newer.post('/s3dump')).status, 200);
-  });
+  // The commit chain still fences a writer that lost its seq (the unit tests above); a second server started
+  // on a live prefix no longer takes it over: it becomes the standby (issue 18) and commits nothing.
+  for (const kind of ['s3', 'file'] as const) {
+    test(`a second server on a live prefix becomes the standby: it claims nothing, and its writes land on the leader (${kind} store)`, async (t) => {
+      if (kind === 's3' && !(await s3Bucket()).server.conditionalWrites) return t.skip('this S3 server ignores conditions (not checked here)');
+      const fixture = kind === 's3' ? await openS3Store() : await openFileStore(t);
+      const leader = await startServer(t, fixture);
+      await leader.post('/request', { action: 1, index: 1, category: 1 });
+      await leader.post('/s3dump'); // a commit of the leader's own to tell its writer id by
+      const seqsBefore = await fixture.store.list(`${fixture.prefix}commits/`);
+      const second = await startServer(t, fixture);
+      assert.equal((await second.call('/healthcheck')).json.role, 'standby');
+      assert.equal((await leader.call('/healthcheck')).json.role, 'leader');
+      assert.equal((await second.post('/request', { action: 1, index: 2, category: 2 })).json.category, 2);
+      assert.equal((await leader.post('/request', { index: 2 })).json.category, 2, 'the write sent to the standby is the leader\'s');
+      assert.equal((await second.post('/request', { index: 1 })).json.category, 1, 'the standby shows the leader\'s world');
+      const writerOf = async (key: string) => (JSON.parse(new TextDecoder().decode(await fixture.store.get(key))) as { writer: string }).writer;
+      const leaderWriter = await writerOf(seqsBefore.sort().at(-1)!);
+      const added = (await fixture.store.list(`${fixture.prefix}commits/`)).filter((k) => !seqsBefore.includes(k));
+      for (const key of added) assert.equal(await writerOf(key), leaderWriter, `${key}: the standby committed nothing`);
+      assert.equal((await leader.call('/healthcheck')).json.backup.fenced, null, 'the leader was not fenced');
+    });
+  }
 });

@@ -16,7 +16,7 @@ import type { BlobStore } from '../lib/store.js';
 import { S3Store } from '../lib/store-s3.js';
 import { AUTH, openFileStore, startServer, TEST_CELLS } from './support/app.js';
 import { assertBootRefusal } from './support/app.js';
-import { optionSettings } from './support/ebextensions.js';
+import { optionSettings, resources } from './support/ebextensions.js';
 
 const EB = optionSettings('.ebextensions/cubecache.config');
 const SHIPPED_ENV = EB['aws:elasticbeanstalk:application:environment']!;
@@ -78,6 +78,48 @@ describe('.ebextensions', () => {
     // The README's value for an environment with a load balancer tells clients apart, still unforgeably.
     assert.ok(/`TRUST_PROXY=2`[^\n]*load balancer/.test(README), 'the README gives TRUST_PROXY=2 for a load balancer');
     await throttleFollowsTheRealAddress(t, 2, chains['load balanced (client → load balancer → nginx)'], 'load balanced with TRUST_PROXY=2', true);
+  });
+});
+
+describe('.ebextensions: two instances, a leader and its standby', () => {
+  const PROCESS = EB['aws:elasticbeanstalk:environment:process:default']!;
+  /** Elastic Beanstalk's stop timeout, which the server's SIGTERM path fits (README, Durability). */
+  const STOP_WINDOW_S = 30;
+  const OWN_GROUP = { 'Fn::GetAtt': ['AWSEBSecurityGroup', 'GroupId'] };
+
+  test('the instances reach each other on the port the app listens on: an ingress rule on their security group from that group itself, on that port alone', () => {
+    const ingress = Object.values(resources('.ebextensions/cubecache.config')).filter((r) => r.Type === 'AWS::EC2::SecurityGroupIngress');
+    assert.equal(ingress.length, 1, 'one ingress rule');
+    const rule = ingress[0]!.Properties;
+    assert.deepEqual(rule.GroupId, OWN_GROUP, 'added to the instances\' group (AWSEBSecurityGroup)');
+    assert.deepEqual(rule.SourceSecurityGroupId, OWN_GROUP, 'from the instances\' group itself: the other instance, nobody else');
+    for (const open of ['CidrIp', 'CidrIpv6', 'SourcePrefixListId', 'SourceSecurityGroupName']) assert.equal(rule[open], undefined, `no ${open}: the app port is not opened to anyone else`);
+    assert.equal(rule.IpProtocol, 'tcp');
+    // The port a standby dials: the leader's ADVERTISE_URL, whose default is this instance's address and the port it listens on.
+    const port = String(loadConfig({ ...SHIPPED_ENV, S3_BUCKET: 'b' }, () => 'x').port);
+    assert.equal(port, SHIPPED_ENV.PORT);
+    assert.deepEqual([rule.FromPort, rule.ToPort], [port, port], 'the app\'s port, and only it');
+  });
+
+  test('exactly two instances: the Auto Scaling group neither shrinks to one nor grows past two', () => {
+    assert.deepEqual(EB['aws:autoscaling:asg'], { MinSize: '2', MaxSize: '2' });
+  });
+
+  test('the load balancer checks /healthcheck often enough to drop a dead instance within 15 s, within the bounds an Application Load Balancer takes', () => {
+    assert.equal(PROCESS.HealthCheckPath, '/healthcheck');
+    const interval = Number(PROCESS.HealthCheckInterval);
+    const timeout = Number(PROCESS.HealthCheckTimeout);
+    const unhealthy = Number(PROCESS.UnhealthyThresholdCount);
+    const healthy = Number(PROCESS.HealthyThresholdCount);
+    assert.ok(interval >= 5 && interval <= 300, `HealthCheckInterval ${PROCESS.HealthCheckInterval}: 5 to 300 s`);
+    assert.ok(timeout >= 1 && timeout < interval, `HealthCheckTimeout ${PROCESS.HealthCheckTimeout}: under the interval`);
+    assert.ok(unhealthy >= 2 && unhealthy <= 10 && healthy >= 2 && healthy <= 10, 'thresholds of 2 to 10 checks');
+    assert.ok(interval * unhealthy <= 15, `a dead instance keeps getting requests for ${interval * unhealthy} s`);
+  });
+
+  test('requests in flight on an instance leaving the load balancer get the app\'s stop window, no less and no more', () => {
+    assert.equal(Number(PROCESS.DeregistrationDelay), STOP_WINDOW_S, `DeregistrationDelay ${PROCESS.DeregistrationDelay}`);
+    assert.ok(new RegExp(`${STOP_WINDOW_S} s stop`).test(README), `the README gives Elastic Beanstalk's ${STOP_WINDOW_S} s stop window`);
   });
 });
 
@@ -219,12 +261,38 @@ describe('README: what a first deploy on real AWS needs', () => {
       ['the instance profile is created in IAM first', /create the instance profile[^]*?IAM/i],
       ['the health check path set in the console too', /health check path[^]*?console/i],
       ['the load balancer idle timeout against a slow /s3dump', /idle timeout[^]*?60 s[^]*?s3dump/i],
-      ['which updates run two instances', /managed platform updates[^]*?rolling[^]*?immutable[^]*?traffic splitting/i],
-      ['what fencing does then', /fenc/i],
+      ['which updates run two instances, now safe', /safe: rolling and immutable deployments, managed platform updates[^]*?traffic splitting/i],
+      ['what fencing still does', /fenc/i],
       ['the password in Secrets Manager or SSM Parameter Store', /Secrets Manager[^]*?Parameter Store/],
       ['TRUST_PROXY per environment type', /single[- ]instance[^\n]*`?TRUST_PROXY=1`?|`TRUST_PROXY=1`[^\n]*single[- ]instance/i],
       ['REQUIRE_S3_BUCKET', /REQUIRE_S3_BUCKET/],
       ['the Node 24 platform', /Node\.js 24/],
     ] as const) assert.ok(pattern.test(deploy), what);
+  });
+
+  test('two instances are the recommended setup: what the bundle sets up, how the two find each other, what the second one costs', () => {
+    const section = deploy.slice(deploy.indexOf('### Two instances (recommended for production)'));
+    assert.ok(section.length < deploy.length, 'a "Two instances (recommended for production)" section');
+    for (const [what, pattern] of [
+      ['the instance counts', /MinSize[^]*?MaxSize[^]*?2/],
+      ['the security-group rule on the app port', /AWSEBSecurityGroup[^]*?port 5000/],
+      ['the lease in the store', /lease\.json/],
+      ['ADVERTISE_URL needs no setting on Elastic Beanstalk', /`ADVERTISE_URL` needs no setting on Elastic Beanstalk/],
+      ['the deployment policy set in the console', /Rolling with a fixed batch size of 1, or Immutable/],
+      ['the cost from list prices, not measured, with the type and region', /not measured[^]*?t3\.small in us-east-1[^]*?\$[\d.]+ a month/],
+    ] as const) assert.ok(pattern.test(section), what);
+    // The measured bounds go in this table; its rows are the events issue 18 names.
+    const table = section.slice(section.indexOf('#### What each event costs'));
+    assert.match(table, /\| event \| acknowledged writes lost \| writes wait or refused for \|/);
+    for (const event of ['a crash (disk kept)', 'a crash with the disk lost', 'a paused leader', 'a cut link between the servers', 'a deploy (SIGTERM handover)', 'a standby that is down']) {
+      assert.ok(table.includes(`| ${event} |`), `a row for ${event}`);
+    }
+  });
+
+  test('the one-instance warnings are gone: no "do not scale out", no "All at once" for a load balancer, managed updates not turned off', () => {
+    assert.ok(!/do not scale out/i.test(README));
+    assert.ok(!/keep the "All at once" policy/i.test(README));
+    assert.ok(!/turn managed\s+platform updates off/i.test(README));
+    assert.ok(!/writes the older server takes after the claim are lost/i.test(README));
   });
 });

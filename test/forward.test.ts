@@ -2,11 +2,11 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 import type { RoleView } from '../lib/role.js';
 import { AUTH, openFileStore, startServer, type Running } from './support/app.js';
-import { basicHeader, call } from './support/http.js';
+import { basicHeader, call, waitFor } from './support/http.js';
 
 /** A RoleView that does not lead and sends writes to `target()`; records each writeTarget's `forwarded`. */
 function followerRole(target: () => 'local' | string | undefined): RoleView & { asked: boolean[] } {
@@ -87,6 +87,33 @@ describe('writes on a server that does not lead', () => {
     const bad = await post(standby, '/restore', { name: '' });
     assert.equal(bad.status, 400);
     assert.match(bad.json.error, /body must be/);
+  });
+
+  test('a body the leader refuses before reading it (413) gets the leader\'s refusal, and the connection then closes', async (t) => {
+    const { standby } = await pair(t);
+    // What the standby had read of each connection when it closed: all of it, unless it cut the client off mid-body.
+    const readAtClose: number[] = [];
+    standby.app.server.on('connection', (socket: Socket) => socket.on('close', () => readAtClose.push(socket.bytesRead)));
+    const size = 16 * 1024 * 1024;
+    const big = await call(standby.url, '/cells?start=0', { method: 'PUT', body: Buffer.alloc(size), auth: AUTH });
+    assert.equal(big.status, 413, big.text);
+    assert.match(big.json.error, /larger than 16384 bytes/);
+    assert.equal(big.headers.connection, 'close');
+    await waitFor('the refused connection closed', () => readAtClose.length === 1);
+    // Dropped as it came, to its end: destroyed after the answer, or the body left unread, the client could get a reset in place of it.
+    assert.ok(readAtClose[0]! >= size, `the standby closed the connection after reading ${readAtClose[0]} bytes of it`);
+    // A chunked body (no Content-Length) streams through too.
+    const chunked = await new Promise<{ status?: number; text: string }>((resolve, reject) => {
+      const req = request(`${standby.url}/cells?start=16`, { method: 'PUT', headers: { Authorization: basicHeader(AUTH.user, AUTH.password) }, agent: false }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => { text += c; }).on('end', () => resolve({ status: res.statusCode, text }));
+      });
+      req.on('error', reject);
+      req.write(Buffer.from([1, 2, 3, 4]));
+      req.end(Buffer.from([5, 6, 7, 8]));
+    });
+    assert.equal(chunked.status, 200, chunked.text);
+    assert.equal(JSON.parse(chunked.text).cells, 2);
   });
 
   test('wrong credentials get 401 from the standby, count in its throttle (429 after the limit), and never reach the leader', async (t) => {
@@ -193,6 +220,19 @@ describe('writes on a server that does not lead', () => {
     const lostPut = await call(standby.url, '/cells?start=0', { method: 'PUT', body: Buffer.alloc(1 << 20), auth: AUTH });
     assert.equal(lostPut.status, 502, lostPut.text);
     assert.equal(reached, 2);
+  });
+
+  test('a leader that takes the request and never answers is given up after the stall limit: 502', { timeout: 30_000 }, async (t) => {
+    let reached = 0;
+    const leader = await rawServer(t, (req) => {
+      req.resume();
+      req.on('end', () => { reached++; });
+    });
+    const standby = await startServer(t, await openFileStore(t), { role: followerRole(() => leader.url), timeouts: { requestMs: 300 } });
+    const stalled = await post(standby, '/request', { action: 1, index: 1, category: 1 });
+    assert.equal(stalled.status, 502, stalled.text);
+    assert.match(stalled.json.error, /ESTALLED.*may or may not have been applied/);
+    assert.equal(reached, 1);
   });
 
   test('an answer that breaks off halfway drops the client\'s connection rather than pass a short body as whole', async (t) => {

@@ -136,14 +136,14 @@ export class Backups {
         startLoops: () => this.start(),
         stopLoops: () => this.stop(),
       }, {
-        id: (wal as { id?: string } | undefined)?.id ?? randomBytes(8).toString('hex'), mode: options.replication?.mode ?? 'sync', timeoutMs: options.replication?.timeoutMs ?? 1000,
+        id: wal?.id ?? randomBytes(8).toString('hex'), mode: options.replication?.mode ?? 'sync', timeoutMs: options.replication?.timeoutMs ?? 1000,
         authorization: options.authorization ?? '', log: options.log,
       });
       this.leadership = leadership;
       const booted = await leadership.start();
       if (!booted.newest && leadership.kind === 'leader') await this.snapshotter.take('first', false);
     } catch (err) {
-      await this.leadership?.stop('keep').catch(() => undefined);
+      await this.leadership?.stop('release').catch(() => undefined); // nothing was served: a later start need not wait a term
       await (wal ?? this.core.changeLog).close().catch(() => undefined);
       throw bootRefusal(err, `${options.store.location}/${options.prefix}`, options.wal?.dir);
     }
@@ -309,6 +309,7 @@ export class Backups {
   /** The ship loop's step: what the log holds now, unless fenced. */
   private async shipStep(): Promise<void> {
     if (this.core.commits.fenced) return;
+    if (this.leadership && !this.leadership.mayCommit) return; // a lapsed lease commits nothing: a new leader may be taking over
     if (this.core.changeLog.lastLsn > this.core.storeLsn) await this.shipper.shipAll('schedule');
   }
 }

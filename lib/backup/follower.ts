@@ -197,6 +197,7 @@ export class Follower {
     };
     socket.on('data', onData);
     socket.on('error', () => undefined);
+    socket.on('end', () => socket.destroy());
     if (head.byteLength > 0) onData(head);
   }
 

@@ -84,12 +84,21 @@ export class Leadership implements RoleView {
     return this.phase === 'leader';
   }
 
-  /** Why a write cannot be taken here now (the write path's refusal), or undefined. */
+  /**
+   * Why a write cannot be taken here now (the write path's refusal), or undefined. A lease that lapsed (a slow
+   * or unreachable store) does not refuse at once: the write is applied and waits in the gate until a renewal
+   * lands (or the lease is lost: 503). Only once it has stayed lapsed for a whole term are new writes refused.
+   */
   refusal(): WritesRefusedError | undefined {
     if (this.phase === 'starting') return undefined; // boot's own writes (none yet) and the first snapshot
     if (this.phase !== 'leader') return new WritesRefusedError('this server does not lead this world now; retry (a standby forwards writes to the leader)');
-    if (!this.lease.holds()) return new WritesRefusedError('this server could not renew its lease in time: writes are refused until it does, or another server takes over; retry');
+    if (this.lease.lapsedMs() > this.lease.termMs) return new WritesRefusedError('this server has not renewed its lease for a whole term (the store does not answer): writes are refused until it does, or another server takes over; retry');
     return undefined;
+  }
+
+  /** True while this server may commit to the store (ship, snapshot): it leads and its lease holds. */
+  get mayCommit(): boolean {
+    return this.phase === 'leader' && this.lease.holds();
   }
 
   /**
@@ -192,21 +201,21 @@ export class Leadership implements RoleView {
       }
       const released = await this.lease.release(successor.id).catch(() => false);
       if (!released) return false;
-      this.replicator!.sendHandover();
+      this.replicator!.sendHandover(successor.id);
       this.successorUrl = successor.url;
       this.options.log.info('handover_finished', { successor: successor.url });
       return true;
     } finally {
+      this.replicator?.close(); // the server is stopping: no stream outlives it (the standby catches up from the store)
       this.endTransition();
     }
   }
 
   /** Stops; `release` lets go of the lease held (to anyone: a later start takes it at once), `keep` lets it run out. */
   async stop(lease: 'release' | 'keep'): Promise<void> {
-    const leading = this.phase === 'leader' || this.phase === 'handing-over';
     this.phase = 'stopped';
     this.replicator?.close();
-    if (lease === 'release' && leading) await this.lease.release().catch(() => false);
+    if (lease === 'release') await this.lease.release().catch(() => false);
     this.lease.stop();
     await this.follower.stop();
   }
@@ -299,6 +308,8 @@ export class Leadership implements RoleView {
       await this.parts.writes.settled();
       this.parts.core.commits.fenced = null;
       await this.parts.boot(true);
+      // The log now follows the store's lineage from its lsn: the write path counts durable lsns from there too.
+      this.parts.writes.followed(this.parts.core.changeLog.lastLsn);
       this.phase = 'standby';
       this.options.log.info('role_changed', { role: 'standby', reason });
       this.followAndContend();

@@ -142,6 +142,11 @@ export class Lease {
     return this.holding && now < this.validUntil;
   }
 
+  /** How long (this server's clock) its holding has been lapsed: 0 while it holds, or when it does not hold at all. */
+  lapsedMs(now = this.clock.now()): number {
+    return this.holding ? Math.max(0, now - this.validUntil) : 0;
+  }
+
   /**
    * One attempt to take the lease: creates it if there is none; takes it over if it was released (to us or to
    * anyone), or once it has not changed for its term plus driftMs on our clock. True if we hold it now (then

@@ -1,5 +1,5 @@
 /**
- * The leader's side of replication: streams every durable change of its log to the connected standby and
+ * The leader's side of replication: streams every durable change of its log to the connected standbys and
  * reads its acks, and decides which changes may be acknowledged (the write path's gate). In sync mode a
  * change settles once the standby acked it; a standby that goes away, or whose ack falls more than
  * timeoutMs behind, leaves the leader alone (as a single server) until it has caught up again. Whatever the
@@ -43,15 +43,19 @@ interface Link {
   hello: StandbyHello;
   acked: number;
   closed: boolean;
+  state: Exclude<LinkState, 'none'>;
+  /** When the oldest durable change this sync standby has not acked became durable (monotonic ms). */
+  waitingSince: number | undefined;
   wake: (() => void) | undefined;
 }
 
-/** Streams the leader's log to its standby and gates acknowledgements on it. */
+/**
+ * Streams the leader's log to its standbys and gates acknowledgements on them. Usually one standby; during an
+ * immutable deploy or a platform update a few more servers start on the prefix, each its own link: in sync
+ * mode a change waits for every standby in sync (any of them may be the next leader).
+ */
 export class Replicator {
-  state: LinkState = 'none';
-  private link: Link | undefined;
-  /** When the oldest durable change the sync standby has not acked became durable (monotonic ms). */
-  private waitingSince: number | undefined;
+  private readonly links = new Map<string, Link>();
   private timer: NodeJS.Timeout | undefined;
   private readonly clock: () => number;
   private readonly stopListening: () => void;
@@ -60,14 +64,31 @@ export class Replicator {
   constructor(private readonly options: ReplicatorOptions) {
     this.clock = options.clock ?? (() => performance.now());
     options.writes.gate = () => this.gate();
-    this.stopListening = options.writes.onDurable((lsn) => this.durable(lsn));
+    this.stopListening = options.writes.onDurable(() => this.durable());
+  }
+
+  /** The state as health reports it: the best of the links ('none' without one). */
+  get state(): LinkState {
+    let best: LinkState = 'none';
+    for (const link of this.links.values()) {
+      if (link.state === 'sync') return 'sync';
+      if (link.state === 'catching-up' || best === 'none') best = link.state;
+    }
+    return best;
   }
 
   /** The newest lsn that may be acknowledged now (see the file comment). */
   gate(): number {
-    const acked = this.link?.acked ?? 0;
-    if (this.state === 'sync' && this.options.mode === 'sync') return acked;
-    return this.options.holds() ? Number.POSITIVE_INFINITY : acked;
+    let inSync = Number.POSITIVE_INFINITY;
+    let anyInSync = false;
+    for (const link of this.links.values()) {
+      if (link.state !== 'sync') continue;
+      anyInSync = true;
+      inSync = Math.min(inSync, link.acked);
+    }
+    if (this.options.holds()) return anyInSync && this.options.mode === 'sync' ? inSync : Number.POSITIVE_INFINITY;
+    // The lease lapsed: only what every standby in sync holds (whichever takes over has it).
+    return anyInSync ? inSync : Number.NEGATIVE_INFINITY;
   }
 
   /** Why a standby at `hello` cannot stream from here (409), or undefined when it can. */
@@ -80,11 +101,12 @@ export class Replicator {
     return undefined;
   }
 
-  /** Takes `socket` (upgraded, with `head` already read) as the standby's stream; a standby connected before is dropped. */
+  /** Takes `socket` (upgraded, with `head` already read) as the stream of the standby `hello.id` (replacing its earlier one). */
   attach(socket: Socket, head: Buffer, hello: StandbyHello): void {
-    this.detach('replaced by a new connection');
-    const link: Link = { socket, hello, acked: hello.after, closed: false, wake: undefined };
-    this.link = link;
+    this.drop(this.links.get(hello.id), 'replaced by a new connection');
+    const caughtUp = hello.after >= this.options.changeLog().durableLsn;
+    const link: Link = { socket, hello, acked: hello.after, closed: false, state: caughtUp ? 'sync' : 'catching-up', waitingSince: undefined, wake: undefined };
+    this.links.set(hello.id, link);
     socket.setNoDelay(true);
     const acks = new AckReader();
     const onData = (chunk: Buffer) => {
@@ -97,18 +119,17 @@ export class Replicator {
         return;
       }
       const last = lsns.at(-1);
-      if (last !== undefined && link === this.link && last > link.acked) this.ack(link, last);
+      if (last !== undefined && !link.closed && last > link.acked) this.ack(link, last);
     };
     socket.on('data', onData);
     if (head.byteLength > 0) onData(head);
     socket.on('error', () => undefined);
-    socket.on('close', () => {
-      link.closed = true;
-      link.wake?.();
-      if (this.link === link) this.detach('the standby disconnected');
-    });
-    this.setState(link.acked >= this.options.changeLog().durableLsn ? 'sync' : 'catching-up', 'connected');
+    // node:http's server allows half-open sockets: a standby that went would otherwise hold this one (and the
+    // server's close) forever.
+    socket.on('end', () => socket.destroy());
+    socket.on('close', () => this.drop(link, 'the standby disconnected'));
     this.options.log.info('replication_connected', { standby: hello.url, after: hello.after, lineage: hello.lineage });
+    if (caughtUp) this.options.log.info('replication_sync', { standby: hello.url, reason: 'connected' });
     this.timer ??= setInterval(() => this.checkLag(), Math.max(10, Math.floor(this.options.timeoutMs / 4))).unref();
     void this.send(link).catch((err: unknown) => {
       this.options.log.warn('replication_send_failed', { err });
@@ -116,42 +137,49 @@ export class Replicator {
     });
   }
 
-  /** The connected standby's id and address, if one is connected. */
+  /** A connected standby's id and address (the most caught-up one), if any is connected. */
   get standby(): { id: string; url: string } | undefined {
-    return this.link && !this.link.closed ? { id: this.link.hello.id, url: this.link.hello.url } : undefined;
+    const link = this.best();
+    return link && { id: link.hello.id, url: link.hello.url };
   }
 
-  /** The standby's lag behind this log (changes, and ms since the oldest unacked one became durable). */
+  /** The lag of the most caught-up standby behind this log (changes, and ms since the oldest it lacks became durable). */
   lag(): { lagLsn: number; lagMs: number } | undefined {
-    if (!this.link) return undefined;
-    const lagLsn = Math.max(0, this.options.changeLog().durableLsn - this.link.acked);
-    return { lagLsn, lagMs: lagLsn === 0 || this.waitingSince === undefined ? 0 : Math.round(this.clock() - this.waitingSince) };
+    const link = this.best();
+    if (!link) return undefined;
+    const lagLsn = Math.max(0, this.options.changeLog().durableLsn - link.acked);
+    return { lagLsn, lagMs: lagLsn === 0 || link.waitingSince === undefined ? 0 : Math.round(this.clock() - link.waitingSince) };
   }
 
   /**
-   * A planned handover: resolves with the standby once it acked every durable change (within `deadlineMs`),
-   * after sending it HANDOVER; undefined when none is connected or it did not catch up in time.
+   * A planned handover: resolves with the most caught-up standby once it acked every durable change (within
+   * `deadlineMs`); undefined when none is connected or none caught up in time.
    */
   async handover(deadlineMs: number): Promise<{ id: string; url: string } | undefined> {
     const until = this.clock() + deadlineMs;
     for (;;) {
-      const link = this.link;
-      if (!link || link.closed) return undefined;
+      const link = this.best();
+      if (!link) return undefined;
       if (link.acked >= this.options.changeLog().durableLsn) return { id: link.hello.id, url: link.hello.url };
       if (this.clock() >= until) return undefined;
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
 
-  /** Tells the standby the lease is released to it (after Lease.release). */
-  sendHandover(): void {
-    if (this.link && !this.link.closed) this.link.socket.write(HANDOVER);
+  /** Tells the standby `id` the lease is released to it (after Lease.release), and ends its stream. */
+  sendHandover(id: string): void {
+    const link = this.links.get(id);
+    if (!link || link.closed) return;
+    this.links.delete(id);
+    link.closed = true;
+    link.wake?.();
+    link.socket.end(HANDOVER);
   }
 
-  /** Drops the standby and stops streaming (a leader that stops or stops leading). */
+  /** Drops every standby and stops streaming (a leader that stops or stops leading). */
   close(): void {
     this.stopped = true;
-    this.detach('this server stopped leading');
+    for (const link of [...this.links.values()]) this.drop(link, 'this server stopped leading');
     clearInterval(this.timer);
     this.timer = undefined;
     this.stopListening();
@@ -162,52 +190,60 @@ export class Replicator {
     return { state: this.state, standbyUrl: this.standby?.url, ...this.lag() };
   }
 
+  private best(): Link | undefined {
+    let best: Link | undefined;
+    for (const link of this.links.values()) if (!link.closed && (!best || link.acked > best.acked)) best = link;
+    return best;
+  }
+
   private ack(link: Link, lsn: number): void {
     link.acked = lsn;
     const durable = this.options.changeLog().durableLsn;
-    if (lsn >= durable) this.waitingSince = undefined;
-    else if (this.state === 'sync') this.waitingSince = this.clock(); // the next unacked one waits from now
-    if (this.state !== 'sync' && lsn >= durable) this.setState('sync', 'caught up');
+    if (lsn >= durable) link.waitingSince = undefined;
+    else if (link.state === 'sync') link.waitingSince = this.clock(); // the next unacked one waits from now
+    if (link.state !== 'sync' && lsn >= durable) this.setState(link, 'sync', 'caught up');
     this.options.writes.reconsider();
   }
 
-  private durable(_lsn: number): void {
-    const link = this.link;
-    if (!link) return;
-    if (this.state === 'sync' && this.waitingSince === undefined && link.acked < this.options.changeLog().durableLsn) this.waitingSince = this.clock();
-    link.wake?.();
+  private durable(): void {
+    const durable = this.options.changeLog().durableLsn;
+    for (const link of this.links.values()) {
+      if (link.state === 'sync' && link.waitingSince === undefined && link.acked < durable) link.waitingSince = this.clock();
+      link.wake?.();
+    }
   }
 
   /** A sync standby whose ack is more than timeoutMs behind is left behind: writes go on without it. */
   private checkLag(): void {
-    if (this.state === 'sync' && this.waitingSince !== undefined && this.clock() - this.waitingSince > this.options.timeoutMs) {
-      this.setState('alone', `the standby did not confirm within ${this.options.timeoutMs} ms`);
-      this.options.writes.reconsider();
+    const now = this.clock();
+    for (const link of this.links.values()) {
+      if (link.state === 'sync' && link.waitingSince !== undefined && now - link.waitingSince > this.options.timeoutMs) {
+        this.setState(link, 'alone', `the standby did not confirm within ${this.options.timeoutMs} ms`);
+        this.options.writes.reconsider();
+      }
     }
-    if (!this.link) {
+    if (this.links.size === 0) {
       clearInterval(this.timer);
       this.timer = undefined;
     }
   }
 
-  private detach(reason: string): void {
-    const link = this.link;
-    if (!link) return;
-    this.link = undefined;
+  private drop(link: Link | undefined, reason: string): void {
+    if (!link || this.links.get(link.hello.id) !== link) return;
+    this.links.delete(link.hello.id);
     link.closed = true;
     link.wake?.();
     link.socket.destroy();
-    this.waitingSince = undefined;
-    if (this.state !== 'none') this.setState('none', reason);
+    if (link.state === 'sync') this.options.log.warn('replication_alone', { standby: link.hello.url, reason, message: 'the leader goes on without this standby until it catches up' });
     this.options.writes.reconsider();
   }
 
-  private setState(state: LinkState, reason: string): void {
-    if (state === this.state) return;
-    const was = this.state;
-    this.state = state;
-    if (state === 'sync') this.options.log.info('replication_sync', { reason });
-    else if (was === 'sync' || state === 'alone') this.options.log.warn('replication_alone', { reason, message: 'the leader goes on without its standby until it catches up' });
+  private setState(link: Link, state: Link['state'], reason: string): void {
+    if (state === link.state) return;
+    const was = link.state;
+    link.state = state;
+    if (state === 'sync') this.options.log.info('replication_sync', { standby: link.hello.url, reason });
+    else if (was === 'sync') this.options.log.warn('replication_alone', { standby: link.hello.url, reason, message: 'the leader goes on without this standby until it catches up' });
   }
 
   /** The stream: every durable change after the standby's position, in order, as the log makes them durable. */

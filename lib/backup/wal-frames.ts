@@ -1,11 +1,24 @@
-/** The write-ahead log's frames read back: whole frames for shipping, and the checks recovery makes of a segment (see wal.ts). */
+/**
+ * The write-ahead log's frames: the one encoder (the log and the replication stream send the same bytes), read
+ * back whole for shipping, and the checks recovery makes of a segment (see wal.ts).
+ */
 import { open, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { isCode } from '../fs-util.js';
-import { ByteReader, decodeFramePayload, FormatError } from './change.js';
+import { ByteReader, decodeFramePayload, FormatError, writeFramePayload, type ByteWriter, type Change } from './change.js';
 
 /** A frame's header: payload length, then the payload's CRC-32, both u32 LE. */
 export const HEADER_BYTES = 8;
+/** Appends `change` to `out` as one frame, encoded in place (no buffer of its own); returns the frame's bytes. */
+export function writeFrame(out: ByteWriter, change: Change): number {
+  const start = out.reserve(HEADER_BYTES); // filled in once the payload's length and checksum are known
+  writeFramePayload(out, change);
+  const length = out.length - start - HEADER_BYTES;
+  out.u32At(start, length);
+  out.u32At(start + 4, crc32(out.view(start + HEADER_BYTES)));
+  return HEADER_BYTES + length;
+}
+
 /** Reads for shipping take at most this much of a segment at once. */
 const READ_CHUNK_BYTES = 16 * 1024 * 1024;
 

@@ -9,23 +9,24 @@
  * change after it are dropped (their waiters told), the segment is cut back to its last durable frame, and
  * writes are refused until a retry finds the log writable again.
  *
- * Layout of the folder: `LOCK` (its owner: wal-lock.ts), segments named `<lineage>-<first lsn>.wal`, and for a
- * moment after a failed write `probe.tmp` (does the disk take writes again?). A frame is [payload length u32
- * LE][CRC-32 of payload u32 LE][payload] (change.ts); wal-frames.ts reads them back, wal-recovery.ts replays
- * them at start.
+ * Layout of the folder: `LOCK` (its owner: wal-lock.ts), `ID` (the server's id: wal-id.ts), segments named
+ * `<lineage>-<first lsn>.wal`, and for a moment after a failed write `probe.tmp` (does the disk take writes
+ * again?). A frame is [payload length u32 LE][CRC-32 of payload u32 LE][payload] (change.ts); wal-frames.ts
+ * reads them back, wal-recovery.ts replays them at start.
  */
 import { mkdir, open, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { isCode, syncDir } from '../fs-util.js';
 import type { Log } from '../log.js';
-import { ByteWriter, CHANGES_A_TURN, decodeFramePayload, writeFramePayload, type Change, type Run } from './change.js';
+import { ByteWriter, CHANGES_A_TURN, decodeFramePayload, type Change, type Run } from './change.js';
 import { checkPosition, type ChangeLog, type LogCursor, type UnshippedChanges } from './change-log.js';
-import { HEADER_BYTES, readFrames } from './wal-frames.js';
+import { readFrames, writeFrame } from './wal-frames.js';
+import { folderId } from './wal-id.js';
 import { FolderLock, type LockTiming } from './wal-lock.js';
 import { listSegments, recoverSegments, segmentName, type Recovery, type Segment } from './wal-recovery.js';
 
+export { FolderIdError } from './wal-id.js';
 export { LogLockedError } from './wal-lock.js';
 export { LogCorruptError, type Recovery } from './wal-recovery.js';
 
@@ -75,6 +76,7 @@ export class WriteAheadLog implements ChangeLog {
   lastLsn = 0;
   durableLsn = 0;
   lineage = '';
+  private serverId = '';
   private segments: Segment[] = [];
   /** Segments a follow() dropped that are not deleted yet (the writer deletes them before it starts a segment). */
   private stale: Segment[] = [];
@@ -110,6 +112,11 @@ export class WriteAheadLog implements ChangeLog {
 
   private constructor(private readonly options: WalOptions) {}
 
+  /** The id of the server that runs on this folder (its `ID` file, made once: wal-id.ts): the lease knows it across restarts. */
+  get id(): string {
+    return this.serverId;
+  }
+
   /** Set while the log cannot be written (disk full, EIO, no segment, the lock lost): writes must be refused. */
   get failure(): Error | undefined {
     return this.lockLost ?? this.broken ?? (this.stopped ? new Error('the write-ahead log is closed') : undefined);
@@ -120,12 +127,13 @@ export class WriteAheadLog implements ChangeLog {
     return this.writer !== undefined;
   }
 
-  /** Creates the folder if needed and takes its lock; LogLockedError if a live server holds it, the file system's error if it cannot be written. */
+  /** Creates the folder if needed, takes its lock and reads its id; LogLockedError if a live server holds it, FolderIdError if its ID file is unreadable, the file system's error if it cannot be written. */
   static async open(options: WalOptions): Promise<WriteAheadLog> {
     const wal = new WriteAheadLog(options);
     await mkdir(options.dir, { recursive: true });
     wal.lock = await FolderLock.take(options.dir, options.lock ?? {}, (err) => wal.loseLock(err));
     try {
+      wal.serverId = await folderId(options.dir);
       wal.segments = await listSegments(options.dir);
     } catch (err) {
       await wal.lock.release();
@@ -157,14 +165,9 @@ export class WriteAheadLog implements ChangeLog {
     if (this.failure || !this.writer) return change;
     // Encoded in place at the end of the group's buffer: no buffer of its own per frame.
     const group = this.pending;
-    const out = (group.out ??= new ByteWriter(GROUP_START_BYTES));
-    const start = out.reserve(HEADER_BYTES); // filled in once the payload's length and checksum are known
-    writeFramePayload(out, change);
-    const length = out.length - start - HEADER_BYTES;
-    out.u32At(start, length);
-    out.u32At(start + 4, crc32(out.view(start + HEADER_BYTES)));
+    const bytes = writeFrame((group.out ??= new ByteWriter(GROUP_START_BYTES)), change);
     this.lastLsn = change.lsn;
-    group.bytes += HEADER_BYTES + length;
+    group.bytes += bytes;
     group.lastLsn = change.lsn;
     this.scheduleFlush();
     return change;
@@ -221,7 +224,7 @@ export class WriteAheadLog implements ChangeLog {
   release(lsn: number): Promise<void> {
     const run = this.releasing.then(async () => {
       // A segment is covered when the next one starts at or before lsn + 1; the newest one is never deleted. The
-      // writer only ever adds at the end, so this may run beside it.
+      // writer only adds at the end, or (follow) swaps the list whole and waits for this, so it may run beside it.
       while (this.segments.length > 1 && this.segments[1]!.firstLsn <= lsn + 1) {
         const old = this.segments.shift()!;
         await unlink(join(this.options.dir, old.name)).catch(() => undefined);

@@ -29,6 +29,7 @@ export interface Ctx {
   stallMs: number;
   /** This server's role: whether it takes writes itself, where they go otherwise, and replication's state. */
   role: RoleView;
+  /** The app's log (forward.ts reports a leader it cannot reach there). */
   log: Log;
 }
 
