@@ -134,7 +134,7 @@ export function createApp(options: AppOptions): App {
     else if (!ctx.checkAuth(req.headers.authorization)) refused = { status: 401, error: 'authentication required' };
     else refused = backups.acceptReplication(req, socket, head);
     if (refused) {
-      const body = JSON.stringify({ error: refused.error });
+      const body = JSON.stringify({ status: refused.status, error: refused.error }); // as every error answer (http.ts)
       socket.end(`HTTP/1.1 ${refused.status} ${STATUS_CODES[refused.status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     }
   });

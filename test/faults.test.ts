@@ -181,6 +181,7 @@ describe('S3 down during scheduled backups', () => {
     const recoveredFrom = log.events.length;
     assert.equal((await waiting).status, 200, 'the write that waited for the lease is acknowledged once it is renewed');
     written.set(3, 4);
+    await waitFor('the lease renewed', async () => s.app.backups.role.status().leaseLapsedMs === undefined);
     await write(next++);
     const newest = next - 1;
     const recovered = await waitFor('a scheduled backup of the newest state', async () => {

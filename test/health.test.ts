@@ -12,13 +12,13 @@ function standbyRole(status: ReplicationStatus): RoleView {
 const FOLLOWING: ReplicationStatus = { role: 'standby', leaderUrl: 'http://10.0.1.23:5000', mode: 'sync', state: 'following', lagMs: 12, lagLsn: 3 };
 
 describe('role and replication in health and metrics', () => {
-  test('a server that always leads: role leader to anyone, replication state none to a caller with credentials', async (t) => {
+  test('a server alone on its prefix leads: role leader to anyone, its address and replication state none to a caller with credentials', async (t) => {
     const s = await startServer(t, await openFileStore(t));
     const open = await s.call('/healthcheck');
     assert.equal(open.json.role, 'leader');
     assert.equal(open.json.replication, undefined);
     const authed = await s.call('/healthcheck', { auth: AUTH });
-    assert.deepEqual(authed.json.replication, { role: 'leader', mode: 'sync', state: 'none' });
+    assert.deepEqual(authed.json.replication, { role: 'leader', mode: 'sync', state: 'none', leaderUrl: s.url });
     const metrics = (await s.call('/metrics', { auth: AUTH })).text;
     assert.match(metrics, /^cubecache_role_leader 1$/m);
     assert.match(metrics, /^cubecache_replication_state\{state="none"\} 1$/m);

@@ -251,11 +251,12 @@ export class Lease {
     const { store, key } = this.options;
     const record: LeaseRecord = { ...previous.record, url: this.url, count: previous.record.count + 1 };
     const bytes = encode(record);
-    const sentAt = this.clock.now();
+    let sentAt = this.clock.now();
     let answer: boolean | undefined; // undefined: an error, after which the write may or may not have landed
     try {
       previous.version ??= await this.versionOf(previous.bytes);
       if (previous.version === undefined) return this.lost();
+      sentAt = this.clock.now(); // the write's own send: the version read before it may have taken long
       answer = await store.putIfMatch(key, bytes, previous.version);
     } catch {
       answer = undefined;
