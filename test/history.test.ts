@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { FileStore } from '../lib/store-file.js';
-import { AUTH, openFileStore, openS3Store, openWalDir, startServer, TEST_CELLS, waitForShipped, type Running, type StoreFixture } from './support/app.js';
+import { AUTH, commitFromElsewhere, openFileStore, openS3Store, openWalDir, startServer, TEST_CELLS, waitForShipped, type Running, type StoreFixture } from './support/app.js';
 import { seededRandom, splittingInstant } from './support/model.js';
 import { basicHeader, waitFor } from './support/http.js';
 
@@ -154,7 +154,7 @@ describe('time travel', () => {
     const fixture = await openFileStore(t);
     const a = await startServer(t, fixture, { wal: { dir: await openWalDir(t), sync: 'write' }, shipIntervalMs: 30 });
     assert.equal((await a.post('/s3dump')).status, 200);
-    await startServer(t, fixture, { wal: { dir: await openWalDir(t), sync: 'write' } });
+    await commitFromElsewhere(fixture);
     await a.post('/request', { action: 1, index: 1, category: 1 }); // its shipment finds the prefix taken
     await waitFor('fenced', async () => (await a.call('/healthcheck')).json.backup.fenced);
     const refused = await a.post('/restore', { at: new Date().toISOString(), start: 0, count: 1 });

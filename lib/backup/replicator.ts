@@ -60,6 +60,8 @@ export class Replicator {
   private readonly clock: () => number;
   private readonly stopListening: () => void;
   private stopped = false;
+  /** A standby has been connected: without one now, the leader is alone (not merely unpaired). */
+  private hadStandby = false;
 
   constructor(private readonly options: ReplicatorOptions) {
     this.clock = options.clock ?? (() => performance.now());
@@ -67,12 +69,12 @@ export class Replicator {
     this.stopListening = options.writes.onDurable(() => this.durable());
   }
 
-  /** The state as health reports it: the best of the links ('none' without one). */
+  /** The state as health reports it: the best of the links; without one, 'alone' once a standby was connected, else 'none'. */
   get state(): LinkState {
-    let best: LinkState = 'none';
+    let best: LinkState = this.hadStandby ? 'alone' : 'none';
     for (const link of this.links.values()) {
       if (link.state === 'sync') return 'sync';
-      if (link.state === 'catching-up' || best === 'none') best = link.state;
+      if (link.state === 'catching-up' || best !== 'catching-up') best = link.state;
     }
     return best;
   }
@@ -107,6 +109,7 @@ export class Replicator {
     const caughtUp = hello.after >= this.options.changeLog().durableLsn;
     const link: Link = { socket, hello, acked: hello.after, closed: false, state: caughtUp ? 'sync' : 'catching-up', waitingSince: undefined, wake: undefined };
     this.links.set(hello.id, link);
+    this.hadStandby = true;
     socket.setNoDelay(true);
     const acks = new AckReader();
     const onData = (chunk: Buffer) => {

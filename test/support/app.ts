@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { createApp, type App, type AppOptions } from '../../lib/app.js';
 import { RestoreError } from '../../lib/backup/backups.js';
+import { CommitLog } from '../../lib/backup/commit-log.js';
 import { loadConfig } from '../../lib/config.js';
 import { silentLog } from './log.js';
 import type { BlobStore } from '../../lib/store.js';
@@ -159,4 +160,17 @@ export async function assertBootRefusal(app: App, started: Promise<unknown>, cau
 /** Waits until the store holds every change `server` made: its health shows no unsaved changes. */
 export async function waitForShipped(server: Pick<Running, 'call'>, what = 'shipped'): Promise<void> {
   await waitFor(what, async () => !(await server.call('/healthcheck')).json.backup.unsavedChanges);
+}
+
+/**
+ * Another writer takes the next seq of `fixture`'s commit chain, as a server that took over would: the server
+ * on the prefix is fenced at its next commit. (A second server started on a live prefix is its standby now,
+ * so a test that needs a fenced server makes the foreign commit itself.)
+ */
+export async function commitFromElsewhere(fixture: StoreFixture): Promise<void> {
+  const commits = new CommitLog(fixture.store, fixture.prefix, silentLog, Date.now);
+  await waitFor('a foreign commit claimed', async () => {
+    const seqs = await commits.seqs();
+    return commits.claim({ format: 2, kind: 'takeover', seq: (seqs.at(-1) ?? 0) + 1, writer: commits.writer, committedAt: new Date().toISOString(), reason: 'takeover', lineage: randomBytes(8).toString('hex'), lsn: 0 });
+  });
 }
