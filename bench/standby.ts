@@ -1,8 +1,9 @@
 /**
  * The standby (issue 18): what sync replication costs a write, and how long writes fail when the leader goes.
  * (a) Single-cell POST /request writes (wrk) on a leader with a sync standby, against the same build alone,
- *     in one run, interleaved: on loopback, and through the fault proxy with 0.5 ms each way between the
- *     servers (two availability zones). Ratio of req/s (target >= 0.7x), p99, CPU of both processes.
+ *     in one run, interleaved: on loopback, and through the fault proxy with 1 ms each way between the
+ *     servers (the proxy's timers cannot do the 0.5 ms of two availability zones: an upper bound). Ratio of
+ *     req/s (target >= 0.7x), p99, CPU of both processes.
  * (b) Takeover after kill -9 of the leader, `--takeovers N` rounds (50): p50 and p99 of the time a client
  *     sees writes fail, from the last write acknowledged before the kill to the first after (target p99 <= 3 s).
  * (c) The SIGTERM handover, `--handovers N` rounds (10): the same measure.
@@ -32,7 +33,9 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CELLS = Number(values.cells);
 const WRITE_TARGET = 0.7;
 const TAKEOVER_TARGET_MS = 3000;
-const DELAY_MS = 0.5;
+// The issue asks for about 0.5 ms each way (two availability zones); the fault proxy delays with setTimeout,
+// whose shortest delay is 1 ms, so 1 ms each way is what it can do: an upper bound of the cost.
+const DELAY_MS = 1;
 
 /** The bench's owner of clean-ups: everything goes at the bench's end. */
 const owner = { after: (fn: () => unknown) => onCleanup(async () => { await fn(); }) };
