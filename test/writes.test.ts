@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { AUTH, openFileStore, startServer } from './support/app.js';
+import { AUTH, commitFromElsewhere, openFileStore, startServer } from './support/app.js';
 import { waitFor } from './support/http.js';
 import { openTinyDisk } from './support/tiny-disk.js';
 
@@ -35,7 +35,7 @@ describe('the write path', () => {
   test('every route that changes cells answers 503 while the server is fenced, and changes nothing', async (t) => {
     const fixture = await openFileStore(t);
     const a = await startServer(t, fixture, { shipIntervalMs: 30 });
-    await startServer(t, fixture); // claims the prefix
+    await commitFromElsewhere(fixture); // another server took the prefix over
     await a.post('/request', { action: 1, index: 1, category: 1 }).catch(() => undefined); // its shipment finds the prefix taken
     await waitFor('fenced', async () => (await a.call('/healthcheck')).json.backup.fenced);
     const at = new Date(Date.now() - 50).toISOString();

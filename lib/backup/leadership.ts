@@ -45,6 +45,8 @@ type Phase = 'starting' | 'leader' | 'standby' | 'promoting' | 'handing-over' | 
 
 /** How long a write waits for a takeover or handover under way before it is refused (503, Retry-After). */
 const TRANSITION_WAIT_MS = 5000;
+/** Tries at the lease before a start gives up (a poll apart: about 5 s). */
+const START_ATTEMPTS = 20;
 /** How long a handover waits for the standby to hold every change before the leader stops alone. */
 const HANDOVER_CATCH_UP_MS = 5000;
 
@@ -106,11 +108,22 @@ export class Leadership implements RoleView {
    * from before a restart): boot as leader. Else boot as a standby; contending starts in begin().
    */
   async start(): Promise<Booted> {
+    // The role is never guessed: a standby sets its log aside, so a server whose log holds acknowledged
+    // changes must know the lease is another's before it becomes one. An unreadable lease is retried, then
+    // refuses the start (as an unreachable store does).
     let held = false;
-    try {
-      held = await this.lease.tryAcquire();
-    } catch (err) {
-      this.options.log.warn('lease_unreadable', { err, message: 'the lease could not be read: starting as a standby, contending' });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        held = await this.lease.tryAcquire();
+        // Lost to a lease that names this very server (this WAL_DIR's earlier process, whose last renewal landed
+        // late): it is ours to take back; try again rather than become a standby and set the log aside.
+        if (held || this.lease.current?.holder !== this.options.id || attempt >= START_ATTEMPTS) break;
+        await new Promise((resolve) => setTimeout(resolve, this.lease.pollMs));
+        continue;
+      } catch (err) {
+        if (attempt >= START_ATTEMPTS) throw new Error(`the lease ${this.parts.core.prefix}lease.json could not be read (${(err as Error).message})`, { cause: err });
+        await new Promise((resolve) => setTimeout(resolve, this.lease.pollMs));
+      }
     }
     if (held) {
       const booted = await this.parts.boot(false);

@@ -162,7 +162,8 @@ export class Lease {
       const next = this.record(1);
       const bytes = encode(next);
       const sentAt = this.clock.now();
-      return (await store.putIfAbsent(key, bytes)) && (await this.took(next, bytes, sentAt));
+      await store.putIfAbsent(key, bytes).catch(() => false);
+      return this.took(next, bytes, sentAt); // reads back: a write whose reply was lost (its retry then refused) is still ours
     }
     if (this.seen?.version !== found.version) this.seen = { version: found.version, at: receivedAt };
     const record = decode(found.body);
@@ -173,7 +174,8 @@ export class Lease {
     const next = this.record((record?.epoch ?? 0) + 1);
     const bytes = encode(next);
     const sentAt = this.clock.now();
-    return (await store.putIfMatch(key, bytes, found.version)) && (await this.took(next, bytes, sentAt));
+    await store.putIfMatch(key, bytes, found.version).catch(() => false);
+    return this.took(next, bytes, sentAt); // reads back, as above
   }
 
   /** Contends every pollMs until this server holds the lease; resolves then (never, if stop() comes first). */
