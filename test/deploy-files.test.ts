@@ -4,6 +4,7 @@
  * relies on it: what the tests' Ceph and the local deploy play cannot see.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -194,9 +195,26 @@ describe('iam/instance-role-policy.json', () => {
   });
 
   test('a 403 on the legacy key at first boot: the boot refuses, saying that a missing key reads as 403 without s3:ListBucket', async (t) => {
-    // An S3 endpoint that lists nothing and refuses every GetObject, as AWS does for a role without s3:ListBucket.
+    // An S3 endpoint that lists nothing and refuses every GetObject, as AWS does for a role without s3:ListBucket;
+    // only the lease (which every start reads and writes first) is kept, so that the boot reaches the legacy key.
+    let lease: Buffer | undefined;
     const s3 = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://x');
+      if (url.pathname === '/world/cubecache/lease.json') {
+        const etag = lease && `"${createHash('md5').update(lease).digest('hex')}"`;
+        if (req.method === 'GET') {
+          if (lease) res.writeHead(200, { ETag: etag, 'Content-Length': lease.byteLength }).end(lease);
+          else res.writeHead(404, { 'Content-Type': 'application/xml' }).end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code></Error>');
+          return;
+        }
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          lease = Buffer.concat(chunks);
+          res.writeHead(200, { ETag: `"${createHash('md5').update(lease).digest('hex')}"` }).end();
+        });
+        return;
+      }
       if (req.method === 'GET' && url.searchParams.get('list-type') === '2') {
         res.writeHead(200, { 'Content-Type': 'application/xml' });
         res.end('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>world</Name><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>');

@@ -45,7 +45,7 @@ type Phase = 'starting' | 'leader' | 'standby' | 'promoting' | 'handing-over' | 
 
 /** How long a write waits for a takeover or handover under way before it is refused (503, Retry-After). */
 const TRANSITION_WAIT_MS = 5000;
-/** Tries at the lease before a start gives up (a poll apart: about 5 s). */
+/** Tries at a lease that names this server before a start gives up on it (a poll apart: about 5 s). */
 const START_ATTEMPTS = 20;
 /** How long a handover waits for the standby to hold every change before the leader stops alone. */
 const HANDOVER_CATCH_UP_MS = 5000;
@@ -109,21 +109,15 @@ export class Leadership implements RoleView {
    */
   async start(): Promise<Booted> {
     // The role is never guessed: a standby sets its log aside, so a server whose log holds acknowledged
-    // changes must know the lease is another's before it becomes one. An unreadable lease is retried, then
-    // refuses the start (as an unreachable store does).
+    // changes must know the lease is another's before it becomes one. An unreadable lease refuses the start
+    // (its error is the boot's refusal, as an unreachable store's is).
     let held = false;
     for (let attempt = 1; ; attempt++) {
-      try {
-        held = await this.lease.tryAcquire();
-        // Lost to a lease that names this very server (this WAL_DIR's earlier process, whose last renewal landed
-        // late): it is ours to take back; try again rather than become a standby and set the log aside.
-        if (held || this.lease.current?.holder !== this.options.id || attempt >= START_ATTEMPTS) break;
-        await new Promise((resolve) => setTimeout(resolve, this.lease.pollMs));
-        continue;
-      } catch (err) {
-        if (attempt >= START_ATTEMPTS) throw new Error(`the lease ${this.parts.core.prefix}lease.json could not be read (${(err as Error).message})`, { cause: err });
-        await new Promise((resolve) => setTimeout(resolve, this.lease.pollMs));
-      }
+      held = await this.lease.tryAcquire();
+      // Lost to a lease that names this very server (this WAL_DIR's earlier process, whose last renewal landed
+      // late): it is ours to take back; try again rather than become a standby and set the log aside.
+      if (held || this.lease.current?.holder !== this.options.id || attempt >= START_ATTEMPTS) break;
+      await new Promise((resolve) => setTimeout(resolve, this.lease.pollMs));
     }
     if (held) {
       const booted = await this.parts.boot(false);
