@@ -93,7 +93,7 @@ describe('replication, the leader\'s side', () => {
 
     // The link cut: the leader answers alone; when it returns, the standby catches up and sync resumes.
     proxy.set({ kind: 'refuse' });
-    await waitFor('the leader without its standby', async () => (await roleOf(leader)).replication.state === 'none');
+    await waitFor('the leader without its standby', async () => (await roleOf(leader)).replication.state === 'alone');
     for (let i = 0; i < 10; i++) assert.equal((await within(write(leader, 10 + i, 3), 5000, 'a write with the standby gone')).status, 200);
     assert.equal(await categoryAt(standby, 10), 0, 'the standby has not seen it');
     const back = leader.log.events.length;
