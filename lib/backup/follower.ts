@@ -72,8 +72,7 @@ export class Follower {
         // the first commit: its changes are numbered from where the commit says the store stands.
         const from = commit.kind === 'changes' ? commit.fromLsn - 1 : commit.lsn;
         await writes.settled();
-        await core.changeLog.follow(commit.lineage, from);
-        writes.followed(from);
+        await writes.follow(commit.lineage, from);
         core.storeLsn = from;
         this.closeStream(); // a stream of another lineage is a zombie's
       }

@@ -197,7 +197,7 @@ export class Leadership implements RoleView {
    */
   async handover(): Promise<boolean> {
     if (this.phase !== 'leader') {
-      if (this.phase === 'standby') await this.stopFollowing();
+      if (this.phase === 'standby') await this.follower.stop();
       return false;
     }
     this.phase = 'handing-over';
@@ -260,9 +260,6 @@ export class Leadership implements RoleView {
     }
   }
 
-  private async stopFollowing(): Promise<void> {
-    await this.follower.stop();
-  }
 
   /** The lease is ours: catch up from the store, ship the old lineage's tail, begin a lineage of our own, lead. */
   private async takeOver(): Promise<void> {
@@ -289,8 +286,7 @@ export class Leadership implements RoleView {
           if (!(err instanceof FencedError) || attempt >= 20) throw err;
         }
       }
-      await core.changeLog.follow(lineage, 0);
-      writes.followed(0);
+      await writes.follow(lineage, 0);
       core.storeLsn = 0;
       core.storeAt = core.now();
       this.becomeLeader();
@@ -320,9 +316,7 @@ export class Leadership implements RoleView {
       await this.parts.stopLoops();
       await this.parts.writes.settled();
       this.parts.core.commits.fenced = null;
-      await this.parts.boot(true);
-      // The log now follows the store's lineage from its lsn: the write path counts durable lsns from there too.
-      this.parts.writes.followed(this.parts.core.changeLog.lastLsn);
+      await this.parts.boot(true); // backups.ts tells the write path where the reloaded log stands (WritePath.replayed)
       this.phase = 'standby';
       this.options.log.info('role_changed', { role: 'standby', reason });
       this.followAndContend();

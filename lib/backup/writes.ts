@@ -110,9 +110,13 @@ export class WritePath {
     return () => this.durableListeners.delete(listener);
   }
 
-  /** The log now continues another lineage after `lsn` (ChangeLog.follow): lsns restart there. Nothing may be pending. */
-  followed(lsn: number): void {
-    if (this.pending.length > 0) throw new Error('followed() with changes pending');
+  /**
+   * Switches the log to continue `lineage` after `lsn` (ChangeLog.follow: a standby following a new leader, a
+   * takeover's own lineage), and counts durable lsns from there. Call once settled(): nothing may be pending.
+   */
+  async follow(lineage: string, lsn: number): Promise<void> {
+    if (this.pending.length > 0) throw new Error('follow() with changes pending');
+    await this.changeLog().follow(lineage, lsn);
     this.localDurable = lsn;
     this.marks = [];
   }
@@ -177,10 +181,14 @@ export class WritePath {
     return Math.max(this.marks[0]?.at ?? storeAt, storeAt);
   }
 
-  /** After boot: changes the log replayed that the store lacks count as unsaved from now. */
+  /**
+   * After a boot (the first, or a demoted leader's reload as a standby): durable lsns count from the log's
+   * position, and changes the log replayed that the store lacks count as unsaved from now.
+   */
   replayed(): void {
     const { storeLsn } = this.store();
-    if (this.changeLog().lastLsn > storeLsn) this.marks = [{ lsn: storeLsn + 1, at: this.now() }];
+    this.localDurable = this.changeLog().lastLsn;
+    this.marks = this.changeLog().lastLsn > storeLsn ? [{ lsn: storeLsn + 1, at: this.now() }] : [];
   }
 
   /** Drops the marks of changes the store holds through `floor`, keeping the one at or before the first it lacks. */
