@@ -7,6 +7,9 @@ import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { startS3Server } from './support/s3-server.js';
 
+/** The whole suite takes a few minutes on 2 cores; this is far past that, and far short of CI's limit. */
+const SUITE_DEADLINE_MS = 30 * 60_000;
+
 const files = process.argv.slice(2).filter((arg) => !arg.startsWith('-'));
 const flags = process.argv.slice(2).filter((arg) => arg.startsWith('-'));
 const testFiles = files.length > 0 ? files : readdirSync('test').filter((name) => name.endsWith('.test.ts')).sort().map((name) => `test/${name}`);
@@ -22,6 +25,7 @@ try {
       process.execPath, '--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-timeout=120000', ...flags, ...testFiles],
     {
       stdio: 'inherit',
+      detached: true,
       env: {
         ...process.env,
         TEST_S3_ENDPOINT: s3.endpoint,
@@ -32,7 +36,18 @@ try {
       },
     },
   );
+  // A test file that never ends (a server process nobody stopped keeps its event loop alive) would hold the run
+  // until CI's own limit, with no word of why: past the deadline the whole tree goes, and the run fails saying so.
+  const deadline = setTimeout(() => {
+    console.error(`\n!! the suite did not finish within ${SUITE_DEADLINE_MS / 60_000} minutes: stopping it. The spec output above shows the files that finished; a file missing from it is the one that hung.\n`);
+    try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
+  }, SUITE_DEADLINE_MS);
+  // The tree runs in a process group of its own, so that it can be stopped whole; an interrupt still reaches it.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => { try { process.kill(-child.pid!, signal); } catch { /* already gone */ } });
+  }
   code = await new Promise<number>((resolve) => child.on('exit', (status, signal) => resolve(status ?? (signal ? 1 : 0))));
+  clearTimeout(deadline);
 } finally {
   await s3.stop();
 }

@@ -11,6 +11,7 @@ import { RestoreError } from '../../lib/backup/backups.js';
 import { CommitLog } from '../../lib/backup/commit-log.js';
 import { loadConfig } from '../../lib/config.js';
 import { silentLog } from './log.js';
+import { own, stopOwned } from './owned.js';
 import type { BlobStore } from '../../lib/store.js';
 import { FileStore } from '../../lib/store-file.js';
 import { S3Store } from '../../lib/store-s3.js';
@@ -21,18 +22,17 @@ export const AUTH = { user: 'tester', password: 'correct horse battery staple' }
 /** A small world keeps tests fast; the size is not what they test. */
 export const TEST_CELLS = 4096;
 
-/** The apps startServer started for each test, so that a folder the test made is removed only after they closed. */
-const serversOf = new WeakMap<TestContext, Set<App>>();
-
 /**
- * Removes `dir` when `t` ends, once every server the test started has closed: node:test runs after-hooks in
- * the order they were added, so a folder made before its server would otherwise go while the server still
- * ships into it.
+ * Removes `dir` when `t` ends, once every server and server process the test started has stopped (see
+ * ./owned.ts); a removal that fails still leaves nothing running.
  */
 function removeAfterServers(t: TestContext, dir: string): void {
   t.after(async () => {
-    await Promise.all([...(serversOf.get(t) ?? [])].map((app) => app.close()));
-    await rm(dir, { recursive: true, force: true });
+    try {
+      await stopOwned(t);
+    } finally {
+      await rm(dir, { recursive: true, force: true, maxRetries: 3 });
+    }
   });
 }
 
@@ -129,8 +129,7 @@ export function productionOptions(fixture: StoreFixture, walDir: string, overrid
 export async function startServer(t: TestContext, fixture: StoreFixture, overrides: Partial<AppOptions> = {}): Promise<Running> {
   const temp = 'wal' in overrides ? undefined : await mkdtemp(join(tmpdir(), 'cubecache-wal-'));
   const app = createApp(productionOptions(fixture, join(temp ?? '', 'wal'), overrides));
-  if (!serversOf.has(t)) serversOf.set(t, new Set());
-  serversOf.get(t)!.add(app);
+  own(t, () => app.close());
   // The log's folder goes only once the app has closed it.
   t.after(async () => {
     await app.close();

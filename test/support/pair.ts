@@ -11,6 +11,7 @@ import { call } from './http.js';
 import { AUTH, openWalDir, PRODUCTION, productionOptions, startServer, type Running, type StoreFixture } from './app.js';
 import { waitFor } from './http.js';
 import { memoryLog } from './log.js';
+import { own } from './owned.js';
 
 /** A running app with a log that keeps its events, and its own WAL_DIR. */
 export interface Member extends Running {
@@ -32,6 +33,7 @@ export async function startMemberAt(t: TestContext, fixture: StoreFixture, port:
   const dir = await mkdtemp(join(tmpdir(), 'cubecache-wal-'));
   const walDir = join(dir, 'wal');
   const app = createApp(productionOptions(fixture, walDir, { log, ...overrides }));
+  own(t, () => app.close());
   t.after(async () => {
     await app.close();
     await rm(dir, { recursive: true, force: true });

@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { own } from './owned.js';
 
 export interface ServerProcess {
   child: ChildProcess;
@@ -24,11 +25,7 @@ export interface Owner { after(fn: () => unknown): void }
 /** Spawns `node --import tsx server.ts` with exactly `env` (plus PATH); killed when `owner` ends if still running. */
 export function spawnServer(t: Owner, env: Record<string, string>): ServerProcess {
   // Without DATA_DIR or WAL_DIR the log would go to ./data/wal of the checkout: give it a folder of its own.
-  let ownWal: string | undefined;
-  if (env.DATA_DIR === undefined && env.WAL_DIR === undefined) {
-    ownWal = mkdtempSync(join(tmpdir(), 'cubecache-wal-'));
-    t.after(() => rmSync(ownWal!, { recursive: true, force: true }));
-  }
+  const ownWal = env.DATA_DIR === undefined && env.WAL_DIR === undefined ? mkdtempSync(join(tmpdir(), 'cubecache-wal-')) : undefined;
   const child = spawn(process.execPath, ['--import', 'tsx', 'server.ts'], {
     env: { PATH: process.env.PATH ?? '', NODE_V8_COVERAGE: process.env.NODE_V8_COVERAGE ?? '', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...(ownWal ? { WAL_DIR: join(ownWal, 'wal') } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -53,11 +50,17 @@ export function spawnServer(t: Owner, env: Record<string, string>): ServerProces
   exited.then(() => { for (const wake of waiters) wake(); });
   let done = false;
   exited.then(() => { done = true; });
-  t.after(async () => {
+  const stop = async () => {
     if (!done) {
       child.kill('SIGKILL');
       await exited;
     }
+  };
+  // A folder the test made earlier is removed only once this process is gone (./owned.ts); its own log folder too.
+  own(t, stop);
+  t.after(async () => {
+    await stop();
+    if (ownWal) rmSync(ownWal, { recursive: true, force: true });
   });
   const proc: ServerProcess = {
     child, events, exited,
