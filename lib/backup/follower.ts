@@ -71,10 +71,12 @@ export class Follower {
         // A server took over with a lineage of its own (a takeover commit), or this standby started before
         // the first commit: its changes are numbered from where the commit says the store stands.
         const from = commit.kind === 'changes' ? commit.fromLsn - 1 : commit.lsn;
+        // The stream of the old lineage is a zombie's: closed before the switch, so nothing of it lands after,
+        // and nobody sees the new lineage with the old stream still open.
+        this.closeStream();
         await writes.settled();
         await writes.follow(commit.lineage, from);
         core.storeLsn = from;
-        this.closeStream(); // a stream of another lineage is a zombie's
       }
       if (commit.kind === 'changes') {
         if (commit.toLsn > writes.lastLsn) {
