@@ -7,18 +7,27 @@
  *
  *   npm run bench:request            BENCH_SECONDS=5 BENCH_ROUNDS=5 BENCH_CONNECTIONS=64 BENCH_THREADS=2
  *   BENCH_PROFILE=cpu npm run bench:request   (--cpu-prof of both server processes; summarise with bench/profile.ts)
+ *   BENCH_AGAINST=/path/to/checkout npm run bench:request   (also an earlier build, built there, in the same
+ *   rotation: "no regression against main before the change" in one run; the ratio to it is reported)
  */
 import {
   cpuMs, ensureBuilt, fmt, fmtInt, fmtMs, http, main, median, profileArgs, RUN_SECONDS, runWrk, sleep, startBaseline,
   startCubecache, table, verdicts, wrkBinary, wrkErrors, wrkScript, type Mode, type WrkResult,
 } from './support.js';
+import { execFileSync } from 'node:child_process';
 import { redisPeerAvailable, startRedisPeer } from './peer-redis.js';
+
+/** The commit a checkout stands at, for the report. */
+function gitHead(dir: string): string {
+  try { return execFileSync('git', ['-C', dir, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' }).trim().slice(0, 80); } catch { return 'not a git checkout'; }
+}
 
 // Five rounds: on a shared 2-core VM one round in three can run at half speed; the median of five holds.
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const TARGET = 0.9;
+const AGAINST = process.env.BENCH_AGAINST;
 
-type Name = 'cubecache' | 'baseline' | 'redis+webdis';
+type Name = 'cubecache' | 'baseline' | 'redis+webdis' | 'earlier build';
 interface Run { server: Name; mode: Mode; round: number; wrk: WrkResult; cpuUsPerRequest: number }
 
 await main('bench:request: single-cell POST /request, cubecache vs a bare node:http baseline', async () => {
@@ -43,10 +52,15 @@ await main('bench:request: single-cell POST /request, cubecache vs a bare node:h
     const unauth = await http(`${redis.url}/GETRANGE/world/0/3`, { auth: false });
     if (unauth.status === 200) throw new Error('redis+webdis: no auth answered 200');
   }
+  const earlier = AGAINST ? await startCubecache('earlier build', { root: AGAINST }) : undefined;
+  if (earlier) {
+    console.log(`earlier build: ${AGAINST} (${gitHead(AGAINST!)})`);
+    targets.set('earlier build', { url: `${earlier.url}/request`, pids: [earlier.pid], script: requestScripts });
+  }
   const names = [...targets.keys()];
 
   // Both must give the same answers, or the comparison means nothing.
-  for (const s of [cube, base]) {
+  for (const s of [cube, base, ...(earlier ? [earlier] : [])]) {
     const w = await http(`${s.url}/request`, { body: '{"action":1,"index":12345,"category":9,"rotation":1,"sideA":2,"sideB":3}' });
     const r = await http(`${s.url}/request`, { body: '{"action":0,"index":12345}' });
     const expected = '{"status":200,"category":9,"rotation":1,"sideA":2,"sideB":3}';
@@ -108,6 +122,10 @@ await main('bench:request: single-cell POST /request, cubecache vs a bare node:h
       pass: rps('cubecache', mode) / rps('baseline', mode) >= TARGET,
     })),
   ]);
+  if (earlier) {
+    table('Against the earlier build (BENCH_AGAINST; reported, no target)', ['mode', 'cubecache / earlier build req/s', 'rounds', 'CPU per request cubecache / earlier build'],
+      (['read', 'write'] as const).map((mode) => [mode, `${fmt(rps('cubecache', mode) / rps('earlier build', mode), 2)}x`, list(perRound('earlier build', mode)), `${fmt(cpuPer('cubecache', mode) / cpuPer('earlier build', mode), 2)}x`]));
+  }
   if (targets.has('redis+webdis')) {
     table('Against the peer a user could deploy instead (reported, no target)', ['mode', 'cubecache / redis+webdis req/s', 'rounds', 'CPU per request cubecache / redis+webdis'],
       (['read', 'write'] as const).map((mode) => [mode, `${fmt(rps('cubecache', mode) / rps('redis+webdis', mode), 2)}x`, list(perRound('redis+webdis', mode)), `${fmt(cpuPer('cubecache', mode) / cpuPer('redis+webdis', mode), 2)}x`]));
@@ -115,5 +133,6 @@ await main('bench:request: single-cell POST /request, cubecache vs a bare node:h
 
   await cube.stop();
   await base.stop();
+  await earlier?.stop();
   await redis?.stop();
 });

@@ -106,8 +106,8 @@ export function ensureBuilt(): ServerCommand {
  * The environment and node flags of `npm start` (package.json): `VAR=value ... node <flags> dist/server.js`.
  * Benchmarks run the server with them, so they measure the process production runs.
  */
-export function productionStart(): { env: Record<string, string>; nodeArgs: string[] } {
-  const start = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+export function productionStart(root = ROOT): { env: Record<string, string>; nodeArgs: string[] } {
+  const start = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
   const words = start.trim().split(/\s+/);
   const node = words.indexOf('node');
   if (node < 0 || words.at(-1) !== 'dist/server.js') throw new Error(`npm start is not "VAR=value node <flags> dist/server.js": ${start}`);
@@ -163,6 +163,8 @@ export interface StartOptions {
   onSpawn?: (pid: number) => void;
   /** How long to wait for `listening` (60 s): a restore of a large world on a busy machine takes longer. */
   listenTimeoutMs?: number;
+  /** Another checkout to run instead of this one (its dist/server.js, built there): an earlier build to compare against. */
+  root?: string;
 }
 
 /** What the probe's SIGURG prints: process.memoryUsage() and V8's heap spaces (name → bytes reserved). */
@@ -203,7 +205,9 @@ export async function startCubecache(name: string, options: StartOptions = {}): 
   if (!env.S3_BUCKET && !env.DATA_DIR) env.DATA_DIR = mkdtempSync(join(workDir(), 'data-'));
   // Each server its own write-ahead log (never ./data/wal of the checkout, and never one shared by two runs).
   if (env.WAL_DIR === undefined) env.WAL_DIR = join(mkdtempSync(join(workDir(), 'wal-')), 'wal');
-  return spawnProcess(name, [...nodeArgs, ...command.args], env, options);
+  if (options.root !== undefined && !existsSync(join(options.root, 'dist', 'server.js'))) throw new Error(`${options.root}: no dist/server.js (run npm ci and npm run build there)`);
+  const args = options.root === undefined ? command.args : [...productionStart(options.root).nodeArgs, 'dist/server.js'];
+  return spawnProcess(name, [...nodeArgs, ...args], env, options);
 }
 
 /** Starts the bare node:http baseline (bench/baseline-server.ts, transpiled, no tsx in the process). */
@@ -217,7 +221,7 @@ export async function startBaseline(cells = WORLD_CELLS, nodeArgs: string[] = []
 
 async function spawnProcess(name: string, args: string[], env: Record<string, string>, options: StartOptions): Promise<ServerProc> {
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, args, { cwd: options.root ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   if (child.pid === undefined) throw new Error(`${name}: spawn failed`);
   options.onSpawn?.(child.pid);
