@@ -8,7 +8,7 @@ import { isJsonSpace } from '../json-scanner.js';
 import { encodeAnswer, MAX_BATCH, opensBatch, parseRequest, type CellCommand, type RequestBody } from '../protocol.js';
 import { requireAuth, type Ctx } from './context.js';
 import { toLeader } from './leader.js';
-import { NO_PARAMETERS, queryOf } from './query.js';
+import { refuseQuery } from './query.js';
 
 /** Bodies of /request holding one command: it is under 200 bytes; a few KiB leaves room for whitespace and unknown fields. */
 export const REQUEST_BODY_LIMIT = 4096;
@@ -32,7 +32,7 @@ const REQUEST_LIMIT: BodyLimit = {
 export function request(req: IncomingMessage, res: ServerResponse, ctx: Ctx, done: (err?: unknown) => void): void {
   try {
     requireAuth(req, ctx);
-    queryOf(req, NO_PARAMETERS);
+    refuseQuery(req);
   } catch (err) {
     done(err);
     return;
