@@ -25,6 +25,7 @@ import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeBackup } from '../lib/backup/backup-format.js';
 import type { Change } from '../lib/backup/change.js';
+import { batchOf } from '../lib/backup/change-batch.js';
 import { packChangeSet } from '../lib/backup/change-set.js';
 import { CommitLog } from '../lib/backup/commit-log.js';
 import { createLog } from '../lib/log.js';
@@ -271,7 +272,7 @@ async function seedHour(store: BlobStore, prefix: string, base: Uint8Array): Pro
       const by = i < 3 && griefed < GRIEFER_CHANGES ? (griefed++, GRIEFER) : i % 4 ? '0123456789ABCDEF' : '';
       changes.push({ lsn: ++lsn, at: at + i * 10, by, runs: [{ start: index, bytes }] });
     }
-    const packed = await packChangeSet(changes);
+    const packed = await packChangeSet(batchOf(changes));
     await commits.append({
       kind: 'changes', reason: 'bench', name: `${s}`, lineage, lsn, fromLsn: changes[0]!.lsn, toLsn: lsn, count: changes.length, firstAt: new Date(changes[0]!.at).toISOString(),
       lastAt: new Date(changes.at(-1)!.at).toISOString(), bytes: packed.bytes, compressedBytes: packed.body.byteLength, sha256: packed.sha256, inline: packed.body.toString('base64'),
@@ -324,7 +325,7 @@ async function seed(store: BlobStore, prefix: string, world: Uint8Array, sets: n
       lsn++;
       changes.push({ lsn, at: at + s * 1000 + i * 10, by: i % 4 ? '0123456789ABCDEF' : '', runs: [{ start: Math.floor(Math.random() * cells), bytes: Uint8Array.of(1 + (i % 200), 0, 1, 2) }] });
     }
-    const packed = await packChangeSet(changes);
+    const packed = await packChangeSet(batchOf(changes));
     await commits.append({
       kind: 'changes', reason: 'bench', name: `${s}`, lineage, lsn, fromLsn: changes[0]!.lsn, toLsn: lsn, count: perSet, firstAt: new Date(changes[0]!.at).toISOString(),
       lastAt: new Date(changes.at(-1)!.at).toISOString(), bytes: packed.bytes, compressedBytes: packed.body.byteLength, sha256: packed.sha256, inline: packed.body.toString('base64'),

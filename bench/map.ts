@@ -20,6 +20,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodeBackup } from '../lib/backup/backup-format.js';
 import type { Change } from '../lib/backup/change.js';
+import { batchOf } from '../lib/backup/change-batch.js';
 import { packChangeSet } from '../lib/backup/change-set.js';
 import { CommitLog } from '../lib/backup/commit-log.js';
 import { createLog } from '../lib/log.js';
@@ -159,7 +160,7 @@ async function seedHour(store: BlobStore, prefix: string, base: Uint8Array): Pro
       model.set(bytes, index * 4);
       changes.push({ lsn: ++lsn, at: at + i * 10, by: i % 4 ? '0123456789ABCDEF' : '', runs: [{ start: index, bytes }] });
     }
-    const packed = await packChangeSet(changes);
+    const packed = await packChangeSet(batchOf(changes));
     await commits.append({
       kind: 'changes', reason: 'bench', name: `${s}`, lineage, lsn, fromLsn: changes[0]!.lsn, toLsn: lsn, count: changes.length, firstAt: new Date(changes[0]!.at).toISOString(),
       lastAt: new Date(changes.at(-1)!.at).toISOString(), bytes: packed.bytes, compressedBytes: packed.body.byteLength, sha256: packed.sha256, inline: packed.body.toString('base64'),

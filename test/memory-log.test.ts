@@ -15,7 +15,7 @@ test('follow drops every change held; appends go on at lsn + 1 of the new lineag
   assert.equal(log.durableLsn, 2);
   assert.deepEqual([log.append(4, 'new', cell(4, 4)).lsn, log.append(5, 'new', cell(5, 5)).lsn], [3, 4]);
   const read = await log.unshipped(undefined, 2, 1 << 20);
-  assert.deepEqual(read.changes.map((c) => [c.lsn, c.by]), [[3, 'new'], [4, 'new']]);
+  assert.deepEqual(read.changes.list().map((c) => [c.lsn, c.by]), [[3, 'new'], [4, 'new']]);
   assert.equal(read.gap, false);
   assert.equal((await log.unshipped(undefined, 0, 1 << 20)).gap, true, 'a reader from before lsn 2 would miss changes this log never held');
 });
@@ -28,5 +28,5 @@ test('follow refuses a lineage that is not 16 hex digits and an lsn below 0, cha
   await assert.rejects(log.follow(NEW_LINEAGE, -1), RangeError);
   assert.equal(log.lineage, lineage);
   assert.equal(log.append(2, 'a', cell(2, 2)).lsn, 2);
-  assert.equal((await log.unshipped(undefined, 0, 1 << 20)).changes.length, 2);
+  assert.equal((await log.unshipped(undefined, 0, 1 << 20)).changes.count, 2);
 });

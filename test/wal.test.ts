@@ -220,16 +220,16 @@ test('segments rotate, shipping reads across them, and released ones are deleted
   const segments = (await readdir(dir)).filter((n) => n.endsWith('.wal'));
   assert.ok(segments.length > 3, `${segments.length} segments`);
   const read = await wal.unshipped(undefined, 10, 1 << 20);
-  assert.deepEqual(read.changes.map((c) => c.lsn), Array.from({ length: 30 }, (_, i) => i + 11));
+  assert.deepEqual(read.changes.list().map((c) => c.lsn), Array.from({ length: 30 }, (_, i) => i + 11));
   const small = await wal.unshipped(undefined, 0, 50);
-  assert.ok(small.more && small.changes.length < 40 && small.changes.length > 0, 'a byte budget stops the read');
-  const rest = await wal.unshipped(small.next, small.changes.at(-1)!.lsn, 1 << 20);
-  assert.equal(rest.changes[0]!.lsn, small.changes.at(-1)!.lsn + 1, 'the cursor continues where the read stopped');
+  assert.ok(small.more && small.changes.count < 40 && small.changes.count > 0, 'a byte budget stops the read');
+  const rest = await wal.unshipped(small.next, small.changes.last()!.lsn, 1 << 20);
+  assert.equal(rest.changes.first()!.lsn, small.changes.last()!.lsn + 1, 'the cursor continues where the read stopped');
   await wal.release(35);
   const left = (await readdir(dir)).filter((n) => n.endsWith('.wal'));
   assert.ok(left.length < segments.length, 'covered segments are deleted');
   const after = await wal.unshipped(undefined, 35, 1 << 20);
-  assert.deepEqual(after.changes.map((c) => c.lsn), [36, 37, 38, 39, 40]);
+  assert.deepEqual(after.changes.list().map((c) => c.lsn), [36, 37, 38, 39, 40]);
 });
 
 test('a read of unshipped changes while writes fill and rotate the open segment skips nothing; the next read goes on from its end', async (t) => {
@@ -256,8 +256,8 @@ test('a read of unshipped changes while writes fill and rotate the open segment 
   assert.ok(turnsDuringRead > 0, 'writes landed while the read ran');
   assert.ok((await readdir(dir)).filter((n) => n.endsWith('.wal')).length > segmentsBefore, 'the log rotated');
   const first = await reading;
-  const rest = await wal.unshipped(first.next, first.changes.at(-1)!.lsn, 8 << 20);
-  const lsns = [...first.changes, ...rest.changes].map((c) => c.lsn);
+  const rest = await wal.unshipped(first.next, first.changes.last()!.lsn, 8 << 20);
+  const lsns = [...first.changes.list(), ...rest.changes.list()].map((c) => c.lsn);
   assert.deepEqual(lsns, Array.from({ length: wal.lastLsn }, (_, i) => i + 1), 'every lsn once, in order');
 });
 
@@ -276,7 +276,7 @@ test('follow: the log drops what it held, appends go on at lsn + 1 of the new li
   assert.deepEqual((await readdir(dir)).filter((n) => n.endsWith('.wal')), [`${NEW_LINEAGE}-0000000000000101.wal`], 'the old segments are gone, the new one is named for lsn 101');
   assert.deepEqual([wal.append(4, 'new', cell(4, 4)).lsn, wal.append(5, 'new', cell(5, 5)).lsn], [101, 102]);
   assert.equal(await written(wal), undefined);
-  assert.deepEqual((await wal.unshipped(undefined, 100, 1 << 20)).changes.map((c) => c.lsn), [101, 102]);
+  assert.deepEqual((await wal.unshipped(undefined, 100, 1 << 20)).changes.list().map((c) => c.lsn), [101, 102]);
   await wal.close();
   const copy = await crashCopy(t, dir);
   const restarted = await reopen(t, dir, NEW_LINEAGE, 100);

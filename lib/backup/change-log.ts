@@ -1,4 +1,5 @@
 /** The interface of a change log: where every change is recorded before its answer goes out. */
+import type { ChangeBatch } from './change-batch.js';
 import type { Change, Run } from './change.js';
 
 /** A lineage as logs name it (16 lowercase hex digits: it is part of segment file names); RangeError otherwise, and for an lsn that is not a whole number >= 0. */
@@ -12,7 +13,7 @@ export type LogCursor = unknown;
 
 /** Changes read back for shipping: those after the floor, and where the next read starts. */
 export interface UnshippedChanges {
-  changes: Change[];
+  changes: ChangeBatch;
   /** The cursor after the last change returned. */
   next: LogCursor;
   /** True when the log no longer holds every change since the cursor (a memory log that overflowed): take a snapshot instead. */

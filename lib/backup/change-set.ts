@@ -4,7 +4,8 @@ import { promisify } from 'node:util';
 import { constants, gunzip, gunzipSync, gzip } from 'node:zlib';
 import { CorruptBackupError } from './backup-format.js';
 import type { BlobStore } from '../store.js';
-import { decodeChangeSet, encodeChangeSet, FormatError, type Change } from './change.js';
+import type { ChangeBatch } from './change-batch.js';
+import { decodeChangeSet, FormatError, type Change } from './change.js';
 import type { ChangesCommit } from './commit-log.js';
 
 const gzipAsync = promisify(gzip);
@@ -21,8 +22,8 @@ const INLINE_GUNZIP_BYTES = 256 * 1024;
 export const INLINE_LIMIT_BYTES = 256 * 1024;
 
 /** The stored form of `changes` (compressed on the thread pool) and its record. */
-export async function packChangeSet(changes: Change[]): Promise<{ body: Buffer; bytes: number; sha256: string }> {
-  const raw = await encodeChangeSet(changes);
+export async function packChangeSet(changes: ChangeBatch): Promise<{ body: Buffer; bytes: number; sha256: string }> {
+  const raw = await changes.encodeChangeSet();
   const body = await gzipAsync(raw, { level: constants.Z_BEST_SPEED });
   return { body, bytes: raw.byteLength, sha256: createHash('sha256').update(body).digest('hex') };
 }

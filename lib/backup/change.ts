@@ -66,6 +66,12 @@ export class ByteWriter {
     this.length += data.byteLength;
   }
 
+  /** Bytes `start` to `end` of `source`, copied (no view of them made). */
+  copy(source: Buffer, start: number, end: number): void {
+    this.room(end - start);
+    this.length += source.copy(this.buffer, this.length, start, end);
+  }
+
   /** `text` as latin1 bytes (one a character), preceded by their count as a varint; no buffer of its own. */
   latin1(text: string): void {
     this.varint(text.length);
@@ -200,14 +206,7 @@ export async function encodeChangeSet(changes: Change[]): Promise<Buffer> {
   let size = 64;
   for (const change of changes) size += 16 + changeBytes(change) + change.runs.length * 8;
   const out = new ByteWriter(size);
-  out.bytes(SET_MAGIC);
-  out.varint(authors.size);
-  for (const author of authors.keys()) {
-    const bytes = Buffer.from(author, 'latin1');
-    out.varint(bytes.byteLength);
-    out.bytes(bytes);
-  }
-  out.varint(changes.length);
+  writeChangeSetHead(out, [...authors.keys()].map((author) => Buffer.from(author, 'latin1')), changes.length);
   let lsn = 0;
   let at = 0;
   for (let i = 0; i < changes.length; i++) {
@@ -221,6 +220,21 @@ export async function encodeChangeSet(changes: Change[]): Promise<Buffer> {
     at = change.at;
   }
   return out.view();
+}
+
+/**
+ * A change set's head: its magic, the author table (`authors` as latin1 bytes; a change names one by its
+ * index), and the count of changes that follow. Each change then is: lsn delta, instant delta (signed),
+ * author index, and its runs as writeRuns writes them.
+ */
+export function writeChangeSetHead(out: ByteWriter, authors: Uint8Array[], count: number): void {
+  out.bytes(SET_MAGIC);
+  out.varint(authors.length);
+  for (const author of authors) {
+    out.varint(author.byteLength);
+    out.bytes(author);
+  }
+  out.varint(count);
 }
 
 /** The changes of an encoded change set (runs are views of `data`). */

@@ -4,6 +4,7 @@
  * drops everything and reports a gap, and a snapshot carries the world instead (snapshotter.ts).
  */
 import { randomBytes } from 'node:crypto';
+import { batchOf, NO_CHANGES } from './change-batch.js';
 import { changeBytes, type Change, type Run } from './change.js';
 import { checkPosition, type ChangeLog, type LogCursor, type UnshippedChanges } from './change-log.js';
 
@@ -43,18 +44,18 @@ export class MemoryLog implements ChangeLog {
   }
 
   async unshipped(_cursor: LogCursor | undefined, floor: number, maxBytes: number): Promise<UnshippedChanges> {
-    if (this.gapUntil > floor) return { changes: [], next: undefined, gap: true, more: false };
+    if (this.gapUntil > floor) return { changes: NO_CHANGES, next: undefined, gap: true, more: false };
     const out: Change[] = [];
     let bytes = 0;
     for (const change of this.changes) {
       if (change.lsn <= floor) continue;
       const size = changeBytes(change);
-      if (out.length > 0 && bytes + size > maxBytes) return { changes: out, next: undefined, gap: false, more: true };
-      if (size > maxBytes) return { changes: out, next: undefined, gap: false, more: true };
+      if (out.length > 0 && bytes + size > maxBytes) return { changes: batchOf(out), next: undefined, gap: false, more: true };
+      if (size > maxBytes) return { changes: batchOf(out), next: undefined, gap: false, more: true };
       out.push(change);
       bytes += size;
     }
-    return { changes: out, next: undefined, gap: false, more: false };
+    return { changes: batchOf(out), next: undefined, gap: false, more: false };
   }
 
   async follow(lineage: string, lsn: number): Promise<void> {

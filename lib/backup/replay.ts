@@ -76,7 +76,7 @@ export async function openReplay(source: ReplaySource, from: number, until = Num
   const ref = source.snapshots.find((s) => placedAt(s) <= from)!;
   const snapshot = (await source.commits.read(ref.seq)) as SnapshotCommit;
   const seqs = await source.commits.seqs();
-  return { snapshot, changes: replayChanges(source, snapshot, seqs, until, { lineage: source.changeLog.lineage, changes: local.changes }) };
+  return { snapshot, changes: replayChanges(source, snapshot, seqs, until, { lineage: source.changeLog.lineage, changes: local.changes.list() }) };
 }
 
 /**

@@ -267,13 +267,13 @@ export class Replicator {
           return;
         }
         cursor = read.next;
-        for (const change of read.changes) {
+        for (const change of read.changes.list()) {
           if (change.lsn <= sent || link.closed) continue;
           link.socket.write(encodeChangeFrame(change));
           sent = change.lsn;
         }
         if (link.socket.writableNeedDrain && !link.closed) await Promise.race([once(link.socket, 'drain'), once(link.socket, 'close')]);
-        if (read.changes.length > 0 || read.more) continue;
+        if (read.changes.count > 0 || read.more) continue;
       }
       // Nothing more is readable yet: wait for the log to make more durable (or a moment, should a wake be missed).
       await new Promise<void>((resolve) => {

@@ -70,22 +70,22 @@ export class Shipper {
       this.onGap();
       return false;
     }
-    if (read.more && read.changes.length === 0) {
+    if (read.more && read.changes.count === 0) {
       // The next change alone is over the limit: it goes in a set of its own; the cursor stays, and the next
       // read steps over it by lsn.
       read = await core.changeLog.unshipped(this.cursor, core.storeLsn, Number.MAX_SAFE_INTEGER);
-      read = { ...read, changes: read.changes.slice(0, 1) };
+      read = { ...read, changes: read.changes.head(1) };
       next = this.cursor;
       alone = true;
     }
-    if (read.changes.length === 0) {
+    if (read.changes.count === 0) {
       this.cursor = next;
       return false;
     }
     this.budget.spend();
     const packed = await packChangeSet(read.changes);
-    const first = read.changes[0]!;
-    const last = read.changes.at(-1)!;
+    const first = read.changes.first()!;
+    const last = read.changes.last()!;
     const name = `${compactTime(new Date(last.at))}-${randomBytes(4).toString('hex')}`;
     const inline = !alone && packed.body.byteLength <= INLINE_LIMIT_BYTES; // a big change is an object of its own, however well it compresses
     const key = `${core.prefix}changes/${name}.bin`;
@@ -94,7 +94,7 @@ export class Shipper {
       await core.store.put(key, packed.body);
     }
     const commit = await core.commits.append({
-      kind: 'changes', reason, name, lineage: core.changeLog.lineage, lsn: last.lsn, fromLsn: first.lsn, toLsn: last.lsn, count: read.changes.length,
+      kind: 'changes', reason, name, lineage: core.changeLog.lineage, lsn: last.lsn, fromLsn: first.lsn, toLsn: last.lsn, count: read.changes.count,
       firstAt: new Date(first.at).toISOString(), lastAt: new Date(last.at).toISOString(), bytes: packed.bytes, compressedBytes: packed.body.byteLength,
       sha256: packed.sha256, cells: core.cube.cells, ...(inline ? { inline: packed.body.toString('base64') } : { key }),
     } as Omit<ChangesCommit, 'format' | 'seq' | 'writer' | 'committedAt'>);
@@ -104,7 +104,7 @@ export class Shipper {
     this.recent.push({ seq: commit.seq, toLsn: last.lsn });
     if (this.recent.length > RECENT_SHIPMENTS) this.recent.splice(0, this.recent.length - RECENT_SHIPMENTS);
     this.stats.shipsTotal++;
-    this.stats.lastShip = { at: new Date(core.now()).toISOString(), seq: commit.seq, changes: read.changes.length, compressedBytes: packed.body.byteLength };
+    this.stats.lastShip = { at: new Date(core.now()).toISOString(), seq: commit.seq, changes: read.changes.count, compressedBytes: packed.body.byteLength };
     void core.changeLog.release(core.storeLsn).catch((err: unknown) => core.log.warn('wal_release_failed', { err }));
     return true;
   }

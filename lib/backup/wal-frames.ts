@@ -5,7 +5,8 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { isCode } from '../fs-util.js';
-import { ByteReader, decodeFramePayload, FormatError, writeFramePayload, type ByteWriter, type Change } from './change.js';
+import type { FrameBatch } from './change-batch.js';
+import { decodeFramePayload, FormatError, writeFramePayload, type ByteWriter, type Change } from './change.js';
 
 /** A frame's header: payload length, then the payload's CRC-32, both u32 LE. */
 export const HEADER_BYTES = 8;
@@ -23,33 +24,32 @@ export function writeFrame(out: ByteWriter, change: Change): number {
 const READ_CHUNK_BYTES = 16 * 1024 * 1024;
 
 /**
- * Whole frames' payloads of the file at `path` from `offset` (up to `limit`, or its end), stopping before the
+ * Adds to `into` whole frames' payloads of the file at `path` from `offset` (up to `limit`, or its end), stopping before the
  * frame that would take the payloads past `budget` bytes (a first frame over budget is not read: `more`).
  * Frames of lsn `floor` or below (the store has them) are stepped over unread and count for nothing: a change
  * too big for the budget that a snapshot has since covered must not stop every later read.
  */
-export async function readFrames(path: string, offset: number, limit: number | undefined, budget: number, floor: number): Promise<{ payloads: Buffer[]; bytes: number; end: number; more: boolean }> {
+export async function readFrames(path: string, offset: number, limit: number | undefined, budget: number, floor: number, into: FrameBatch): Promise<{ bytes: number; end: number; more: boolean }> {
   let handle: FileHandle;
   try {
     handle = await open(path, 'r');
   } catch (err) {
-    if (isCode(err, 'ENOENT')) return { payloads: [], bytes: 0, end: offset, more: false }; // released meanwhile
+    if (isCode(err, 'ENOENT')) return { bytes: 0, end: offset, more: false }; // released meanwhile
     throw err;
   }
   try {
     const size = Math.min(limit ?? Infinity, (await handle.stat()).size);
-    const payloads: Buffer[] = [];
     let bytes = 0;
     while (offset + HEADER_BYTES <= size) {
       const head = Buffer.alloc(HEADER_BYTES + LSN_PEEK_BYTES);
       const { bytesRead } = await handle.read(head, 0, head.length, offset);
       const first = head.readUInt32LE(0);
       if (bytes + first > budget) {
-        if (offset + HEADER_BYTES + first <= size && frameLsn(head.subarray(HEADER_BYTES, bytesRead)) <= floor) {
+        if (offset + HEADER_BYTES + first <= size && frameLsn(head, HEADER_BYTES, bytesRead) <= floor) {
           offset += HEADER_BYTES + first;
           continue;
         }
-        return { payloads, bytes, end: offset, more: true };
+        return { bytes, end: offset, more: true };
       }
       const chunk = Buffer.allocUnsafe(Math.min(size - offset, Math.max(HEADER_BYTES + first, READ_CHUNK_BYTES)));
       await handle.read(chunk, 0, chunk.length, offset);
@@ -57,17 +57,16 @@ export async function readFrames(path: string, offset: number, limit: number | u
       while (pos + HEADER_BYTES <= chunk.length) {
         const length = chunk.readUInt32LE(pos);
         if (pos + HEADER_BYTES + length > chunk.length) break;
-        const payload = chunk.subarray(pos + HEADER_BYTES, pos + HEADER_BYTES + length);
-        if (frameLsn(payload) > floor) {
-          if (bytes + length > budget) return { payloads, bytes, end: offset + pos, more: true };
-          payloads.push(payload);
+        if (frameLsn(chunk, pos + HEADER_BYTES, pos + HEADER_BYTES + length) > floor) {
+          if (bytes + length > budget) return { bytes, end: offset + pos, more: true };
+          into.add(chunk, pos + HEADER_BYTES, pos + HEADER_BYTES + length);
           bytes += length;
         }
         pos += HEADER_BYTES + length;
       }
       offset += pos;
     }
-    return { payloads, bytes, end: offset, more: false };
+    return { bytes, end: offset, more: false };
   } finally {
     await handle.close();
   }
@@ -76,15 +75,19 @@ export async function readFrames(path: string, offset: number, limit: number | u
 /** Enough of a payload's start for its version byte and lsn varint. */
 const LSN_PEEK_BYTES = 9;
 
-/** The lsn of a frame payload from its first bytes (see writeFramePayload); Infinity when they do not say, so the frame is read and judged whole. */
-function frameLsn(start: Uint8Array): number {
-  const input = new ByteReader(start);
-  try {
-    return input.u8() === 1 ? input.varint() : Infinity;
-  } catch (err) {
-    if (err instanceof FormatError) return Infinity;
-    throw err;
+/** The lsn of the frame payload at `data[start, end)` from its first bytes (see writeFramePayload); Infinity when they do not say, so the frame is read and judged whole. */
+function frameLsn(data: Buffer, start: number, end: number): number {
+  // A varint of at most 8 bytes after the version byte, read here without a reader or a view (one a frame).
+  if (end <= start || data[start] !== 1) return Infinity;
+  let value = 0;
+  let scale = 1;
+  for (let at = start + 1; at < Math.min(end, start + 1 + 8); at++) {
+    const byte = data[at]!;
+    value += (byte & 0x7f) * scale;
+    if (byte < 0x80) return value;
+    scale *= 0x80;
   }
+  return Infinity;
 }
 
 /** Why the frame at `pos` cannot be read, or undefined when it is whole and its checksum holds. */

@@ -16,10 +16,10 @@
  */
 import { mkdir, open, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { isCode, syncDir } from '../fs-util.js';
 import type { Log } from '../log.js';
-import { ByteWriter, CHANGES_A_TURN, decodeFramePayload, type Change, type Run } from './change.js';
+import { FrameBatch } from './change-batch.js';
+import { ByteWriter, type Change, type Run } from './change.js';
 import { checkPosition, type ChangeLog, type LogCursor, type UnshippedChanges } from './change-log.js';
 import { readFrames, writeFrame } from './wal-frames.js';
 import { folderId } from './wal-id.js';
@@ -192,16 +192,13 @@ export class WriteAheadLog implements ChangeLog {
     let index = from ? segments.findIndex((s) => s.name === from.segment) : 0;
     let offset = from && index >= 0 ? from.offset : 0;
     if (index < 0) index = 0; // the cursor's segment was released: everything in it is in the store
-    const changes: Change[] = [];
+    const changes = new FrameBatch(this.options.cells);
     let budget = maxBytes;
     for (; index < segments.length; index++, offset = 0) {
       const segment = segments[index]!;
       const path = join(this.options.dir, segment.name);
-      const read = await readFrames(path, offset, segment.name === openSegment ? openSize : undefined, budget, floor);
-      for (let i = 0; i < read.payloads.length; i++) {
-        if (i > 0 && i % CHANGES_A_TURN === 0) await yieldToEventLoop(); // a second of writes is thousands of frames
-        changes.push(decodeFramePayload(read.payloads[i]!, this.options.cells)); // readFrames left out those at or below floor
-      }
+      // readFrames leaves out those at or below floor; the changes stay frames until the shipper transcodes them.
+      const read = await readFrames(path, offset, segment.name === openSegment ? openSize : undefined, budget, floor, changes);
       budget -= read.bytes;
       const next: Cursor = { segment: segment.name, offset: read.end };
       if (read.more || segment.name === openSegment) return { changes, next, gap: false, more: read.more };
