@@ -2,8 +2,9 @@
  * The write-ahead log: every change is appended as a checksummed frame before its answer goes out. The
  * changes of one event-loop turn are one write (group commit); in `strict` mode that write is followed by
  * fdatasync before anyone is answered, in `write` mode fdatasync runs at least every second. One writer loop
- * does all file work in order: writes, syncs, rotation, the repair after a failure, and follow() (a standby
- * mirroring its leader, a takeover): the switch to another lineage, which deletes every segment.
+ * decides all file work and has it done in order (each step on the files is wal-segments.ts): writes, syncs,
+ * rotation, the repair after a failure, and follow() (a standby mirroring its leader, a takeover): the switch
+ * to another lineage, which deletes every segment.
  *
  * A write that fails (disk full, EIO), or a segment that cannot be started, is a failure: the group and every
  * change after it are dropped (their waiters told), the segment is cut back to its last durable frame, and
@@ -11,20 +12,18 @@
  *
  * Layout of the folder: `LOCK` (its owner: wal-lock.ts), `ID` (the server's id: wal-id.ts), segments named
  * `<lineage>-<first lsn>.wal`, and for a moment after a failed write `probe.tmp` (does the disk take writes
- * again?). A frame is [payload length u32 LE][CRC-32 of payload u32 LE][payload] (change.ts); wal-frames.ts
- * reads them back, wal-recovery.ts replays them at start.
+ * again?): their files are wal-segments.ts. A frame is [payload length u32 LE][CRC-32 of payload u32 LE]
+ * [payload] (change.ts); wal-frames.ts reads them back, wal-recovery.ts replays them at start.
  */
-import { mkdir, open, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
-import { isCode, syncDir } from '../fs-util.js';
+import { mkdir } from 'node:fs/promises';
 import type { Log } from '../log.js';
-import { FrameBatch } from './change-batch.js';
 import { ByteWriter, type Change, type Run } from './change.js';
 import { checkPosition, type ChangeLog, type LogCursor, type UnshippedChanges } from './change-log.js';
-import { readFrames, writeFrame } from './wal-frames.js';
+import { writeFrame } from './wal-frames.js';
 import { folderId } from './wal-id.js';
 import { FolderLock, type LockTiming } from './wal-lock.js';
-import { listSegments, recoverSegments, segmentName, type Recovery, type Segment } from './wal-recovery.js';
+import { listSegments, recoverSegments, type Recovery } from './wal-recovery.js';
+import { SegmentFiles } from './wal-segments.js';
 
 export { FolderIdError } from './wal-id.js';
 export { LogLockedError } from './wal-lock.js';
@@ -53,7 +52,6 @@ export interface WalOptions {
 
 /** Frames waiting for one write: `buffers`, then the frames appended into `out` since (sealed into `buffers` when written). */
 interface Group { buffers: Buffer[]; out: ByteWriter | undefined; bytes: number; lastLsn: number; waiters: Array<(err?: Error) => void> }
-interface Cursor { segment: string; offset: number }
 /** A follow() the writer has not done yet. */
 interface FollowRequest { lineage: string; lsn: number; resolve: () => void; reject: (err: Error) => void }
 
@@ -77,22 +75,12 @@ export class WriteAheadLog implements ChangeLog {
   durableLsn = 0;
   lineage = '';
   private serverId = '';
-  private segments: Segment[] = [];
-  /** Segments a follow() dropped that are not deleted yet (the writer deletes them before it starts a segment). */
-  private stale: Segment[] = [];
+  /** The segments and the open one's file: the writer alone changes them, but for release() (and read() reads beside it). */
+  private readonly files: SegmentFiles;
   private followRequest: FollowRequest | undefined;
-  /** The deletions of release(), one after another: follow() waits for them before it deletes and names a segment anew. */
-  private releasing: Promise<void> = Promise.resolve();
-  private file: FileHandle | undefined;
-  /** Bytes of the open segment that hold whole durable frames: what a failure cuts the file back to. */
-  private size = 0;
-  /** True while bytes past `size` may be in the file (a write, or its sync, has not finished well). */
-  private tail = false;
   /** `write` mode: frames written since the last fdatasync, which is due at `syncDueAt`. */
   private unsynced = false;
   private syncDueAt = 0;
-  /** The new segment's name is not yet durable in the folder. */
-  private dirUnsynced = false;
   /** After a failed write: bytes the disk must take in a probe before writes are taken again. */
   private probeBytes = 0;
   /** Why the log cannot be written now (cleared by a retry that makes it writable). */
@@ -110,7 +98,9 @@ export class WriteAheadLog implements ChangeLog {
   private closing: Promise<void> | undefined;
   private lock: FolderLock | undefined;
 
-  private constructor(private readonly options: WalOptions) {}
+  private constructor(private readonly options: WalOptions) {
+    this.files = new SegmentFiles({ dir: options.dir, cells: options.cells, segmentBytes: options.segmentBytes ?? 64 * 1024 * 1024, syncMarks: options.syncMarks ?? false });
+  }
 
   /** The id of the server that runs on this folder (its `ID` file, made once: wal-id.ts): the lease knows it across restarts. */
   get id(): string {
@@ -134,7 +124,7 @@ export class WriteAheadLog implements ChangeLog {
     wal.lock = await FolderLock.take(options.dir, options.lock ?? {}, (err) => wal.loseLock(err));
     try {
       wal.serverId = await folderId(options.dir);
-      wal.segments = await listSegments(options.dir);
+      wal.files.adopt(await listSegments(options.dir));
     } catch (err) {
       await wal.lock.release();
       throw err;
@@ -148,13 +138,13 @@ export class WriteAheadLog implements ChangeLog {
    * appends, continuing the lineage (or starting a new one). LogCorruptError if a bad frame precedes good ones.
    */
   async recover(lineage: string | undefined, storeLsn: number, apply: (change: Change) => void): Promise<Recovery> {
-    const found = await recoverSegments(this.options, this.segments, lineage, storeLsn, apply, (segment, bytes) => this.mark(segment, bytes));
-    this.segments = found.segments;
+    const found = await recoverSegments(this.options, this.files.segments.slice(), lineage, storeLsn, apply, (segment, bytes) => this.files.mark(segment, bytes));
+    this.files.adopt(found.segments);
     this.lineage = found.lineage;
     this.lastLsn = found.lastLsn;
     this.durableLsn = found.lastLsn;
     await this.startSegment(found.lastLsn + 1);
-    await this.syncNewSegment();
+    await this.files.syncName();
     this.writer = this.run();
     return found.recovery;
   }
@@ -181,29 +171,8 @@ export class WriteAheadLog implements ChangeLog {
     else done();
   }
 
-  async unshipped(cursor: LogCursor | undefined, floor: number, maxBytes: number): Promise<UnshippedChanges> {
-    // The segments as they are now: while this reads (and yields), writes may fill the open one and rotate to a
-    // new one, and release() may drop old ones. The read ends with the segment open now, at its durable size
-    // now; a later read goes on from there (going on into a newer segment would skip the open one's rest).
-    const segments = this.segments.slice();
-    const openSegment = segments.at(-1)?.name;
-    const openSize = this.size; // nothing past this is whole and durable yet
-    const from = cursor as Cursor | undefined;
-    let index = from ? segments.findIndex((s) => s.name === from.segment) : 0;
-    let offset = from && index >= 0 ? from.offset : 0;
-    if (index < 0) index = 0; // the cursor's segment was released: everything in it is in the store
-    const changes = new FrameBatch(this.options.cells);
-    let budget = maxBytes;
-    for (; index < segments.length; index++, offset = 0) {
-      const segment = segments[index]!;
-      const path = join(this.options.dir, segment.name);
-      // readFrames leaves out those at or below floor; the changes stay frames until the shipper transcodes them.
-      const read = await readFrames(path, offset, segment.name === openSegment ? openSize : undefined, budget, floor, changes);
-      budget -= read.bytes;
-      const next: Cursor = { segment: segment.name, offset: read.end };
-      if (read.more || segment.name === openSegment) return { changes, next, gap: false, more: read.more };
-    }
-    return { changes, next: cursor, gap: false, more: false };
+  unshipped(cursor: LogCursor | undefined, floor: number, maxBytes: number): Promise<UnshippedChanges> {
+    return this.files.read(cursor, floor, maxBytes);
   }
 
   async follow(lineage: string, lsn: number): Promise<void> {
@@ -219,17 +188,7 @@ export class WriteAheadLog implements ChangeLog {
   }
 
   release(lsn: number): Promise<void> {
-    const run = this.releasing.then(async () => {
-      // A segment is covered when the next one starts at or before lsn + 1; the newest one is never deleted. The
-      // writer only adds at the end, or (follow) swaps the list whole and waits for this, so it may run beside it.
-      while (this.segments.length > 1 && this.segments[1]!.firstLsn <= lsn + 1) {
-        const old = this.segments.shift()!;
-        await unlink(join(this.options.dir, old.name)).catch(() => undefined);
-        await unlink(join(this.options.dir, `${old.name}.synced`)).catch(() => undefined);
-      }
-    });
-    this.releasing = run.catch(() => undefined);
-    return run;
+    return this.files.release(lsn);
   }
 
   close(): Promise<void> {
@@ -238,11 +197,7 @@ export class WriteAheadLog implements ChangeLog {
       this.wake();
       await this.writer; // writes what is pending (unless the log has failed), then ends
       this.stopped = true;
-      if (this.file) {
-        await this.file.datasync().catch(() => undefined);
-        await this.file.close().catch(() => undefined);
-        this.file = undefined;
-      }
+      await this.files.close();
       await this.lock?.release();
     })();
     return this.closing;
@@ -316,13 +271,8 @@ export class WriteAheadLog implements ChangeLog {
     this.lineage = request.lineage;
     this.lastLsn = request.lsn;
     this.durableLsn = request.lsn;
-    this.stale.push(...this.segments);
-    this.segments = []; // release() has nothing left to delete
-    const file = this.file;
-    this.file = undefined;
-    this.size = 0;
     this.unsynced = false; // what it did not sync is dropped with it
-    await file?.close().catch(() => undefined);
+    await this.files.retire();
     try {
       await this.ready();
       request.resolve();
@@ -330,19 +280,6 @@ export class WriteAheadLog implements ChangeLog {
       await this.fail(err as Error);
       request.reject(err as Error);
     }
-  }
-
-  /** Deletes the segments follow() dropped, durably, before a segment of the new lineage is named (it may reuse a name). */
-  private async dropStale(): Promise<void> {
-    await this.releasing; // a release() mid-way may still delete a name of the old ones
-    for (const old of this.stale) {
-      for (const name of [old.name, `${old.name}.synced`]) {
-        await unlink(join(this.options.dir, name)).catch((err: unknown) => { if (!isCode(err, 'ENOENT')) throw err; });
-      }
-    }
-    // Durable before the new segment exists: a crash must not bring old frames back beside it (a retry redoes it all).
-    await syncDir(this.options.dir);
-    this.stale = [];
   }
 
   /** Resolves on wake() or after `ms` (never, when undefined). */
@@ -378,19 +315,15 @@ export class WriteAheadLog implements ChangeLog {
    * starts one if none is open, and after a failed write checks that the disk takes writes again.
    */
   private async ready(): Promise<void> {
-    if (this.tail) await this.cutTail();
+    const files = this.files;
+    if (files.tail) await files.cutTail();
     if (this.unsynced && this.broken) await this.sync();
-    if (this.file && this.size >= (this.options.segmentBytes ?? 64 * 1024 * 1024)) {
-      await this.file.datasync();
-      const file = this.file;
-      this.file = undefined;
-      await file.close().catch(() => undefined);
-    }
-    if (this.stale.length > 0) await this.dropStale();
-    if (!this.file) await this.startSegment(this.durableLsn + 1);
-    if (this.dirUnsynced) await this.syncNewSegment();
+    if (files.full) await files.rotate();
+    if (files.hasStale) await files.dropStale();
+    if (!files.isOpen) await this.startSegment(this.durableLsn + 1);
+    if (files.nameDirty) await files.syncName();
     if (this.probeBytes > 0) {
-      await this.probe(this.probeBytes);
+      await files.probe(this.probeBytes);
       this.probeBytes = 0;
     }
   }
@@ -401,25 +334,15 @@ export class WriteAheadLog implements ChangeLog {
     seal(group);
     this.pending = newGroup();
     this.inflight = group;
-    const file = this.file!;
-    this.tail = true; // until the write (and in strict mode its sync) is whole
     try {
-      let done = 0;
-      while (done < group.bytes) {
-        const rest = done === 0 ? group.buffers : [Buffer.concat(group.buffers).subarray(done)];
-        const { bytesWritten } = await file.writev(rest, this.size + done);
-        done += bytesWritten;
-      }
-      if (this.options.sync === 'strict') await file.datasync();
+      await this.files.write(group.buffers, group.bytes, this.options.sync === 'strict');
     } catch (err) {
       this.probeBytes = Math.min(Math.max(group.bytes, 4096), PROBE_MAX_BYTES);
       throw err;
     }
-    this.size += group.bytes;
-    this.tail = false;
     this.durableLsn = group.lastLsn;
     this.inflight = undefined;
-    if (this.options.sync === 'strict') await this.mark();
+    if (this.options.sync === 'strict') await this.files.mark();
     else if (!this.unsynced) {
       this.unsynced = true;
       this.syncDueAt = Date.now() + syncIntervalMs;
@@ -435,7 +358,7 @@ export class WriteAheadLog implements ChangeLog {
   private async fail(err: Error): Promise<void> {
     if (!this.broken) this.options.log.error('wal_write_failed', { err, message: 'the write-ahead log cannot be written: writes are refused (503) until it can' });
     this.broken = err;
-    if (this.tail) await this.cutTail().catch(() => undefined); // left for the retry, which comes before anything new
+    if (this.files.tail) await this.files.cutTail().catch(() => undefined); // left for the retry, which comes before anything new
     this.drop(err);
   }
 
@@ -455,67 +378,21 @@ export class WriteAheadLog implements ChangeLog {
     this.wake(); // the writer drops what is pending once no write is in flight
   }
 
-  /** Cuts the open segment back to its last durable frame, durably. */
-  private async cutTail(): Promise<void> {
-    await this.file!.truncate(this.size);
-    await this.file!.datasync();
-    this.tail = false;
-    await this.mark();
-  }
-
+  /** fdatasyncs what `write` mode wrote; `unsynced` again if that fails, so a retry syncs it. */
   private async sync(): Promise<void> {
-    if (!this.file) return;
+    if (!this.files.isOpen) return;
     this.unsynced = false;
     try {
-      await this.file.datasync();
+      await this.files.sync();
     } catch (err) {
       this.unsynced = true;
       throw err;
     }
-    await this.mark();
   }
 
-  /** Checks that the folder's disk takes `bytes` again: writes them to a file of their own, syncs and removes it. */
-  private async probe(bytes: number): Promise<void> {
-    const path = join(this.options.dir, 'probe.tmp');
-    const file = await open(path, 'w');
-    try {
-      await file.writeFile(Buffer.alloc(bytes)); // all of it: one write() may take less and say so without an error
-      await file.datasync();
-    } finally {
-      await file.close().catch(() => undefined);
-      await unlink(path).catch(() => undefined);
-    }
-  }
-
-  /** Test-only (WalOptions.syncMarks): records atomically that the first `bytes` of `segment` (the open one's durable size) are durable. */
-  private async mark(segment = this.segments.at(-1)?.name, bytes = this.size): Promise<void> {
-    if (!this.options.syncMarks || segment === undefined) return;
-    const path = join(this.options.dir, `${segment}.synced`);
-    // A mark that cannot be written lags behind: a power-loss test then drops more, never less, than a power loss would.
-    await writeFile(`${path}.tmp`, String(bytes)).then(() => rename(`${path}.tmp`, path)).catch(() => undefined);
-  }
-
-  /** Opens a new segment whose first frame is `firstLsn` (the open one, if any, is closed first). */
+  /** Starts the segment whose first frame is `firstLsn` in the log's lineage: nothing in it waits for a sync yet. */
   private async startSegment(firstLsn: number): Promise<void> {
-    const name = segmentName(this.lineage, firstLsn);
-    if (this.segments.at(-1)?.name === name) {
-      // Left by a start that appended nothing (its first frame would have been firstLsn): begin it anew.
-      await unlink(join(this.options.dir, name)).catch((err: unknown) => { if (!isCode(err, 'ENOENT')) throw err; });
-      this.segments.pop();
-    }
-    this.file = await open(join(this.options.dir, name), 'wx');
-    this.size = 0;
-    this.tail = false;
+    await this.files.start(this.lineage, firstLsn);
     this.unsynced = false;
-    this.segments.push({ name, firstLsn, lineage: this.lineage });
-    this.dirUnsynced = true;
-  }
-
-  /** Makes the new segment's name durable in the folder. */
-  private async syncNewSegment(): Promise<void> {
-    await syncDir(this.options.dir);
-    this.dirUnsynced = false;
-    await this.mark();
   }
 }
