@@ -59,11 +59,6 @@ export class FrameBatch implements ChangeBatch {
     this.count++;
   }
 
-  /** Appends every frame of `other` (read after this one's). */
-  append(other: FrameBatch): void {
-    for (let i = 0; i < other.count; i++) this.add(other.buffers[other.bufferOf[i]!]!, other.starts[i]!, other.ends[i]!);
-  }
-
   first(): Change | undefined {
     return this.count === 0 ? undefined : this.decode(0);
   }

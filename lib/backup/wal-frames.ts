@@ -6,7 +6,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import { isCode } from '../fs-util.js';
 import type { FrameBatch } from './change-batch.js';
-import { decodeFramePayload, FormatError, writeFramePayload, type ByteWriter, type Change } from './change.js';
+import { ByteReader, decodeFramePayload, FormatError, writeFramePayload, type ByteWriter, type Change } from './change.js';
 
 /** A frame's header: payload length, then the payload's CRC-32, both u32 LE. */
 export const HEADER_BYTES = 8;
@@ -45,7 +45,7 @@ export async function readFrames(path: string, offset: number, limit: number | u
       const { bytesRead } = await handle.read(head, 0, head.length, offset);
       const first = head.readUInt32LE(0);
       if (bytes + first > budget) {
-        if (offset + HEADER_BYTES + first <= size && frameLsn(head, HEADER_BYTES, bytesRead) <= floor) {
+        if (offset + HEADER_BYTES + first <= size && frameLsn(new ByteReader(head), HEADER_BYTES, bytesRead) <= floor) {
           offset += HEADER_BYTES + first;
           continue;
         }
@@ -53,11 +53,12 @@ export async function readFrames(path: string, offset: number, limit: number | u
       }
       const chunk = Buffer.allocUnsafe(Math.min(size - offset, Math.max(HEADER_BYTES + first, READ_CHUNK_BYTES)));
       await handle.read(chunk, 0, chunk.length, offset);
+      const reader = new ByteReader(chunk);
       let pos = 0;
       while (pos + HEADER_BYTES <= chunk.length) {
         const length = chunk.readUInt32LE(pos);
         if (pos + HEADER_BYTES + length > chunk.length) break;
-        if (frameLsn(chunk, pos + HEADER_BYTES, pos + HEADER_BYTES + length) > floor) {
+        if (frameLsn(reader, pos + HEADER_BYTES, pos + HEADER_BYTES + length) > floor) {
           if (bytes + length > budget) return { bytes, end: offset + pos, more: true };
           into.add(chunk, pos + HEADER_BYTES, pos + HEADER_BYTES + length);
           bytes += length;
@@ -75,19 +76,20 @@ export async function readFrames(path: string, offset: number, limit: number | u
 /** Enough of a payload's start for its version byte and lsn varint. */
 const LSN_PEEK_BYTES = 9;
 
-/** The lsn of the frame payload at `data[start, end)` from its first bytes (see writeFramePayload); Infinity when they do not say, so the frame is read and judged whole. */
-function frameLsn(data: Buffer, start: number, end: number): number {
-  // A varint of at most 8 bytes after the version byte, read here without a reader or a view (one a frame).
-  if (end <= start || data[start] !== 1) return Infinity;
-  let value = 0;
-  let scale = 1;
-  for (let at = start + 1; at < Math.min(end, start + 1 + 8); at++) {
-    const byte = data[at]!;
-    value += (byte & 0x7f) * scale;
-    if (byte < 0x80) return value;
-    scale *= 0x80;
+/**
+ * The lsn of the frame payload at `[start, end)` of `input`'s bytes, from its first bytes (see
+ * writeFramePayload); Infinity when they do not say, so the frame is read and judged whole. One reader serves
+ * a whole chunk, placed at each payload in turn: nothing is made for each frame.
+ */
+function frameLsn(input: ByteReader, start: number, end: number): number {
+  input.at = start;
+  try {
+    const lsn = input.u8() === 1 ? input.varint() : Infinity;
+    return input.at <= end ? lsn : Infinity;
+  } catch (err) {
+    if (err instanceof FormatError) return Infinity;
+    throw err;
   }
-  return Infinity;
 }
 
 /** Why the frame at `pos` cannot be read, or undefined when it is whole and its checksum holds. */
