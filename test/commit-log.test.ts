@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
-import { CommitLog, FencedError, UnreadableCommitError, type Commit, type TakeoverCommit } from '../lib/backup/commit-log.js';
+import { CACHED_CHANGE_SET_BYTES, CommitLog, FencedError, UnreadableCommitError, type Commit, type TakeoverCommit } from '../lib/backup/commit-log.js';
 import { openFileStore, openS3Store, s3Bucket, startServer, type StoreFixture } from './support/app.js';
 import { memoryLog, silentLog } from './support/log.js';
 import { storeWith } from './support/store.js';
@@ -72,6 +72,22 @@ for (const [kind, open] of STORES) {
       assert.equal(log.fenced, null);
       assert.equal((await log.append(takeover('next'))).seq, 2, 'and the next commit takes the next seq');
       assert.deepEqual(await log.seqs(), [1, 2]);
+    });
+
+    test('the change sets it remembers are bounded by their bytes: the oldest is read from the store again, the newest from memory', async (t) => {
+      const { store, prefix } = await open(t);
+      const log = new CommitLog(store, prefix, silentLog, Date.now);
+      // Change sets at the inline limit's size (256 KiB of base64), enough to pass the bound by two.
+      const inline = 'A'.repeat(256 * 1024);
+      const count = Math.ceil(CACHED_CHANGE_SET_BYTES / inline.length) + 2;
+      for (let i = 0; i < count; i++) {
+        await log.append({ kind: 'changes', reason: 'ship', name: `c${i}`, lineage: 'lineage-a', lsn: i + 1, fromLsn: i + 1, toLsn: i + 1, count: 1, inline } as unknown as Omit<Commit, 'format' | 'seq' | 'writer' | 'committedAt'>);
+      }
+      // Behind the log's back: an object that is gone reads only if the log still holds it.
+      await store.delete(log.key(1));
+      await store.delete(log.key(count));
+      await assert.rejects(log.read(1), (err: unknown) => err instanceof UnreadableCommitError && /is missing/.test(err.message), 'the oldest was let go');
+      assert.equal(((await log.read(count)) as { inline?: string }).inline?.length, inline.length, 'the newest is still in memory');
     });
 
     test('read: a missing, non-JSON or foreign object is unreadable; a format 1 commit reads as a snapshot', async (t) => {

@@ -52,8 +52,17 @@ export class UnreadableCommitError extends Error {
   override name = 'UnreadableCommitError';
 }
 
-/** Change-set commits kept in memory at most (they carry their changes; snapshots and takeovers are always kept). */
+/**
+ * Change-set commits kept in memory at most, by count and by the bytes of their inline changes (snapshots and
+ * takeovers are always kept). The bytes bound it: a busy world ships a change set of tens of KiB a second, up
+ * to INLINE_LIMIT_BYTES, and every one shipped is remembered, so a count alone let an hour of shipping hold
+ * 100 MiB of history nobody asked for (up to 1.4 GiB at the inline limit). History reads the newest first, so
+ * the last ones read are the ones worth keeping; an evicted one is one small GET away.
+ */
 const CACHED_CHANGE_SETS = 4096;
+export const CACHED_CHANGE_SET_BYTES = 8 * 1024 * 1024;
+/** What a cached change set counts besides its inline changes: its other fields, roughly. */
+const CHANGE_SET_OVERHEAD_BYTES = 512;
 
 /** Reads of commit objects in flight at once when walking the log (each is a small GET). */
 const READ_AHEAD = 16;
@@ -64,8 +73,9 @@ export class CommitLog {
   lastSeq = 0;
   fenced: { seq: number; writer: string | undefined } | null = null;
   private readonly cache = new Map<number, Commit>();
-  /** The change-set commits in the cache, in the order they were first read. */
-  private readonly changeSets = new Set<number>();
+  /** The change-set commits in the cache, least recently read first, with the bytes each counts. */
+  private readonly changeSets = new Map<number, number>();
+  private changeSetBytes = 0;
 
   constructor(private readonly store: BlobStore, private readonly prefix: string, private readonly log: Log, private readonly now: () => number) {}
 
@@ -134,7 +144,7 @@ export class CommitLog {
       const seq = this.lastSeq + 1;
       const commit = { ...fields, format: 2, seq, writer: this.writer, committedAt: new Date(this.now()).toISOString() } as Commit;
       if (await this.claim(commit)) return commit;
-      this.cache.delete(seq);
+      this.forget(seq);
       const holder = await this.read(seq).catch(() => undefined);
       if (holder?.writer === this.writer) {
         this.lastSeq = seq;
@@ -148,23 +158,32 @@ export class CommitLog {
     }
   }
 
-  /** Caches `commit`; of change sets (which carry their changes) only the CACHED_CHANGE_SETS read last, the first read going first. */
+  /** Caches `commit`; of change sets (which carry their changes) only those read last, within CACHED_CHANGE_SETS and CACHED_CHANGE_SET_BYTES. */
   private remember(commit: Commit): void {
+    this.forget(commit.seq);
     this.cache.set(commit.seq, commit);
     if (commit.kind !== 'changes') return;
-    this.changeSets.delete(commit.seq);
-    this.changeSets.add(commit.seq);
-    if (this.changeSets.size > CACHED_CHANGE_SETS) {
-      const oldest = this.changeSets.values().next().value!;
-      this.changeSets.delete(oldest);
-      this.cache.delete(oldest);
+    const bytes = (commit.inline?.length ?? 0) + CHANGE_SET_OVERHEAD_BYTES;
+    this.changeSets.set(commit.seq, bytes);
+    this.changeSetBytes += bytes;
+    while (this.changeSets.size > CACHED_CHANGE_SETS || this.changeSetBytes > CACHED_CHANGE_SET_BYTES) {
+      this.forget(this.changeSets.keys().next().value!);
     }
+  }
+
+  /** Drops the commit at `seq` from the cache. */
+  private forget(seq: number): void {
+    this.cache.delete(seq);
+    const bytes = this.changeSets.get(seq);
+    if (bytes === undefined) return;
+    this.changeSets.delete(seq);
+    this.changeSetBytes -= bytes;
   }
 
   /** Deletes the commit object at `seq`. */
   async delete(seq: number): Promise<void> {
     await this.store.delete(this.key(seq));
-    this.cache.delete(seq);
+    this.forget(seq);
   }
 
   key(seq: number): string {
