@@ -19,6 +19,8 @@
  *     peak RSS beyond the RSS before (sampled every 10 ms), answer size (targets < 5 s, < 64 MiB, < 1 MB).
  *
  *   npm run bench:durability      BENCH_SECONDS=5 BENCH_ROUNDS=3 BENCH_BIG=0 (skip the 1 GiB world) BENCH_PARTS=1,...,6
+ *   BENCH_AGAINST=/path/to/checkout   part 1 also runs an earlier build (built there, started as its own
+ *                                     `npm start` starts it, with its defaults) in the same rotation
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { mkdtempSync } from 'node:fs';
@@ -34,10 +36,11 @@ import { FileStore } from '../lib/store-file.js';
 import { S3Store } from '../lib/store-s3.js';
 import {
   AUTH_HEADER, ensureBuilt, fmt, fmtInt, fmtMiB, fmtMs, http, httpJson, main, makeWorld, median, memory, MiB, profileArgs, RssSampler, RUN_SECONDS, runWrk, sleep,
-  startCubecache, startS3, table, verdicts, workDir, wrkBinary, wrkErrors, wrkScript, type ServerProc, type Verdict, type WrkResult,
+  gitHead, startCubecache, startS3, table, verdicts, workDir, wrkBinary, wrkErrors, wrkScript, type ServerProc, type Verdict, type WrkResult,
 } from './support.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const AGAINST = process.env.BENCH_AGAINST;
 const BIG = process.env.BENCH_BIG !== '0';
 /** Which parts to run (1-6), e.g. BENCH_PARTS=3,5; all by default. */
 const PARTS = new Set((process.env.BENCH_PARTS ?? '1,2,3,4,5,6').split(',').map(Number));
@@ -60,6 +63,11 @@ await main('bench:durability: the write-ahead log, shipping, boot replay and res
     ];
     const servers = new Map<string, ServerProc>();
     for (const [name, env] of configs) servers.set(name, await startCubecache(name, { env }));
+    if (AGAINST) {
+      console.log(`earlier build: ${AGAINST} (${gitHead(AGAINST)})`);
+      configs.push(['earlier build, its defaults', {}]);
+      servers.set('earlier build, its defaults', await startCubecache('earlier build', { root: AGAINST }));
+    }
     const script = wrkScript({ kind: 'request', mode: 'write' });
     for (const s of servers.values()) await runWrk(`${s.url}/request`, script, 2); // warm-up
     const results = new Map<string, WrkResult[]>(configs.map(([name]) => [name, []]));
@@ -78,6 +86,10 @@ await main('bench:durability: the write-ahead log, shipping, boot replay and res
     table(`Single-cell writes, wrk ${RUN_SECONDS} s x ${ROUNDS} rounds (medians)`, ['server', 'writes/s', 'p99', 'ratio to log off'],
       configs.map(([name]) => [name, fmtInt(rps(name)), fmtMs(p99(name)), `${fmt(rps(name) / rps('log off'), 2)}x`]));
     v.push({ target: 'writes with the log on (write) >= 0.9x the log off', measured: `${fmt(rps('log on, write') / rps('log off'), 2)}x`, pass: rps('log on, write') / rps('log off') >= 0.9 });
+    if (AGAINST) {
+      const ratio = rps('log on, write') / rps('earlier build, its defaults');
+      v.push({ target: 'writes with the log on (write, the default) >= 1.0x the earlier build with its defaults (BENCH_AGAINST)', measured: `${fmt(ratio, 2)}x`, pass: ratio >= 1 });
+    }
     for (const s of servers.values()) await s.stop();
   }
 
@@ -148,7 +160,8 @@ await main('bench:durability: the write-ahead log, shipping, boot replay and res
     for (const [label, store, env] of stores) {
       const prefix = 'one-hour/';
       const timeline = await seedHour(store, prefix, world);
-      const server = await startCubecache(`travel-${label}`, { env: { ...env, S3_PREFIX: prefix, SHIP_INTERVAL_SECONDS: '1' } });
+      // BACKUP_RETAIN at its default: startS3's 2 would prune all but the last 20 minutes of the hour at boot.
+      const server = await startCubecache(`travel-${label}`, { env: { ...env, S3_PREFIX: prefix, SHIP_INTERVAL_SECONDS: '1', BACKUP_RETAIN: '24' } });
       await server.waitForEvent('listening');
       const box: Array<{ start: number; count: number }> = [];
       for (let z = 0; z < 20; z++) for (let y = 0; y < 20; y++) box.push({ start: 100 + 256 * (100 + y) + 65536 * (10 + z), count: 20 });
@@ -241,17 +254,20 @@ await main('bench:durability: the write-ahead log, shipping, boot replay and res
  * and a snapshot every 10 minutes of the world as those changes leave it, committed as a server would.
  */
 async function seedHour(store: BlobStore, prefix: string, base: Uint8Array): Promise<{ start: number; lastSnapshotAt: number }> {
-  const commits = new CommitLog(store, prefix, silent, Date.now);
+  const start = Date.now() - 3_600_000 - 5000;
+  // Commits are placed in time by their committedAt (replay.ts, placedAt): each is committed at its second of the hour.
+  let clock = start;
+  const commits = new CommitLog(store, prefix, silent, () => clock);
   const model = base.slice();
   const cells = model.byteLength / 4;
   const lineage = 'be0cbe0cbe0cbe0d';
-  const start = Date.now() - 3_600_000 - 5000;
   let lsn = 0;
   let lastSnapshotAt = start;
   const refs: Array<Record<string, unknown>> = [];
   let griefed = 0;
   for (let s = 0; s < 3600; s++) {
     const at = start + s * 1000;
+    clock = at;
     if (s % 600 === 0) {
       const createdAt = new Date(at - 1);
       const name = `${createdAt.toISOString().replace(/[-:.]/g, '')}-b${String(s).padStart(7, '0')}`;
@@ -273,6 +289,7 @@ async function seedHour(store: BlobStore, prefix: string, base: Uint8Array): Pro
       changes.push({ lsn: ++lsn, at: at + i * 10, by, runs: [{ start: index, bytes }] });
     }
     const packed = await packChangeSet(batchOf(changes));
+    clock = at + 999;
     await commits.append({
       kind: 'changes', reason: 'bench', name: `${s}`, lineage, lsn, fromLsn: changes[0]!.lsn, toLsn: lsn, count: changes.length, firstAt: new Date(changes[0]!.at).toISOString(),
       lastAt: new Date(changes.at(-1)!.at).toISOString(), bytes: packed.bytes, compressedBytes: packed.body.byteLength, sha256: packed.sha256, inline: packed.body.toString('base64'),

@@ -12,15 +12,9 @@
  */
 import {
   cpuMs, ensureBuilt, fmt, fmtInt, fmtMs, http, main, median, profileArgs, RUN_SECONDS, runWrk, sleep, startBaseline,
-  startCubecache, table, verdicts, wrkBinary, wrkErrors, wrkScript, type Mode, type WrkResult,
+  gitHead, startCubecache, table, verdicts, wrkBinary, wrkErrors, wrkScript, type Mode, type WrkResult,
 } from './support.js';
-import { execFileSync } from 'node:child_process';
 import { redisPeerAvailable, startRedisPeer } from './peer-redis.js';
-
-/** The commit a checkout stands at, for the report. */
-function gitHead(dir: string): string {
-  try { return execFileSync('git', ['-C', dir, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' }).trim().slice(0, 80); } catch { return 'not a git checkout'; }
-}
 
 // Five rounds: on a shared 2-core VM one round in three can run at half speed; the median of five holds.
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);

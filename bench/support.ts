@@ -5,7 +5,7 @@
  * Benchmarks are not tests: they print figures, ratios and PASS/MISS against targets and always exit 0
  * unless they could not run at all.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -165,6 +165,11 @@ export interface StartOptions {
   listenTimeoutMs?: number;
   /** Another checkout to run instead of this one (its dist/server.js, built there): an earlier build to compare against. */
   root?: string;
+}
+
+/** The commit a checkout stands at, for the report (BENCH_AGAINST). */
+export function gitHead(dir: string): string {
+  try { return execFileSync('git', ['-C', dir, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' }).trim().slice(0, 80); } catch { return 'not a git checkout'; }
 }
 
 /** What the probe's SIGURG prints: process.memoryUsage() and V8's heap spaces (name → bytes reserved). */
