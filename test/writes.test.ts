@@ -1,9 +1,15 @@
 /** lib/backup/writes.ts: the one write path; a write the log cannot take is undone before anyone reads it (issue 17, finding 3). */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { WriteAheadLog } from '../lib/backup/wal.js';
+import { LeadershipLostError, WritePath } from '../lib/backup/writes.js';
+import { Cube } from '../lib/cube.js';
 import { AUTH, commitFromElsewhere, openFileStore, startServer } from './support/app.js';
 import { waitFor } from './support/http.js';
+import { memoryLog } from './support/log.js';
 import { openTinyDisk } from './support/tiny-disk.js';
 
 describe('the write path', () => {
@@ -30,6 +36,25 @@ describe('the write path', () => {
     assert.equal((await s.post('/request', { index: 100 })).json.category, 0, 'nor after a restart');
     assert.equal((await s.post('/request', { index: 4 })).json.category, 4);
     assert.equal((await s.post('/request', { index: 1 })).json.category, 1);
+  });
+
+  test('a write still on its way to the disk when the lease is lost is refused once it lands, not acknowledged (the zombie of issue 18)', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'cubecache-writes-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const wal = await WriteAheadLog.open({ dir, sync: 'write', cells: 1024, log: memoryLog() });
+    t.after(() => wal.close());
+    await wal.recover(undefined, 0, () => {});
+    const writes = new WritePath(new Cube(1024), () => wal, () => undefined, () => ({ storeLsn: 0, storeAt: 0 }), Date.now);
+    // A leader whose lease lapsed with no standby in sync: its gate lets nothing through.
+    writes.gate = () => Number.NEGATIVE_INFINITY;
+    const answer = new Promise<Error | undefined>((resolve) => writes.applyThen({ runs: [{ start: 7, bytes: Uint8Array.of(1, 2, 3, 4) }], by: 'p' }, resolve));
+    // The lease is found lost while the log's write of the change is in flight: the leader abandons what is
+    // unacknowledged, then closes its replicator, which takes the gate away (as Leadership.demote does).
+    writes.abandon(new LeadershipLostError('lost'));
+    writes.gate = undefined;
+    const settled = await answer;
+    assert.ok(settled instanceof LeadershipLostError, `the write must not be acknowledged, got ${settled === undefined ? 'success' : settled.message}`);
+    assert.equal(wal.durableLsn, 1, 'the log did take it (it stays there: the reload decides)');
   });
 
   test('every route that changes cells answers 503 while the server is fenced, and changes nothing', async (t) => {

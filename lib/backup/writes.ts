@@ -127,13 +127,20 @@ export class WritePath {
   }
 
   /**
-   * This server stopped leading: every change still waiting for the gate fails with `err` (it stays in the
-   * world and the log; the caller reloads the world from the new leader's state, which may or may not hold it).
+   * This server stopped leading: every change not yet acknowledged fails with `err` (it stays in the world and
+   * the log; the caller reloads the world from the new leader's state, which may or may not hold it). Those
+   * already durable fail now. Those still on their way to the disk stay pending, so reads and settled() still
+   * wait for them and a failing log still undoes them, but they fail too once they land: the gate goes with the
+   * replicator, and landing would otherwise acknowledge a write the new leader never got (a zombie's 200).
    */
   abandon(err: Error): void {
     const waiting = this.pending.filter((p) => p.lsn <= this.localDurable);
     this.pending = this.pending.filter((p) => p.lsn > this.localDurable);
     for (const change of waiting) change.settle(err);
+    for (const change of this.pending) {
+      const settle = change.settle;
+      change.settle = (failure) => settle(failure ?? err);
+    }
     this.wakeReaders();
   }
 
