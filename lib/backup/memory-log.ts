@@ -50,8 +50,7 @@ export class MemoryLog implements ChangeLog {
     for (const change of this.changes) {
       if (change.lsn <= floor) continue;
       const size = changeBytes(change);
-      if (out.length > 0 && bytes + size > maxBytes) return { changes: batchOf(out), next: undefined, gap: false, more: true };
-      if (size > maxBytes) return { changes: batchOf(out), next: undefined, gap: false, more: true };
+      if ((out.length > 0 && bytes + size > maxBytes) || size > maxBytes) return { changes: batchOf(out), next: undefined, gap: false, more: true };
       out.push(change);
       bytes += size;
     }

@@ -20,7 +20,14 @@ export class WritesRefusedError extends Error {
 export interface ChangeRequest { runs: Run[]; by: string }
 
 /** A change applied to the world and appended, not yet settled (known written and let through by the gate). */
-interface Pending { lsn: number; runs: Run[]; before: Uint8Array[]; settle: (err?: Error) => void }
+interface Pending {
+  lsn: number;
+  runs: Run[];
+  before: Uint8Array[];
+  settle: (err?: Error) => void;
+  /** Set by abandon(): the error this change gets when it lands, instead of its acknowledgement. */
+  abandoned?: Error;
+}
 
 /** The leader lost its lease before a change could be acknowledged: it may or may not survive (503). */
 export class LeadershipLostError extends WritesRefusedError {
@@ -137,10 +144,7 @@ export class WritePath {
     const waiting = this.pending.filter((p) => p.lsn <= this.localDurable);
     this.pending = this.pending.filter((p) => p.lsn > this.localDurable);
     for (const change of waiting) change.settle(err);
-    for (const change of this.pending) {
-      const settle = change.settle;
-      change.settle = (failure) => settle(failure ?? err);
-    }
+    for (const change of this.pending) change.abandoned = err;
     this.wakeReaders();
   }
 
@@ -224,7 +228,7 @@ export class WritePath {
     let n = 0;
     while (n < this.pending.length && this.pending[n]!.lsn <= limit) n++;
     if (n === 0) return;
-    for (const change of this.pending.splice(0, n)) change.settle();
+    for (const change of this.pending.splice(0, n)) change.settle(change.abandoned);
     this.wakeReaders();
   }
 
